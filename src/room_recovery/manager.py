@@ -1,0 +1,468 @@
+"""RoomManager: the spec's room management utility, over livekit-api's RoomService.
+
+It fetches, asks `policy` what to do, acts, and reports. Use it either way:
+
+    async with RoomManager() as manager:        # one HTTP session for many calls
+        await manager.cleanup_stale_rooms()
+
+    await RoomManager().cleanup_stale_rooms()  # the spec's way: each call opens and
+                                                # closes its own session, nothing leaks
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TypeVar
+
+import aiohttp
+from livekit import api
+
+from . import policy
+from .errors import (
+    AuthenticationError,
+    InvalidRoomNameError,
+    LiveKitAPIError,
+    OutOfScopeError,
+    ServerUnreachableError,
+)
+from .policy import Kind, ParticipantView, Removal, RoomView, StalePolicy, State
+from .report import CleanupReport, DeletedRoom, Failure, KeptParticipant, RemovedParticipant
+from .settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_REQUEST_TIMEOUT = 10.0
+
+_KINDS = {
+    api.ParticipantInfo.Kind.STANDARD: Kind.STANDARD,
+    api.ParticipantInfo.Kind.INGRESS: Kind.INGRESS,
+    api.ParticipantInfo.Kind.EGRESS: Kind.EGRESS,
+    api.ParticipantInfo.Kind.SIP: Kind.SIP,
+    api.ParticipantInfo.Kind.AGENT: Kind.AGENT,
+}
+_STATES = {
+    api.ParticipantInfo.State.JOINING: State.JOINING,
+    api.ParticipantInfo.State.JOINED: State.JOINED,
+    api.ParticipantInfo.State.ACTIVE: State.ACTIVE,
+    api.ParticipantInfo.State.DISCONNECTED: State.DISCONNECTED,
+}
+
+
+def participant_view(info: api.ParticipantInfo) -> ParticipantView:
+    """The policy's view of a server ParticipantInfo."""
+    joined_at = info.joined_at_ms / 1000 if info.joined_at_ms else float(info.joined_at)
+    return ParticipantView(
+        identity=info.identity,
+        kind=_KINDS.get(info.kind, Kind.OTHER),
+        state=_STATES.get(info.state, State.DISCONNECTED),
+        joined_at=joined_at,
+        track_count=len(info.tracks),
+    )
+
+
+class RoomManager:
+    """List, inspect and clean LiveKit rooms, within this deployment's ROOM_PREFIX.
+
+    Arguments left as None fall back to the environment and `.env` (see `settings`).
+    Raises ConfigurationError at construction when a setting is invalid.
+    """
+
+    def __init__(
+        self,
+        livekit_url: str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        stale_room_timeout: float | None = None,
+        *,
+        room_prefix: str | None = None,
+        settings: Settings | None = None,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        agent_alone_grace: float = policy.DEFAULT_AGENT_ALONE_GRACE,
+    ) -> None:
+        self.settings = settings or load_settings(
+            livekit_url=livekit_url,
+            livekit_api_key=api_key,
+            livekit_api_secret=api_secret,
+            room_stale_timeout=stale_room_timeout,
+            room_prefix=room_prefix,
+        )
+        self.policy = StalePolicy(self.settings.room_stale_timeout, agent_alone_grace)
+        self.max_concurrency = max_concurrency
+        self.request_timeout = request_timeout
+        self.api_calls = 0  # server API calls made, for benchmarks and metrics
+        self._api: api.LiveKitAPI | None = None
+
+    @property
+    def stale_room_timeout(self) -> float:
+        return self.settings.room_stale_timeout
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> RoomManager:
+        if self._api is None:
+            self._api = self._new_api()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the HTTP session opened by `async with`; safe to call more than once."""
+        if self._api is not None:
+            current, self._api = self._api, None
+            await current.aclose()
+
+    def _new_api(self) -> api.LiveKitAPI:
+        return api.LiveKitAPI(
+            self.settings.http_url,
+            self.settings.livekit_api_key,
+            self.settings.livekit_api_secret,
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+        )
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[api.LiveKitAPI]:
+        """The open session of `async with`, or one for this call only, closed after it."""
+        if self._api is not None:
+            yield self._api
+            return
+        lkapi = self._new_api()
+        try:
+            yield lkapi
+        finally:
+            await lkapi.aclose()
+
+    async def _call(self, action: str, request: Callable[[], Awaitable[T]]) -> T:
+        """Run one server API call, turning transport and server errors into ours."""
+        self.api_calls += 1
+        try:
+            return await asyncio.wait_for(request(), self.request_timeout)
+        except api.ServerError as exc:
+            if exc.code == api.ServerErrorCode.UNAUTHENTICATED or exc.status == 401:
+                raise AuthenticationError(self.settings.livekit_url, self.settings.livekit_api_key)
+            if exc.status == 404 and exc.code == "unknown":
+                raise LiveKitAPIError(
+                    action, "bad_route", f"{self.settings.livekit_url} is not a LiveKit server"
+                ) from None
+            raise LiveKitAPIError(action, exc.code, exc.message) from None
+        except TimeoutError:
+            raise ServerUnreachableError(
+                self.settings.livekit_url, f"no answer within {self.request_timeout:g} s"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ServerUnreachableError(self.settings.livekit_url, str(exc) or type(exc).__name__)
+
+    def _check_room(self, room_name: str) -> None:
+        problem = policy.room_name_problem(room_name)
+        if problem is not None:
+            raise InvalidRoomNameError(f"invalid room name {room_name!r}: {problem}")
+        if not self.settings.in_scope(room_name):
+            raise OutOfScopeError(room_name, self.settings.room_prefix)
+
+    # --- the spec's queries ----------------------------------------------------------
+
+    async def list_rooms(self) -> list[api.Room]:
+        """The active rooms of this deployment (those whose name starts with ROOM_PREFIX)."""
+        async with self._session() as lkapi:
+            return await self._list_rooms(lkapi)
+
+    async def get_room_info(self, room_name: str) -> api.Room | None:
+        """The room, or None when it does not exist."""
+        self._check_room(room_name)
+        async with self._session() as lkapi:
+            rooms = await self._list_rooms(lkapi, names=[room_name])
+        return rooms[0] if rooms else None
+
+    async def list_participants(self, room_name: str) -> list[api.ParticipantInfo]:
+        """The room's participants; an empty list when the room does not exist."""
+        self._check_room(room_name)
+        async with self._session() as lkapi:
+            return await self._list_participants(lkapi, room_name)
+
+    async def remove_participant(self, room_name: str, identity: str) -> bool:
+        """Remove one participant. True if removed, False if it was already gone."""
+        self._check_room(room_name)
+        async with self._session() as lkapi:
+            removed = await self._remove(lkapi, room_name, identity)
+        if removed:
+            logger.info(
+                "Removed participant %s from room %s",
+                identity,
+                room_name,
+                extra={"room": room_name, "identity": identity},
+            )
+        return removed
+
+    async def delete_room(self, room_name: str) -> bool:
+        """Delete a room, disconnecting everyone in it. False if it did not exist."""
+        self._check_room(room_name)
+        async with self._session() as lkapi:
+            deleted = await self._delete(lkapi, room_name)
+        if deleted:
+            logger.info("🗑️ Deleted room %s", room_name, extra={"room": room_name})
+        return deleted
+
+    # --- cleanups --------------------------------------------------------------------
+
+    async def cleanup_stale_rooms(self, *, dry_run: bool = False) -> CleanupReport:
+        """Delete stale empty rooms and remove stale participants, in ROOM_PREFIX only.
+
+        Rooms are handled concurrently (at most `max_concurrency` calls at once). A room
+        whose every participant is stale is deleted in one call. Failures are reported,
+        not raised; errors reaching the server at all (unreachable, bad key) are raised.
+        """
+        logger.info(
+            "🧹 Cleaning up stale rooms (older than %gs)...",
+            self.stale_room_timeout,
+            extra={"prefix": self.settings.room_prefix, "dry_run": dry_run},
+        )
+        report = CleanupReport(dry_run=dry_run)
+        now = time.time()
+        async with self._session() as lkapi:
+            rooms = await self._list_rooms(lkapi)
+            report.rooms_checked = len(rooms)
+            gate = asyncio.Semaphore(self.max_concurrency)
+
+            async def clean(room: api.Room) -> None:
+                async with gate:
+                    report.merge(await self._clean_stale_room(lkapi, room, now, dry_run))
+
+            async with asyncio.TaskGroup() as group:
+                for room in rooms:
+                    group.create_task(clean(room))
+        logger.info("✅ Stale room cleanup complete: %s", report.summary())
+        return report
+
+    async def _clean_stale_room(
+        self, lkapi: api.LiveKitAPI, room: api.Room, now: float, dry_run: bool
+    ) -> CleanupReport:
+        # The listing's num_participants cannot decide anything: the server refreshes it
+        # at most every 5 s and leaves agents and egress out of it. Ask for the real list.
+        report = CleanupReport(dry_run=dry_run)
+        participants = [participant_view(p) for p in await self._list_participants(lkapi, room.name)]
+        view = RoomView(room.name, float(room.creation_time), len(participants))
+        if policy.is_stale_room(view, now, self.policy):
+            reason = f"empty for more than {self.stale_room_timeout:g}s"
+            await self._delete_into(report, lkapi, room.name, reason)
+            return report
+        removals = policy.stale_removals(participants, now, self.policy)
+        if participants and len(removals) == len(participants):
+            reasons = sorted({r.reason for r in removals})
+            await self._delete_into(
+                report, lkapi, room.name, "every participant is stale: " + ", ".join(reasons)
+            )
+            return report
+        await self._remove_into(report, lkapi, room.name, removals)
+        removed = {r.identity for r in removals}
+        report.kept.extend(
+            KeptParticipant(room.name, p.identity) for p in participants if p.identity not in removed
+        )
+        return report
+
+    async def ensure_clean_room(
+        self, room_name: str, keep: Collection[str] | str = ()
+    ) -> CleanupReport:
+        """Make a room ready for an agent to join, never removing anyone in `keep`.
+
+        Removes agents already in the room (ghosts of earlier jobs) and stale participants.
+        If a removal fails, the room is deleted instead, as the spec says, unless a kept
+        person is inside: then the failure is reported and the person stays connected.
+        """
+        self._check_room(room_name)
+        keep_set = {keep} if isinstance(keep, str) else set(keep)
+        logger.info(
+            "🧹 Ensuring room %s is clean before joining...",
+            room_name,
+            extra={"room": room_name, "keep": sorted(keep_set)},
+        )
+        report = CleanupReport(rooms_checked=1)
+        async with self._session() as lkapi:
+            participants = [
+                participant_view(p) for p in await self._list_participants(lkapi, room_name)
+            ]
+            removals = policy.prejoin_removals(participants, time.time(), self.policy, keep_set)
+            report.kept.extend(
+                KeptParticipant(room_name, p.identity)
+                for p in participants
+                if p.identity not in {r.identity for r in removals}
+            )
+            if removals:
+                logger.info(
+                    "Room %s has %d existing participant(s), cleaning them out...",
+                    room_name,
+                    len(removals),
+                    extra={"room": room_name},
+                )
+                await self._remove_into(report, lkapi, room_name, removals)
+            if report.failed:
+                await self._fall_back_to_delete(report, lkapi, room_name, keep_set)
+        if report.ok:
+            logger.info("✅ Room %s successfully cleaned", room_name, extra={"room": room_name})
+        return report
+
+    async def _fall_back_to_delete(
+        self, report: CleanupReport, lkapi: api.LiveKitAPI, room_name: str, keep: set[str]
+    ) -> None:
+        present = {k.identity for k in report.kept} & keep
+        if present:
+            logger.warning(
+                "Could not remove every stale participant of room %s; not deleting it, "
+                "because %s is in it",
+                room_name,
+                ", ".join(sorted(present)),
+                extra={"room": room_name},
+            )
+            return
+        logger.warning("Cleanup of room %s failed, force deleting it", room_name)
+        failed, report.failed = report.failed, []
+        await self._delete_into(report, lkapi, room_name, "participant removal failed")
+        if report.failed:
+            report.failed[:0] = failed
+
+    async def cleanup_room(self, room_name: str, force: bool = False) -> CleanupReport:
+        """Clean one room by hand.
+
+        With `force`, delete the room (everyone in it is disconnected). Without, remove its
+        stale participants, and delete it when nobody is left.
+        """
+        self._check_room(room_name)
+        report = CleanupReport(rooms_checked=1)
+        async with self._session() as lkapi:
+            if force:
+                await self._delete_into(report, lkapi, room_name, "forced cleanup")
+                return report
+            participants = [
+                participant_view(p) for p in await self._list_participants(lkapi, room_name)
+            ]
+            removals = policy.stale_removals(participants, time.time(), self.policy)
+            if len(removals) == len(participants):
+                # Nobody alive is left: deleting is one call, and a room that is
+                # already gone is simply not reported.
+                await self._delete_into(report, lkapi, room_name, "no live participant")
+                return report
+            await self._remove_into(report, lkapi, room_name, removals)
+            removed = {r.identity for r in removals}
+            report.kept.extend(
+                KeptParticipant(room_name, p.identity)
+                for p in participants
+                if p.identity not in removed
+            )
+        return report
+
+    # --- server calls ------------------------------------------------------------------
+
+    async def _list_rooms(
+        self, lkapi: api.LiveKitAPI, names: Sequence[str] = ()
+    ) -> list[api.Room]:
+        response = await self._call(
+            "list rooms", lambda: lkapi.room.list_rooms(api.ListRoomsRequest(names=list(names)))
+        )
+        return [room for room in response.rooms if self.settings.in_scope(room.name)]
+
+    async def _list_participants(
+        self, lkapi: api.LiveKitAPI, room_name: str
+    ) -> list[api.ParticipantInfo]:
+        try:
+            response = await self._call(
+                f"list the participants of room {room_name!r}",
+                lambda: lkapi.room.list_participants(api.ListParticipantsRequest(room=room_name)),
+            )
+        except LiveKitAPIError as exc:
+            if exc.code == api.ServerErrorCode.NOT_FOUND:
+                return []
+            raise
+        return list(response.participants)
+
+    async def _remove(self, lkapi: api.LiveKitAPI, room_name: str, identity: str) -> bool:
+        try:
+            await self._call(
+                f"remove participant {identity!r} from room {room_name!r}",
+                lambda: lkapi.room.remove_participant(
+                    api.RoomParticipantIdentity(room=room_name, identity=identity)
+                ),
+            )
+        except LiveKitAPIError as exc:
+            if exc.code == api.ServerErrorCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def _delete(self, lkapi: api.LiveKitAPI, room_name: str) -> bool:
+        try:
+            await self._call(
+                f"delete room {room_name!r}",
+                lambda: lkapi.room.delete_room(api.DeleteRoomRequest(room=room_name)),
+            )
+        except LiveKitAPIError as exc:
+            if exc.code == api.ServerErrorCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def _remove_into(
+        self,
+        report: CleanupReport,
+        lkapi: api.LiveKitAPI,
+        room_name: str,
+        removals: Sequence[Removal],
+    ) -> None:
+        """Remove participants concurrently, recording each outcome in the report."""
+
+        async def remove(removal: Removal) -> None:
+            if not report.dry_run:
+                try:
+                    await self._remove(lkapi, room_name, removal.identity)
+                except LiveKitAPIError as exc:
+                    report.failed.append(Failure(room_name, removal.identity, str(exc)))
+                    logger.warning(
+                        "Could not remove participant %s from room %s: %s",
+                        removal.identity,
+                        room_name,
+                        exc,
+                    )
+                    return
+                logger.info(
+                    "Removed participant %s from room %s",
+                    removal.identity,
+                    room_name,
+                    extra={"room": room_name, "identity": removal.identity, "reason": removal.reason},
+                )
+            report.removed.append(RemovedParticipant(room_name, removal.identity, removal.reason))
+
+        async with asyncio.TaskGroup() as group:
+            for removal in removals:
+                group.create_task(remove(removal))
+
+    async def _delete_into(
+        self, report: CleanupReport, lkapi: api.LiveKitAPI, room_name: str, reason: str
+    ) -> None:
+        if not report.dry_run:
+            try:
+                existed = await self._delete(lkapi, room_name)
+            except LiveKitAPIError as exc:
+                report.failed.append(Failure(room_name, None, str(exc)))
+                logger.warning("Could not delete room %s: %s", room_name, exc)
+                return
+            if not existed:
+                return
+            logger.info(
+                "🗑️ Deleted room %s (%s)",
+                room_name,
+                reason,
+                extra={"room": room_name, "reason": reason},
+            )
+        report.deleted.append(DeletedRoom(room_name, reason))

@@ -1,0 +1,169 @@
+"""What is stale, whom to remove, whom to keep: pure decisions over plain data.
+
+Nothing here talks to a server. The manager fetches rooms and participants, turns them
+into `RoomView` / `ParticipantView`, asks these functions, and acts on the verdicts.
+
+The rule, in one place:
+
+* A room is stale when it has no participants and is older than the stale timeout.
+* A participant is stale when it has been in its room longer than the stale timeout and
+  shows no sign of life: it never reached the ACTIVE state, or it publishes no track
+  (egress participants, which never publish, are exempt).
+* An agent is stale when it is alone in its room (no participant other than agents) and
+  joined more than `agent_alone_grace` seconds ago: an agent waits for a person only that long.
+* Before a new agent joins (`prejoin_removals`) every agent already in the room is a ghost:
+  the job that is starting is the one that should serve the room.
+* Whoever is in `keep` is never removed: that is the person the agent is joining for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_ROOM_NAME_BYTES = 256  # livekit-server's default limit.max_room_name_length
+DEFAULT_AGENT_ALONE_GRACE = 30.0
+
+
+class Kind(StrEnum):
+    """A participant's kind, as the server API reports it."""
+
+    STANDARD = "standard"
+    INGRESS = "ingress"
+    EGRESS = "egress"
+    SIP = "sip"
+    AGENT = "agent"
+    OTHER = "other"
+
+
+class State(StrEnum):
+    """A participant's connection state, as the server API reports it."""
+
+    JOINING = "joining"
+    JOINED = "joined"
+    ACTIVE = "active"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class RoomView:
+    """What the policy needs to know of a room."""
+
+    name: str
+    creation_time: float  # seconds since the epoch
+    num_participants: int
+
+
+@dataclass(frozen=True)
+class ParticipantView:
+    """What the policy needs to know of a participant."""
+
+    identity: str
+    kind: Kind
+    state: State
+    joined_at: float  # seconds since the epoch
+    track_count: int
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A participant to remove, and why (the reason reaches logs and reports)."""
+
+    identity: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StalePolicy:
+    """The thresholds of the rule above, in seconds."""
+
+    stale_timeout: float = 300.0
+    agent_alone_grace: float = DEFAULT_AGENT_ALONE_GRACE
+
+
+def room_name_problem(name: str) -> str | None:
+    """Why LiveKit would refuse this room name, or None when it is acceptable."""
+    if not name or not name.strip():
+        return "a room name must not be empty"
+    if len(name.encode()) > MAX_ROOM_NAME_BYTES:
+        return f"a room name must be at most {MAX_ROOM_NAME_BYTES} bytes, got {len(name.encode())}"
+    return None
+
+
+def is_stale_room(room: RoomView, now: float, policy: StalePolicy) -> bool:
+    """Whether an empty room has outlived the stale timeout."""
+    return room.num_participants == 0 and now - room.creation_time > policy.stale_timeout
+
+
+def has_a_person(participants: Iterable[ParticipantView]) -> bool:
+    """Whether anyone but an agent is in the room (people, phone callers, ingress)."""
+    return any(p.kind is not Kind.AGENT for p in participants)
+
+
+def staleness(
+    participant: ParticipantView,
+    room_participants: Sequence[ParticipantView],
+    now: float,
+    policy: StalePolicy,
+) -> str | None:
+    """Why a participant is stale, or None when it looks alive."""
+    age = now - participant.joined_at
+    if participant.kind is Kind.AGENT and age > policy.agent_alone_grace:
+        others = [p for p in room_participants if p.identity != participant.identity]
+        if not has_a_person(others):
+            return "agent left alone in the room"
+    if age <= policy.stale_timeout:
+        return None
+    if participant.state is not State.ACTIVE:
+        return f"never became active (state {participant.state.value})"
+    if participant.track_count == 0 and participant.kind is not Kind.EGRESS:
+        return "publishes nothing"
+    return None
+
+
+def stale_removals(
+    participants: Sequence[ParticipantView],
+    now: float,
+    policy: StalePolicy,
+    keep: Collection[str] = (),
+) -> list[Removal]:
+    """The stale participants of one room, except those in `keep`."""
+    removals = []
+    for participant in participants:
+        if participant.identity in keep:
+            continue
+        reason = staleness(participant, participants, now, policy)
+        if reason is not None:
+            removals.append(Removal(participant.identity, reason))
+    return removals
+
+
+def prejoin_removals(
+    participants: Sequence[ParticipantView],
+    now: float,
+    policy: StalePolicy,
+    keep: Collection[str] = (),
+) -> list[Removal]:
+    """Whom to remove before a new agent joins: agents already there, and stale participants.
+
+    The people in `keep` (the person the agent is joining for) always stay.
+    """
+    removals = []
+    for participant in participants:
+        if participant.identity in keep:
+            continue
+        if participant.kind is Kind.AGENT:
+            removals.append(Removal(participant.identity, "ghost agent: a new agent is joining"))
+            continue
+        reason = staleness(participant, participants, now, policy)
+        if reason is not None:
+            removals.append(Removal(participant.identity, reason))
+    return removals
+
+
+def retry_delay(attempt: int, step: float = 1.0) -> float:
+    """Seconds to wait before retry number `attempt` (1, 2, 3 …): the spec's 1 s, 2 s, 3 s."""
+    if attempt < 1:
+        raise ValueError(f"retry attempts are counted from 1, got {attempt}")
+    return step * attempt

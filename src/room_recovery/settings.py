@@ -1,0 +1,122 @@
+"""Settings, read once from the environment and a `.env` file, validated, passed down.
+
+Names and defaults are the spec's (`ROOM_RECOVERY_GUIDE.md`, "Environment Variables"):
+
+    LIVEKIT_URL          ws://localhost:7880   server address (ws, wss, http or https)
+    LIVEKIT_API_KEY      devkey                the server's API key
+    LIVEKIT_API_SECRET   secret                its secret (never sent to a browser)
+    ROOM_STALE_TIMEOUT   300                   seconds before a room or participant is stale
+    ROOM_PREFIX          "" (all rooms)        only rooms whose name starts with it are touched
+
+Anything else in `.env` is ignored. A bad value fails at once with a ConfigurationError
+that names the variable and an example of a good value.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "ws://localhost:7880"
+DEFAULT_STALE_TIMEOUT = 300.0
+_URL_SCHEMES = ("ws", "wss", "http", "https")
+_MIN_SECRET_BYTES = 32
+
+# What to say when a field is wrong: the variable's name and a value that works.
+_HINTS: dict[str, tuple[str, str]] = {
+    "livekit_url": ("LIVEKIT_URL", "ws://localhost:7880"),
+    "livekit_api_key": ("LIVEKIT_API_KEY", "devkey"),
+    "livekit_api_secret": ("LIVEKIT_API_SECRET", "secret"),
+    "room_stale_timeout": ("ROOM_STALE_TIMEOUT", "300"),
+    "room_prefix": ("ROOM_PREFIX", "voice-"),
+}
+
+
+class Settings(BaseSettings):
+    """The validated settings of one deployment."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    livekit_url: str = DEFAULT_URL
+    livekit_api_key: str = Field(default="devkey", min_length=1)
+    livekit_api_secret: str = Field(default="secret", min_length=1, repr=False)
+    room_stale_timeout: float = Field(default=DEFAULT_STALE_TIMEOUT, gt=0)
+    room_prefix: str = ""
+
+    @field_validator("livekit_url")
+    @classmethod
+    def _url_has_a_known_scheme(cls, value: str) -> str:
+        parsed = urlparse(value.strip())
+        if parsed.scheme not in _URL_SCHEMES or not parsed.netloc:
+            raise ValueError("must start with ws://, wss://, http:// or https:// and name a host")
+        return value.strip().rstrip("/")
+
+    @property
+    def http_url(self) -> str:
+        """The server's address for HTTP calls (ws → http, wss → https)."""
+        parsed = urlparse(self.livekit_url)
+        scheme = {"ws": "http", "wss": "https"}.get(parsed.scheme, parsed.scheme)
+        return parsed._replace(scheme=scheme).geturl()
+
+    @property
+    def ws_url(self) -> str:
+        """The server's address for clients (http → ws, https → wss)."""
+        parsed = urlparse(self.livekit_url)
+        scheme = {"http": "ws", "https": "wss"}.get(parsed.scheme, parsed.scheme)
+        return parsed._replace(scheme=scheme).geturl()
+
+    def in_scope(self, room_name: str) -> bool:
+        """Whether a room belongs to this deployment (always, when ROOM_PREFIX is empty)."""
+        return room_name.startswith(self.room_prefix)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and `.env`, with explicit values taking precedence.
+
+    Overrides that are None are ignored, so callers can pass optional arguments straight
+    through. Raises ConfigurationError naming the variable when a value is invalid.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+    _quiet_short_secret_warnings(settings)
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        variable, example = _HINTS.get(field, (field.upper(), "…"))
+        got = error.get("input")
+        reason = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{variable}={got!r} is invalid: {reason} (for example {variable}={example})")
+    return "; ".join(problems) + ". Fix it in the environment or in .env."
+
+
+def _quiet_short_secret_warnings(settings: Settings) -> None:
+    """The spec's dev secret is short; say so once instead of PyJWT warning on every token."""
+    if len(settings.livekit_api_secret.encode()) >= _MIN_SECRET_BYTES:
+        return
+    try:
+        from jwt.warnings import InsecureKeyLengthWarning
+    except ImportError:  # older PyJWT has no such warning
+        return
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    logger.debug(
+        "LIVEKIT_API_SECRET is shorter than 32 bytes: fine for `livekit-server --dev`, "
+        "use a long secret in production"
+    )

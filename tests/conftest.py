@@ -1,0 +1,55 @@
+"""Fixtures: one real livekit-server for the test session, on free loopback ports."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from room_recovery.livekit_server import LiveKitServer, ServerConfig
+from room_recovery.manager import RoomManager
+from tests.support.livekit import ParticipantProcess, ServerInfo
+
+API_KEY = "testkey"
+
+
+@pytest.fixture(scope="session")
+async def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerInfo]:
+    """A real livekit-server, started once for the session, stopped after it."""
+    secret = secrets.token_urlsafe(32)
+    config = ServerConfig.on_free_ports({API_KEY: secret})
+    folder = Path(tmp_path_factory.mktemp("livekit"))
+    async with LiveKitServer(config, folder):
+        yield ServerInfo(config.url, API_KEY, secret)
+
+
+@pytest.fixture
+def room_name() -> str:
+    """A fresh room name for one test."""
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def manager(livekit_server: ServerInfo) -> AsyncIterator[RoomManager]:
+    async with RoomManager(
+        livekit_server.url, livekit_server.api_key, livekit_server.api_secret
+    ) as room_manager:
+        yield room_manager
+
+
+@pytest.fixture
+def spawn_participant(livekit_server: ServerInfo) -> Iterator[type[ParticipantProcess]]:
+    """Start participants in child processes; every one is stopped after the test."""
+    started: list[ParticipantProcess] = []
+
+    def spawn(room: str, identity: str, **options: object) -> ParticipantProcess:
+        proc = ParticipantProcess(livekit_server, room, identity, **options)  # type: ignore[arg-type]
+        started.append(proc)
+        return proc
+
+    yield spawn  # type: ignore[misc]
+    for proc in started:
+        proc.close()

@@ -1,0 +1,94 @@
+"""Settings come from the environment and .env with the spec's names and defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from room_recovery.errors import ConfigurationError
+from room_recovery.settings import load_settings
+
+VARIABLES = ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "ROOM_STALE_TIMEOUT",
+             "ROOM_PREFIX"]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_are_the_specs() -> None:
+    settings = load_settings()
+    assert settings.livekit_url == "ws://localhost:7880"
+    assert settings.livekit_api_key == "devkey"
+    assert settings.livekit_api_secret == "secret"
+    assert settings.room_stale_timeout == 300
+    assert settings.room_prefix == ""
+
+
+def test_the_specs_env_file_is_read_including_its_inline_comment(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "# LiveKit connection\n"
+        "LIVEKIT_URL=ws://127.0.0.1:7999\n"
+        "LIVEKIT_API_KEY=mykey\n"
+        "LIVEKIT_API_SECRET=mysecret\n"
+        "ROOM_STALE_TIMEOUT=120  # Seconds before room considered stale (default: 300)\n"
+        "OTHER_APP_SETTING=ignored\n"
+    )
+    settings = load_settings()
+    assert settings.livekit_url == "ws://127.0.0.1:7999"
+    assert (settings.livekit_api_key, settings.livekit_api_secret) == ("mykey", "mysecret")
+    assert settings.room_stale_timeout == 120
+
+
+def test_the_environment_wins_over_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("ROOM_PREFIX=from-file-\n")
+    monkeypatch.setenv("ROOM_PREFIX", "from-env-")
+    assert load_settings().room_prefix == "from-env-"
+
+
+def test_explicit_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOM_STALE_TIMEOUT", "60")
+    assert load_settings(room_stale_timeout=10).room_stale_timeout == 10
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "five minutes"])
+def test_a_timeout_that_is_not_a_positive_number_names_the_variable(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROOM_STALE_TIMEOUT", value)
+    with pytest.raises(ConfigurationError, match="ROOM_STALE_TIMEOUT") as error:
+        load_settings()
+    assert "ROOM_STALE_TIMEOUT=300" in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["localhost:7880", "ftp://host", "ws://"])
+def test_a_url_without_a_known_scheme_names_the_variable(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIVEKIT_URL", value)
+    with pytest.raises(ConfigurationError, match="LIVEKIT_URL"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("given", "http", "ws"),
+    [
+        ("ws://h:7880", "http://h:7880", "ws://h:7880"),
+        ("wss://h.example/", "https://h.example", "wss://h.example"),
+        ("http://h:1", "http://h:1", "ws://h:1"),
+    ],
+)
+def test_the_url_is_given_to_http_and_websocket_clients_alike(given: str, http: str, ws: str) -> None:
+    settings = load_settings(livekit_url=given)
+    assert (settings.http_url, settings.ws_url) == (http, ws)
+
+
+def test_room_prefix_scopes_rooms() -> None:
+    settings = load_settings(room_prefix="voice-")
+    assert settings.in_scope("voice-123")
+    assert not settings.in_scope("other-app-room")
+    assert load_settings().in_scope("anything")
