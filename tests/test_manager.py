@@ -78,8 +78,9 @@ async def test_cleanup_stale_rooms_deletes_old_empty_rooms_and_keeps_busy_ones(
     empty, busy = f"{room_name}-empty", f"{room_name}-busy"
     await create_room(livekit_server, empty)
     async with participant(livekit_server, busy, "user", publish=True):
-        async with manager_for(livekit_server, stale_room_timeout=0.001,
-                               room_prefix=room_name) as manager:
+        async with manager_for(
+            livekit_server, stale_room_timeout=0.001, room_prefix=room_name
+        ) as manager:
             await eventually(lambda: _has_tracks(manager, busy), what="the track to publish")
             report = await manager.cleanup_stale_rooms()
             assert [d.room for d in report.deleted] == [empty]
@@ -117,8 +118,9 @@ async def test_cleanup_never_touches_rooms_outside_room_prefix(
     mine, theirs = f"{room_name}-mine", f"other-app-{room_name}"
     await create_room(livekit_server, mine)
     await create_room(livekit_server, theirs)
-    async with manager_for(livekit_server, stale_room_timeout=0.001,
-                           room_prefix=f"{room_name}-") as manager:
+    async with manager_for(
+        livekit_server, stale_room_timeout=0.001, room_prefix=f"{room_name}-"
+    ) as manager:
         report = await manager.cleanup_stale_rooms()
         assert [d.room for d in report.deleted] == [mine]
         assert theirs not in [r.name for r in await manager.list_rooms()]
@@ -135,8 +137,9 @@ async def test_a_ghost_left_by_a_killed_process_is_removed_once_stale(
     ghost = spawn_participant(room_name, "ghost-agent", kind="agent")
     await ghost.ready()
     ghost.kill()  # SIGKILL: the server still shows it ACTIVE for about 20 s
-    async with manager_for(livekit_server, room_prefix=room_name,
-                           agent_alone_grace=0.001) as manager:
+    async with manager_for(
+        livekit_server, room_prefix=room_name, agent_alone_grace=0.001
+    ) as manager:
         assert [p.identity for p in await manager.list_participants(room_name)] == ["ghost-agent"]
         report = await manager.cleanup_stale_rooms()
         assert [d.room for d in report.deleted] == [room_name]
@@ -165,12 +168,16 @@ async def test_ensure_clean_room_on_a_room_that_does_not_exist_yet_is_clean(
 
 
 async def test_ensure_clean_room_logs_the_specs_lines(
-    manager: RoomManager, livekit_server: ServerInfo, room_name: str,
+    manager: RoomManager,
+    livekit_server: ServerInfo,
+    room_name: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="room_recovery")
-    async with participant(livekit_server, room_name, "user"), \
-            participant(livekit_server, room_name, "agent-x", kind="agent"):
+    async with (
+        participant(livekit_server, room_name, "user"),
+        participant(livekit_server, room_name, "agent-x", kind="agent"),
+    ):
         await manager.ensure_clean_room(room_name, keep=["user"])
     messages = [r.getMessage() for r in caplog.records]
     assert f"🧹 Ensuring room {room_name} is clean before joining..." in messages

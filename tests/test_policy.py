@@ -21,8 +21,13 @@ NOW = 1_000_000.0
 POLICY = StalePolicy(stale_timeout=300, agent_alone_grace=30)
 
 
-def person(identity: str = "user", age: float = 10, state: State = State.ACTIVE, tracks: int = 1,
-           kind: Kind = Kind.STANDARD) -> ParticipantView:
+def person(
+    identity: str = "user",
+    age: float = 10,
+    state: State = State.ACTIVE,
+    tracks: int = 1,
+    kind: Kind = Kind.STANDARD,
+) -> ParticipantView:
     return ParticipantView(identity, kind, state, NOW - age, tracks)
 
 

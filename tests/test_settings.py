@@ -9,8 +9,13 @@ import pytest
 from room_recovery.errors import ConfigurationError
 from room_recovery.settings import load_settings
 
-VARIABLES = ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "ROOM_STALE_TIMEOUT",
-             "ROOM_PREFIX"]
+VARIABLES = [
+    "LIVEKIT_URL",
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "ROOM_STALE_TIMEOUT",
+    "ROOM_PREFIX",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +49,9 @@ def test_the_specs_env_file_is_read_including_its_inline_comment(tmp_path: Path)
     assert settings.room_stale_timeout == 120
 
 
-def test_the_environment_wins_over_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_wins_over_env_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / ".env").write_text("ROOM_PREFIX=from-file-\n")
     monkeypatch.setenv("ROOM_PREFIX", "from-env-")
     assert load_settings().room_prefix == "from-env-"
@@ -82,7 +89,9 @@ def test_a_url_without_a_known_scheme_names_the_variable(
         ("http://h:1", "http://h:1", "ws://h:1"),
     ],
 )
-def test_the_url_is_given_to_http_and_websocket_clients_alike(given: str, http: str, ws: str) -> None:
+def test_the_url_is_given_to_http_and_websocket_clients_alike(
+    given: str, http: str, ws: str
+) -> None:
     settings = load_settings(livekit_url=given)
     assert (settings.http_url, settings.ws_url) == (http, ws)
 

@@ -114,7 +114,9 @@ class ServerConfig:
         return json.dumps(config, indent=2)
 
 
-async def wait_until_answering(http_url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+async def wait_until_answering(
+    http_url: str, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll GET / until the server answers 200, the process dies, or `timeout` passes."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
@@ -128,11 +130,15 @@ async def wait_until_answering(http_url: str, timeout: float, process: subproces
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise ProcessError(f"livekit-server did not answer at {http_url} within {timeout:g} s")
+                raise ProcessError(
+                    f"livekit-server did not answer at {http_url} within {timeout:g} s"
+                )
             await asyncio.sleep(0.05)
 
 
-def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0, name: str = "process") -> int:
+def stop_process(
+    process: subprocess.Popen[bytes], grace: float = 5.0, name: str = "process"
+) -> int:
     """SIGTERM, a bounded wait, then SIGKILL of that same process. Returns its exit code."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -171,14 +177,16 @@ class LiveKitServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config.to_yaml())
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # noqa: ASYNC220 (starts at once, never blocks)
                 [str(binary), "--config", str(self.config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        logger.info("started livekit-server", extra={"pid": self.process.pid, "url": self.config.url})
+        logger.info(
+            "started livekit-server", extra={"pid": self.process.pid, "url": self.config.url}
+        )
         try:
             await wait_until_answering(self.http_url, self.ready_timeout, self.process)
         except BaseException:

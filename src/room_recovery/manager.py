@@ -153,7 +153,9 @@ class RoomManager:
             return await asyncio.wait_for(request(), self.request_timeout)
         except api.ServerError as exc:
             if exc.code == api.ServerErrorCode.UNAUTHENTICATED or exc.status == 401:
-                raise AuthenticationError(self.settings.livekit_url, self.settings.livekit_api_key)
+                raise AuthenticationError(
+                    self.settings.livekit_url, self.settings.livekit_api_key
+                ) from None
             if exc.status == 404 and exc.code == "unknown":
                 raise LiveKitAPIError(
                     action, "bad_route", f"{self.settings.livekit_url} is not a LiveKit server"
@@ -163,8 +165,12 @@ class RoomManager:
             raise ServerUnreachableError(
                 self.settings.livekit_url, f"no answer within {self.request_timeout:g} s"
             ) from None
+        except aiohttp.ClientConnectorError as exc:
+            detail = exc.os_error.strerror or str(exc.os_error) or "cannot connect"
+            raise ServerUnreachableError(self.settings.livekit_url, detail.lower()) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise ServerUnreachableError(self.settings.livekit_url, str(exc) or type(exc).__name__)
+            detail = str(exc) or type(exc).__name__
+            raise ServerUnreachableError(self.settings.livekit_url, detail) from None
 
     def _check_room(self, room_name: str) -> None:
         problem = policy.room_name_problem(room_name)
@@ -253,7 +259,9 @@ class RoomManager:
         # The listing's num_participants cannot decide anything: the server refreshes it
         # at most every 5 s and leaves agents and egress out of it. Ask for the real list.
         report = CleanupReport(dry_run=dry_run)
-        participants = [participant_view(p) for p in await self._list_participants(lkapi, room.name)]
+        participants = [
+            participant_view(p) for p in await self._list_participants(lkapi, room.name)
+        ]
         view = RoomView(room.name, float(room.creation_time), len(participants))
         if policy.is_stale_room(view, now, self.policy):
             reason = f"empty for more than {self.stale_room_timeout:g}s"
@@ -269,7 +277,9 @@ class RoomManager:
         await self._remove_into(report, lkapi, room.name, removals)
         removed = {r.identity for r in removals}
         report.kept.extend(
-            KeptParticipant(room.name, p.identity) for p in participants if p.identity not in removed
+            KeptParticipant(room.name, p.identity)
+            for p in participants
+            if p.identity not in removed
         )
         return report
 
@@ -365,9 +375,7 @@ class RoomManager:
 
     # --- server calls ------------------------------------------------------------------
 
-    async def _list_rooms(
-        self, lkapi: api.LiveKitAPI, names: Sequence[str] = ()
-    ) -> list[api.Room]:
+    async def _list_rooms(self, lkapi: api.LiveKitAPI, names: Sequence[str] = ()) -> list[api.Room]:
         response = await self._call(
             "list rooms", lambda: lkapi.room.list_rooms(api.ListRoomsRequest(names=list(names)))
         )
@@ -439,7 +447,11 @@ class RoomManager:
                     "Removed participant %s from room %s",
                     removal.identity,
                     room_name,
-                    extra={"room": room_name, "identity": removal.identity, "reason": removal.reason},
+                    extra={
+                        "room": room_name,
+                        "identity": removal.identity,
+                        "reason": removal.reason,
+                    },
                 )
             report.removed.append(RemovedParticipant(room_name, removal.identity, removal.reason))
 

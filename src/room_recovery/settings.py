@@ -103,7 +103,9 @@ def _describe(exc: ValidationError) -> str:
         variable, example = _HINTS.get(field, (field.upper(), "…"))
         got = error.get("input")
         reason = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{variable}={got!r} is invalid: {reason} (for example {variable}={example})")
+        problems.append(
+            f"{variable}={got!r} is invalid: {reason} (for example {variable}={example})"
+        )
     return "; ".join(problems) + ". Fix it in the environment or in .env."
 
 

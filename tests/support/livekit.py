@@ -68,14 +68,23 @@ async def participant(
 class ParticipantProcess:
     """A participant in a child process: `kill()` leaves a ghost behind, like a closed tab."""
 
-    def __init__(self, server: ServerInfo, room: str, identity: str, *, kind: str = "",
-                 publish: bool = False) -> None:
-        args = [sys.executable, "-m", "tests.support.participant_process", server.url,
-                server.token(room, identity, kind=kind)]
+    def __init__(
+        self, server: ServerInfo, room: str, identity: str, *, kind: str = "", publish: bool = False
+    ) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "tests.support.participant_process",
+            server.url,
+            server.token(room, identity, kind=kind),
+        ]
         if publish:
             args.append("--publish")
         self.process = subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            args,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             env=os.environ | {"PYTHONPATH": str(ROOT)},
         )
 
@@ -96,7 +105,9 @@ class ParticipantProcess:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.1,
+    check: Callable[[], Awaitable[bool]],
+    timeout: float = 10.0,
+    interval: float = 0.1,
     what: str = "condition",
 ) -> None:
     """Wait until `check()` is true, polling the server; fail after `timeout` seconds."""

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every check: setup (idempotent), lint, format, types, then the whole test suite
+# against a real livekit-server, real agent workers and a real browser.
+#   ./test.sh                  everything
+#   ./test.sh tests/test_cli.py -k json    arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")"
+./setup.sh --install-only
+echo
+echo "==> ruff (lint and format)"
+.venv/bin/ruff check src tests bench test_room_recovery.py
+.venv/bin/ruff format --check src tests bench test_room_recovery.py
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> pytest"
+exec .venv/bin/pytest "$@"
