@@ -33,6 +33,7 @@ from .errors import (
 from .policy import Kind, ParticipantView, Removal, RoomView, StalePolicy, State
 from .report import CleanupReport, DeletedRoom, Failure, KeptParticipant, RemovedParticipant
 from .settings import Settings, load_settings
+from .signing import use_cached_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +128,14 @@ class RoomManager:
             await current.aclose()
 
     def _new_api(self) -> api.LiveKitAPI:
-        return api.LiveKitAPI(
+        key, secret = self.settings.livekit_api_key, self.settings.livekit_api_secret
+        lkapi = api.LiveKitAPI(
             self.settings.http_url,
-            self.settings.livekit_api_key,
-            self.settings.livekit_api_secret,
+            key,
+            secret,
             timeout=aiohttp.ClientTimeout(total=self.request_timeout),
         )
+        return use_cached_tokens(lkapi, key, secret)
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[api.LiveKitAPI]:
