@@ -162,3 +162,15 @@ def test_the_specs_test_script_says_what_failed_when_the_server_is_down(
     result = run_python(livekit_server, "test_room_recovery.py", LIVEKIT_URL="ws://127.0.0.1:9")
     assert result.returncode == 1
     assert "❌" in result.stdout and "ws://127.0.0.1:9" in result.stdout
+
+
+def test_the_readmes_corrected_room_count_line_prints_the_count(
+    livekit_server: ServerInfo, room_name: str
+) -> None:
+    line = (
+        "import asyncio; from livekit_room_manager import RoomManager; "
+        "print(f'{len(asyncio.run(RoomManager().list_rooms()))} rooms')"
+    )
+    result = run_python(livekit_server, "-c", line, ROOM_PREFIX=f"{room_name}-none")
+    assert_clean(result)
+    assert result.stdout == "0 rooms\n"
