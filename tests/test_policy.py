@@ -7,13 +7,17 @@ import pytest
 from room_recovery.policy import (
     Kind,
     ParticipantView,
+    RestartPolicy,
     RoomView,
     StalePolicy,
     State,
     is_stale_room,
     prejoin_removals,
+    recent_crashes,
+    restart_delay,
     retry_delay,
     room_name_problem,
+    should_give_up,
     stale_removals,
 )
 
@@ -134,3 +138,21 @@ def test_retry_delays_are_the_specs_one_two_three_seconds() -> None:
 def test_retry_attempts_count_from_one() -> None:
     with pytest.raises(ValueError, match="from 1"):
         retry_delay(0)
+
+
+RESTART = RestartPolicy(first_delay=1, max_delay=30, crash_limit=5, window=120)
+
+
+def test_restart_delays_double_from_one_second_up_to_the_cap() -> None:
+    assert [restart_delay(n, RESTART) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_a_part_that_keeps_dying_is_given_up_on() -> None:
+    crashes = [NOW - 100, NOW - 60, NOW - 30, NOW - 10, NOW - 1]
+    assert should_give_up(crashes, NOW, RESTART)
+
+
+def test_old_crashes_do_not_count_against_a_part() -> None:
+    crashes = [NOW - 1000, NOW - 900, NOW - 800, NOW - 700, NOW - 1]
+    assert recent_crashes(crashes, NOW, RESTART) == 1
+    assert not should_give_up(crashes, NOW, RESTART)

@@ -18,6 +18,7 @@ from typing import Any
 
 from livekit import api
 
+from .cli_system import add_system_commands
 from .errors import RoomRecoveryError
 from .manager import RoomManager, participant_view
 from .report import CleanupReport
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--dry-run", action="store_true", help="only show what would be removed or deleted"
     )
+    add_system_commands(commands, command)
     return parser
 
 

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SERVER_VERSION = "1.13.5"
 SETUP_HINT = "run ./setup.sh, which builds it"
+MIN_SECRET_LENGTH = 32  # livekit-server refuses shorter secrets outside development mode
 
 
 def cache_dir() -> Path:
@@ -74,6 +75,11 @@ class ServerConfig:
     departure_timeout: int = 20
     extra: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def development(self) -> bool:
+        """Short secrets (the spec's `devkey: secret`) need development mode to be accepted."""
+        return any(len(secret) < MIN_SECRET_LENGTH for secret in self.keys.values())
+
     @classmethod
     def on_free_ports(cls, keys: dict[str, str], **options: object) -> ServerConfig:
         return cls(
@@ -101,6 +107,7 @@ class ServerConfig:
                 "node_ip": self.bind,
             },
             "keys": self.keys,
+            "development": self.development,
             "room": {
                 "empty_timeout": self.empty_timeout,
                 "departure_timeout": self.departure_timeout,

@@ -1,0 +1,153 @@
+"""The system commands of `room-recovery`: up, down, restart, status, logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import voice_system
+from .settings import Settings
+from .voice_system import SystemOptions
+
+
+def add_system_commands(commands: Any, command: Any) -> None:
+    """Add the commands to the CLI's subparsers (`command` is cli.py's helper)."""
+    sub = command(
+        "up",
+        _up,
+        "Start the whole voice system: LiveKit server, startup cleanup, agent, page, watchdog.",
+    )
+    _system_options(sub)
+    sub.add_argument("--detach", action="store_true", help="run in the background and return")
+    sub.add_argument("--no-agent", action="store_true", help="do not start the demo agent")
+    sub.add_argument("--no-web", action="store_true", help="do not start the page's web server")
+    sub.add_argument("--no-watch", action="store_true", help="do not start the watchdog")
+    sub.add_argument("--agent-name", default="demo-agent", help="the demo agent's dispatch name")
+    sub.add_argument("--web-port", type=_port, default=8080, help="the page's port (8080)")
+    sub.add_argument(
+        "--agent-health-port", type=_port, default=8081, help="the agent's health port (8081)"
+    )
+    sub.add_argument("--watch-port", type=_port, default=8082, help="the watchdog's port (8082)")
+    sub.add_argument(
+        "--wait", type=float, default=120, help="with --detach: seconds to wait for health"
+    )
+
+    sub = command("down", _down, "Stop everything `up` started (and nothing else).")
+    _system_options(sub)
+
+    sub = command(
+        "restart",
+        _restart,
+        "The nuclear option: stop what `up` started, wipe its generated state, start afresh "
+        "in the background.",
+    )
+    _system_options(sub)
+
+    sub = command("status", _status, "Show each part: pid, port, healthy or not; and the rooms.")
+    _system_options(sub)
+
+    sub = command("logs", _logs, "Show the logs of the parts (all when none is named).")
+    _system_options(sub)
+    sub.add_argument("parts", nargs="*", help="supervisor, livekit, agent, web, watch")
+    sub.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    sub.add_argument("-n", "--lines", type=int, default=40, help="lines of each log to show")
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1 to 65535)")
+    return port
+
+
+def _system_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where pidfiles, logs and generated config live "
+        "(ROOM_RECOVERY_STATE, default ~/.local/state/room-recovery)",
+    )
+
+
+def _options(args: argparse.Namespace) -> SystemOptions:
+    state_dir = args.state_dir or voice_system.default_state_dir()
+    if not hasattr(args, "web_port"):
+        return SystemOptions(state_dir=state_dir)
+    return SystemOptions(
+        state_dir=state_dir,
+        agent_name=args.agent_name,
+        agent_health_port=args.agent_health_port,
+        web_port=args.web_port,
+        watch_port=args.watch_port,
+        with_agent=not args.no_agent,
+        with_web=not args.no_web,
+        with_watch=not args.no_watch,
+    )
+
+
+async def _up(args: argparse.Namespace, settings: Settings) -> int:
+    options = _options(args)
+    if args.detach:
+        argv = [a for a in sys.argv[1:] if a != "--detach"]
+        return voice_system.up_detached(settings, options, argv, args.wait)
+    return await voice_system.up(settings, options)
+
+
+async def _down(args: argparse.Namespace, settings: Settings) -> int:
+    stopped = voice_system.down(_options(args))
+    if args.json:
+        print(json.dumps({"stopped": stopped}))
+    else:
+        print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+async def _restart(args: argparse.Namespace, settings: Settings) -> int:
+    options = _options(args)
+    for stopped in voice_system.down(options):
+        print(f"stopped {stopped}")
+    voice_system.wipe_data(options)
+    argv = ["up"] + (["--state-dir", str(args.state_dir)] if args.state_dir else [])
+    return voice_system.up_detached(settings, options, argv, wait=120)
+
+
+async def _status(args: argparse.Namespace, settings: Settings) -> int:
+    status = await voice_system.collect_status(settings, _options(args))
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        _print_status(status)
+    parts = status["parts"]
+    healthy = isinstance(parts, dict) and all(p.get("healthy") for p in parts.values())
+    return 0 if status["running"] and healthy else 1
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    if not status["running"]:
+        print("the voice system is not running (start it with `room-recovery up`)")
+    else:
+        print(f"supervisor: pid {status['supervisor_pid']}")
+    for name, part in status["parts"].items():
+        health = "healthy" if part.get("healthy") else "NOT healthy"
+        if part.get("state") == "failed":
+            health = "FAILED (kept crashing; see its log, then `room-recovery restart`)"
+        pid = part.get("pid") if part.get("running") else "-"
+        port = part.get("port") or "-"
+        print(f"  {name:<8} pid {pid!s:<8} port {port!s:<6} {health}, restarts {part['restarts']}")
+    if status.get("page_url") and status["running"]:
+        print(f"page:  {status['page_url']}")
+    print(f"rooms: {status['rooms']}")
+    print(f"logs:  {status['log_dir']}")
+
+
+async def _logs(args: argparse.Namespace, settings: Settings) -> int:
+    paths = voice_system.log_paths(_options(args), args.parts)
+    voice_system.follow(paths, args.lines, args.follow)
+    return 0
