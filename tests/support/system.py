@@ -1,0 +1,117 @@
+"""Run `room-recovery up --detach` for a test, on free ports, in a temporary state folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from room_recovery.livekit_server import free_port
+from room_recovery.processes import command_line
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port_triple() -> int:
+    """A port P such that TCP P and P+1 and UDP P+2 are free (LiveKit's http, rtc tcp, udp)."""
+    for _ in range(50):
+        port = free_port()
+        if port + 2 > 65535:
+            continue
+        try:
+            with (
+                socket.socket() as a,
+                socket.socket() as b,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c,
+            ):
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+                c.bind(("127.0.0.1", port + 2))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no three consecutive free ports")
+
+
+@dataclass
+class System:
+    """One voice system under test, driven through the real CLI."""
+
+    state_dir: Path
+    workdir: Path  # the CLI runs here, so no developer's .env is read
+    livekit_port: int = field(default_factory=free_port_triple)
+    agent_health_port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
+    watch_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.livekit_port}"
+
+    def env(self) -> dict[str, str]:
+        environment = {
+            k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ROOM_"))
+        }
+        return (
+            environment
+            | {
+                "LIVEKIT_URL": self.url,
+                "LIVEKIT_API_KEY": "devkey",
+                "LIVEKIT_API_SECRET": "secret",
+                "ROOM_RECOVERY_STATE": str(self.state_dir),
+            }
+            | self.extra_env
+        )
+
+    def cli(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "room_recovery.cli", *args],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            cwd=self.workdir,
+            timeout=timeout,
+        )
+
+    def up(self, *flags: str) -> subprocess.CompletedProcess[str]:
+        return self.cli(
+            "up",
+            "--detach",
+            "--agent-health-port",
+            str(self.agent_health_port),
+            "--web-port",
+            str(self.web_port),
+            "--watch-port",
+            str(self.watch_port),
+            *flags,
+        )
+
+    def status(self) -> dict[str, dict[str, object]]:
+        return json.loads((self.state_dir / "status.json").read_text())["parts"]
+
+    def pid_of(self, part: str) -> int:
+        return int(self.status()[part]["pid"])  # type: ignore[call-overload]
+
+    def recorded_pids(self) -> list[int]:
+        pids = []
+        for pidfile in (self.state_dir / "run").glob("*.pid"):
+            pids.append(json.loads(pidfile.read_text())["pid"])
+        return pids
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    return command_line(pid) is not None
