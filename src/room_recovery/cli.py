@@ -18,6 +18,7 @@ from typing import Any
 
 from livekit import api
 
+from .cli_services import add_service_commands
 from .cli_system import add_system_commands
 from .errors import RoomRecoveryError
 from .manager import RoomManager, participant_view
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only show what would be removed or deleted"
     )
     add_system_commands(commands, command)
+    add_service_commands(commands, command)
     return parser
 
 

@@ -12,6 +12,7 @@ It fetches, asks `policy` what to do, acts, and reports. Use it either way:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 16
+ROOM_STATUS_KEY = "room_recovery"  # the key of room-recovery's status in room metadata
 DEFAULT_REQUEST_TIMEOUT = 10.0
 
 _KINDS = {
@@ -67,6 +69,17 @@ def participant_view(info: api.ParticipantInfo) -> ParticipantView:
         joined_at=joined_at,
         track_count=len(info.tracks),
     )
+
+
+def _metadata_object(metadata: str) -> dict[str, object]:
+    """A room's metadata as a JSON object; other metadata is kept under "metadata"."""
+    if not metadata:
+        return {}
+    try:
+        parsed = json.loads(metadata)
+    except ValueError:
+        return {"metadata": metadata}
+    return parsed if isinstance(parsed, dict) else {"metadata": parsed}
 
 
 class RoomManager:
@@ -375,6 +388,56 @@ class RoomManager:
                 if p.identity not in removed
             )
         return report
+
+    # --- agents and room status (used by the watchdog) ----------------------------------
+
+    async def dispatch_agent(self, room_name: str, agent_name: str, metadata: str = "") -> str:
+        """Ask the server to send agent `agent_name` into the room. Returns the dispatch id.
+
+        The server drops the job if no worker with that name is registered at that moment
+        (livekit/livekit#4060), so callers check later that an agent really came.
+        """
+        self._check_room(room_name)
+        request = api.CreateAgentDispatchRequest(
+            agent_name=agent_name, room=room_name, metadata=metadata
+        )
+        async with self._session() as lkapi:
+            dispatch = await self._call(
+                f"dispatch agent {agent_name!r} to room {room_name!r}",
+                lambda: lkapi.agent_dispatch.create_dispatch(request),
+            )
+        return dispatch.id
+
+    async def dispatched_agents(self, room_name: str) -> list[tuple[str, str]]:
+        """The (agent name, metadata) of every dispatch the room has had, oldest first."""
+        self._check_room(room_name)
+        async with self._session() as lkapi:
+            try:
+                dispatches = await self._call(
+                    f"list the agent dispatches of room {room_name!r}",
+                    lambda: lkapi.agent_dispatch.list_dispatch(room_name),
+                )
+            except LiveKitAPIError as exc:
+                if exc.code == api.ServerErrorCode.NOT_FOUND:
+                    return []
+                raise
+        return [(d.agent_name, d.metadata) for d in dispatches]
+
+    async def update_room_status(self, room_name: str, status: dict[str, str]) -> None:
+        """Merge `{"room_recovery": status}` into the room's JSON metadata (pages read it)."""
+        self._check_room(room_name)
+        async with self._session() as lkapi:
+            rooms = await self._list_rooms(lkapi, names=[room_name])
+            if not rooms:
+                return
+            metadata = _metadata_object(rooms[0].metadata)
+            metadata[ROOM_STATUS_KEY] = status
+            await self._call(
+                f"update the metadata of room {room_name!r}",
+                lambda: lkapi.room.update_room_metadata(
+                    api.UpdateRoomMetadataRequest(room=room_name, metadata=json.dumps(metadata))
+                ),
+            )
 
     # --- server calls ------------------------------------------------------------------
 

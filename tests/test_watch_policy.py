@@ -1,0 +1,77 @@
+"""The watchdog's decisions, with no server: when to dispatch, when to give up, who is a ghost."""
+
+from __future__ import annotations
+
+from room_recovery.policy import (
+    Kind,
+    ParticipantView,
+    RoomHistory,
+    State,
+    WatchPolicy,
+    assess_room,
+)
+
+NOW = 5_000.0
+WATCH = WatchPolicy(grace=3, dispatch_wait=4, max_dispatches=3, heartbeat_timeout=1.5)
+
+
+def person(identity: str = "user", state: State = State.ACTIVE) -> ParticipantView:
+    return ParticipantView(identity, Kind.STANDARD, state, NOW - 10, 1)
+
+
+def agent(identity: str = "agent-room") -> ParticipantView:
+    return ParticipantView(identity, Kind.AGENT, State.ACTIVE, NOW - 10, 1)
+
+
+def test_a_person_with_a_live_agent_is_not_waiting() -> None:
+    result = assess_room([person(), agent()], {"agent-room": 0.4}, RoomHistory(), NOW, WATCH)
+    assert not result.waiting and not result.dispatch and result.ghosts == ()
+
+
+def test_a_person_alone_gets_grace_before_any_dispatch() -> None:
+    first = assess_room([person()], {}, RoomHistory(), NOW, WATCH)
+    assert first.waiting and not first.dispatch
+    assert first.history.waiting_since == NOW
+    later = assess_room([person()], {}, first.history, NOW + 3.1, WATCH)
+    assert later.dispatch and later.cause == "agent_missing"
+
+
+def test_a_dispatch_gets_time_to_arrive_before_the_next() -> None:
+    history = RoomHistory(waiting_since=NOW - 5, dispatches=(NOW - 1,))
+    assert not assess_room([person()], {}, history, NOW, WATCH).dispatch
+    assert assess_room([person()], {}, history, NOW + 3.1, WATCH).dispatch
+
+
+def test_after_the_last_dispatch_fails_the_room_is_marked_failed_once() -> None:
+    history = RoomHistory(waiting_since=NOW - 20, dispatches=(NOW - 13, NOW - 9, NOW - 5))
+    result = assess_room([person()], {}, history, NOW, WATCH)
+    assert result.mark_failed and not result.dispatch and result.history.failed
+    again = assess_room([person()], {}, result.history, NOW + 10, WATCH)
+    assert not again.mark_failed and not again.dispatch
+
+
+def test_an_agent_with_a_silent_heartbeat_is_a_ghost_and_replaced_at_once() -> None:
+    result = assess_room([person(), agent()], {"agent-room": 1.6}, RoomHistory(), NOW, WATCH)
+    assert [g.identity for g in result.ghosts] == ["agent-room"]
+    assert result.dispatch and result.cause == "agent_died"
+
+
+def test_an_agent_without_a_heartbeat_is_trusted() -> None:
+    result = assess_room([person(), agent()], {"agent-room": None}, RoomHistory(), NOW, WATCH)
+    assert result.ghosts == () and not result.waiting
+
+
+def test_a_room_without_a_person_needs_no_agent() -> None:
+    result = assess_room([agent()], {"agent-room": 0.1}, RoomHistory(), NOW, WATCH)
+    assert not result.waiting and not result.dispatch
+
+
+def test_a_person_still_joining_is_not_yet_waiting() -> None:
+    result = assess_room([person(state=State.JOINING)], {}, RoomHistory(), NOW, WATCH)
+    assert not result.waiting
+
+
+def test_a_waiting_room_that_gets_its_agent_forgets_its_dispatches() -> None:
+    history = RoomHistory(waiting_since=NOW - 5, dispatches=(NOW - 2,))
+    result = assess_room([person(), agent()], {}, history, NOW, WATCH)
+    assert result.history == RoomHistory()
