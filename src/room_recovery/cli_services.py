@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from .cli_system import _port
@@ -38,6 +39,40 @@ def add_service_commands(commands: Any, command: Any) -> None:
     sub.add_argument(
         "--room-alert", type=int, default=100, help="alert when more rooms than this are open"
     )
+
+    sub = command(
+        "doctor",
+        _doctor,
+        "Explain why no agent came: checks the server, keys, worker, agent names, waiting "
+        "people, ghosts and room count, and says what to do. Exit 0 only when all is well.",
+    )
+    sub.add_argument(
+        "--agent-health-url",
+        help="the agent worker's health URL (default: the one `up` runs, else port 8081)",
+    )
+    sub.add_argument(
+        "--page-url", help="the page's server (default: the one `up` runs, else port 8080)"
+    )
+    sub.add_argument("--room-alert", type=int, default=100, help="too many rooms above this")
+
+
+async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from . import doctor
+    from .voice_system import default_state_dir, read_status
+
+    parts = (read_status(default_state_dir()) or {}).get("parts")
+    ports = (
+        {name: part.get("port") for name, part in parts.items()} if isinstance(parts, dict) else {}
+    )
+    agent_url = args.agent_health_url or f"http://127.0.0.1:{ports.get('agent') or 8081}/health"
+    page = (args.page_url or f"http://127.0.0.1:{ports.get('web') or 8080}").rstrip("/")
+    options = doctor.DoctorOptions(agent_url, f"{page}/api/config", args.room_alert)
+    checks = await doctor.diagnose(settings, options)
+    if args.json:
+        print(json.dumps(doctor.to_json(checks), indent=2))
+    else:
+        print(doctor.render(checks))
+    return 0 if doctor.to_json(checks)["ok"] else 1
 
 
 async def _watch(args: argparse.Namespace, settings: Settings) -> int:
