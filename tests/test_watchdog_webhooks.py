@@ -1,0 +1,109 @@
+"""The watchdog's HTTP side: webhooks are verified; forged or unsigned ones get 401."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from livekit import api
+
+from room_recovery.livekit_server import free_port
+from room_recovery.settings import load_settings
+from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
+from tests.support.livekit import ServerInfo
+
+
+@pytest.fixture
+async def watchdog_url(livekit_server: ServerInfo) -> AsyncIterator[str]:
+    settings = load_settings(
+        livekit_url=livekit_server.url,
+        livekit_api_key=livekit_server.api_key,
+        livekit_api_secret=livekit_server.api_secret,
+        room_prefix="webhook-test-",
+    )
+    runner = web.AppRunner(create_app(Watchdog(settings, WatchdogOptions())))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def signed(body: bytes, key: str, secret: str) -> str:
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    return api.AccessToken(key, secret).with_sha256(digest).to_jwt()
+
+
+EVENT = json.dumps(
+    {"event": "room_started", "room": {"name": "webhook-test-room"}, "id": "EV_1"}
+).encode()
+
+
+async def post(url: str, body: bytes, authorization: str | None) -> int:
+    headers = {"Content-Type": "application/webhook+json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/webhook", data=body, headers=headers) as response,
+    ):
+        return response.status
+
+
+async def metric(url: str, name: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_a_webhook_signed_with_the_servers_secret_is_accepted(
+    watchdog_url: str, livekit_server: ServerInfo
+) -> None:
+    auth = signed(EVENT, livekit_server.api_key, livekit_server.api_secret)
+    assert await post(watchdog_url, EVENT, auth) == 200
+    assert await metric(watchdog_url, "room_recovery_webhooks_total") == 1
+
+
+async def test_an_unsigned_webhook_is_refused(watchdog_url: str) -> None:
+    assert await post(watchdog_url, EVENT, None) == 401
+    assert await metric(watchdog_url, "room_recovery_webhooks_rejected_total") == 1
+
+
+async def test_a_webhook_forged_with_another_secret_is_refused(
+    watchdog_url: str, livekit_server: ServerInfo
+) -> None:
+    forged = signed(EVENT, livekit_server.api_key, "x" * 40)
+    assert await post(watchdog_url, EVENT, forged) == 401
+
+
+async def test_a_signed_token_over_a_changed_body_is_refused(
+    watchdog_url: str, livekit_server: ServerInfo
+) -> None:
+    auth = signed(EVENT, livekit_server.api_key, livekit_server.api_secret)
+    tampered = EVENT.replace(b"webhook-test-room", b"webhook-test-evil")
+    assert await post(watchdog_url, tampered, auth) == 401
+
+
+async def test_metrics_and_health_answer(watchdog_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{watchdog_url}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"{watchdog_url}/metrics") as response:
+            text = await response.text()
+    for name in (
+        "room_recovery_rooms",
+        "room_recovery_people_waiting",
+        "room_recovery_agent_join_seconds_bucket",
+        "room_recovery_room_count_alert",
+    ):
+        assert name in text
