@@ -1,0 +1,124 @@
+"""The watchdog against a real server and real agent workers: nobody is left waiting."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from livekit import api
+
+from room_recovery.policy import WatchPolicy
+from room_recovery.settings import Settings, load_settings
+from room_recovery.watchdog import Watchdog, WatchdogOptions
+from tests.support.livekit import ServerInfo, eventually
+from tests.support.worker import WorkerProcess, person
+
+PREFIX = "wd-"
+
+
+def settings_for(server: ServerInfo) -> Settings:
+    return load_settings(
+        livekit_url=server.url,
+        livekit_api_key=server.api_key,
+        livekit_api_secret=server.api_secret,
+        room_prefix=PREFIX,
+    )
+
+
+@pytest.fixture
+def agent_name() -> str:
+    return f"wd-agent-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def wd_room() -> str:
+    return f"{PREFIX}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.close()
+
+
+async def watchdog_for(server: ServerInfo, agent_name: str, **watch: float) -> Watchdog:
+    options = WatchdogOptions(
+        agent_name=agent_name,
+        sweep_interval=0.3,
+        watch=WatchPolicy(**watch),  # type: ignore[arg-type]
+    )
+    return Watchdog(settings_for(server), options)
+
+
+@pytest.fixture
+async def quick_watchdog(livekit_server: ServerInfo, agent_name: str) -> AsyncIterator[Watchdog]:
+    watchdog = await watchdog_for(
+        livekit_server, agent_name, grace=1.0, dispatch_wait=2.5, max_dispatches=8
+    )
+    async with watchdog:
+        yield watchdog
+
+
+async def test_a_person_waiting_while_the_worker_was_down_gets_an_agent_without_retrying(
+    livekit_server: ServerInfo,
+    quick_watchdog: Watchdog,
+    agent_name: str,
+    wd_room: str,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    # The token's dispatch is dropped for good: no worker is registered yet.
+    async with person(livekit_server, wd_room, "user-1", agent_name, publish=True) as someone:
+        worker = WorkerProcess.demo(livekit_server, agent_name, tmp_path / "worker.log")
+        workers.append(worker)
+        await worker.registered()
+        agent = await someone.wait_for_agent(timeout=25)
+        assert agent.identity == f"agent-{wd_room}"
+        assert someone.room.name == wd_room  # the same room: the client never retried
+    recoveries = quick_watchdog.metrics.registry.get_sample_value(
+        "room_recovery_recoveries_total", {"cause": "agent_missing"}
+    )
+    assert recoveries is not None and recoveries >= 1
+
+
+async def test_a_room_without_any_worker_is_marked_failed_for_the_page(
+    livekit_server: ServerInfo, agent_name: str, wd_room: str
+) -> None:
+    watchdog = await watchdog_for(
+        livekit_server, agent_name, grace=0.5, dispatch_wait=0.5, max_dispatches=2
+    )
+    async with watchdog, person(livekit_server, wd_room, "user-2", agent_name):
+        async with api.LiveKitAPI(
+            livekit_server.url, livekit_server.api_key, livekit_server.api_secret
+        ) as lkapi:
+
+            async def marked_failed() -> bool:
+                listed = await lkapi.room.list_rooms(api.ListRoomsRequest(names=[wd_room]))
+                metadata = listed.rooms[0].metadata if listed.rooms else ""
+                status = json.loads(metadata).get("room_recovery", {}) if metadata else {}
+                return bool(status.get("status") == "failed")
+
+            await eventually(marked_failed, timeout=15, what="the room to be marked failed")
+
+
+async def test_the_watchdog_never_touches_rooms_outside_its_prefix(
+    livekit_server: ServerInfo,
+    quick_watchdog: Watchdog,
+    agent_name: str,
+) -> None:
+    outside = f"other-{uuid.uuid4().hex[:8]}"
+    async with person(livekit_server, outside, "user-3"):
+        async with api.LiveKitAPI(
+            livekit_server.url, livekit_server.api_key, livekit_server.api_secret
+        ) as lkapi:
+            for _ in range(3):
+                await quick_watchdog.check_room(outside)  # not watched: does nothing
+            assert outside not in quick_watchdog.rooms
+            dispatches = await lkapi.agent_dispatch.list_dispatch(outside)
+            # The server's own automatic dispatch (no agent name) may be there; ours never.
+            assert [d.agent_name for d in dispatches if d.agent_name] == []
