@@ -83,12 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_system_commands(commands, command)
     add_service_commands(commands, command)
+    sub = commands.add_parser(
+        "agent",
+        help="Run the offline demo voice agent worker (see `room-recovery agent --help`).",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["agent"]:  # the worker has its own options and event loop
+        from . import demo_agent
+
+        return demo_agent.main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     _configure_logging(quiet=args.quiet or getattr(args, "json", False))
     try:
         settings = load_settings(livekit_url=args.url, room_prefix=args.prefix)

@@ -125,12 +125,12 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
                 "agent",
                 [
                     "agent",
-                    "--name",
+                    "--agent-name",
                     options.agent_name,
                     "--health-port",
                     str(options.agent_health_port),
                 ],
-                f"http://127.0.0.1:{options.agent_health_port}/",
+                f"http://127.0.0.1:{options.agent_health_port}/health",
                 options.agent_health_port,
             )
         )

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from livekit import api
 
-from .agent_hook import dispatch_metadata
 from .errors import RoomRecoveryError
 from .heartbeat import HeartbeatTracker
 from .manager import RoomManager, participant_view
+from .messages import dispatch_metadata
 from .metrics import CONTENT_TYPE, Metrics
 from .policy import ParticipantView, RoomHistory, WatchPolicy, assess_room, is_person
 from .settings import Settings
