@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from room_recovery.policy import WatchPolicy
 from room_recovery.settings import Settings, load_settings
 from room_recovery.watchdog import Watchdog, WatchdogOptions
 from tests.support.livekit import ServerInfo, eventually
-from tests.support.worker import WorkerProcess, person
+from tests.support.worker import WorkerProcess, job_processes, person
 
 PREFIX = "wd-"
 
@@ -122,3 +124,35 @@ async def test_the_watchdog_never_touches_rooms_outside_its_prefix(
             dispatches = await lkapi.agent_dispatch.list_dispatch(outside)
             # The server's own automatic dispatch (no agent name) may be there; ours never.
             assert [d.agent_name for d in dispatches if d.agent_name] == []
+
+
+async def test_an_agent_whose_job_process_is_killed_is_replaced_within_seconds(
+    livekit_server: ServerInfo,
+    quick_watchdog: Watchdog,
+    agent_name: str,
+    wd_room: str,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    worker = WorkerProcess.demo(livekit_server, agent_name, tmp_path / "worker.log")
+    workers.append(worker)
+    await worker.registered()
+    async with person(livekit_server, wd_room, "user-4", agent_name, publish=True) as someone:
+        first = await someone.wait_for_agent(timeout=15)
+
+        async def job_started() -> bool:
+            return bool(job_processes(worker, livekit_server.url))
+
+        await eventually(job_started, timeout=10, what="the job process to be found")
+        [job] = job_processes(worker, livekit_server.url)
+        os.kill(job, signal.SIGKILL)
+        # The server would show the dead agent ACTIVE for ~20 s; the heartbeat says sooner.
+        await someone.wait_for(
+            "a new agent",
+            lambda: any(a.sid != first.sid for a in someone.agents()),
+            timeout=12,
+        )
+    died = quick_watchdog.metrics.registry.get_sample_value(
+        "room_recovery_recoveries_total", {"cause": "agent_died"}
+    )
+    assert died is not None and died >= 1

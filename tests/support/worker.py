@@ -243,3 +243,23 @@ async def person(
         yield someone
     finally:
         await someone.room.disconnect()
+
+
+def job_processes(worker: WorkerProcess, server_url: str) -> list[int]:
+    """Pids of the worker's job processes that are connected to the server (in a room).
+
+    Idle warm processes and the forkserver hold no connection to the server; the worker's
+    own process does, but it is the parent, not a descendant.
+    """
+    import psutil
+
+    port = int(server_url.rsplit(":", 1)[1])
+    pids = []
+    for child in psutil.Process(worker.process.pid).children(recursive=True):
+        try:
+            connections = child.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if any(c.raddr and c.raddr.port == port for c in connections):
+            pids.append(child.pid)
+    return pids
