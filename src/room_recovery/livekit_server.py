@@ -23,6 +23,7 @@ from types import TracebackType
 import aiohttp
 
 from .errors import ProcessError
+from .processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +191,7 @@ class LiveKitServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         logger.info(
             "started livekit-server", extra={"pid": self.process.pid, "url": self.config.url}

@@ -7,6 +7,7 @@ for another program is never signalled. Nothing here kills by name.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -20,6 +21,8 @@ from .errors import ProcessError
 
 logger = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1
+
 
 @dataclass(frozen=True)
 class PidRecord:
@@ -29,6 +32,18 @@ class PidRecord:
     pid: int
     argv: tuple[str, ...]
     started_at: float
+
+
+def die_with_parent() -> None:
+    """For `preexec_fn`: the child gets SIGTERM when the process that started it dies.
+
+    So a supervisor, test run or benchmark that is itself killed leaves no orphans.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def command_line(pid: int) -> tuple[str, ...] | None:

@@ -10,7 +10,6 @@ SIGTERM if the supervisor itself dies (PR_SET_PDEATHSIG), so nothing is orphaned
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import logging.handlers
@@ -26,13 +25,12 @@ import aiohttp
 from . import policy
 from .errors import ProcessError
 from .policy import RestartPolicy
-from .processes import PidRecord, write_pidfile
+from .processes import PidRecord, die_with_parent, write_pidfile
 
 logger = logging.getLogger(__name__)
 
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -70,15 +68,6 @@ class PartState:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
         }
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the supervisor dies, whatever the cause."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def rotating_log(path: Path) -> logging.Logger:
@@ -177,7 +166,7 @@ class Supervisor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 env=os.environ | spec.env,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             raise ProcessError(f"could not start {spec.name} ({spec.argv[0]}): {exc}") from None
