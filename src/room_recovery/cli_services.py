@@ -40,6 +40,15 @@ def add_service_commands(commands: Any, command: Any) -> None:
         "--room-alert", type=int, default=100, help="alert when more rooms than this are open"
     )
 
+    from . import web
+
+    sub = command(
+        "web",
+        web.web_command,
+        "Serve the voice agent page: agent selector, join timeout, retries with fresh rooms.",
+    )
+    web.add_web_arguments(sub)
+
     sub = command(
         "doctor",
         _doctor,

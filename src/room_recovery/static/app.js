@@ -1,0 +1,615 @@
+// The voice agent page (the spec's voice-agent-selector.html), layer 3 of room recovery.
+//
+// Connect: ask the page's server for a token for a fresh room (it dispatches the chosen
+// agent), join, and wait at most `join_timeout` seconds for an agent. When none comes, or
+// the watchdog marks the room failed, leave and retry in a NEW room after 1 s, 2 s, 3 s
+// (retry_step × n); after `max_retries` retries, show what to check. Disconnect (and,
+// best effort, closing the tab) sends `room_cleanup` to the agent, then leaves; a closing
+// tab also sends a beacon so that the page server deletes the room (see web.py).
+//
+// The data messages mirror room_recovery/messages.py: UTF-8 JSON, reliable, no topic.
+// Tests read `window.roomRecovery` (status, attempts, messages sent, error shown).
+
+import {
+  ConnectionError,
+  ConnectionErrorReason,
+  ConnectionState,
+  MediaDeviceFailure,
+  ParticipantKind,
+  Room,
+  RoomEvent,
+  Track,
+} from '/vendor/livekit-client.esm.mjs';
+
+const DEFAULTS = { join_timeout: 15, max_retries: 3, retry_step: 1 };
+const SEND_TIMEOUT_MS = 2000; // a goodbye that cannot be sent must not keep the person in
+const GOODBYE_WAIT_MS = 3000; // how long Disconnect waits for the agent to leave first
+const ACTIVE = new Set(['waiting', 'connected', 'retrying']);
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  form: $('session-form'),
+  agentSelect: $('agent-select'),
+  connectButton: $('connect-button'),
+  disconnectButton: $('disconnect-button'),
+  status: $('status'),
+  audioButton: $('audio-button'),
+  error: $('error'),
+  errorTitle: $('error-title'),
+  errorMessage: $('error-message'),
+  errorHelp: $('error-help'),
+  attempts: $('attempts'),
+  agentAudio: $('agent-audio'),
+};
+
+// What tests and curious people can read from the console.
+const exposed = {
+  status: 'loading',
+  statusText: '',
+  config: null,
+  agent: null,
+  room: null,
+  identity: null,
+  agentIdentity: null,
+  attempts: [], // {number, retry, agent, room, startedAt, endedAt, outcome, detail}
+  messages: [], // data messages sent: {type, room, ok}
+  error: null, // {kind, title}
+  microphone: 'off', // off | on | refused | missing
+  agentAudio: false,
+  agentLeftFirst: null, // after Disconnect: did the agent leave before the page did?
+};
+window.roomRecovery = exposed;
+
+// The state of the session; `generation` changes whenever an attempt ends, so that late
+// events and timers of an earlier attempt are ignored.
+const session = {
+  config: { ...DEFAULTS, agents: [] },
+  agent: null,
+  retries: 0,
+  room: null,
+  attempt: null,
+  generation: 0,
+  joinTimer: null,
+  retryTimer: null,
+  leave: null, // {room, identity, leave_key}: for the beacon when the tab closes
+};
+
+const joinedRooms = new WeakSet(); // rooms whose connect() succeeded
+
+const isCurrent = (generation) => generation === session.generation;
+const isAgent = (participant) => participant.kind === ParticipantKind.AGENT;
+const findAgent = (room) => [...room.remoteParticipants.values()].find(isAgent);
+const seconds = (value) => `${Number(value.toFixed(2))} s`;
+
+// --- problems the page explains -------------------------------------------------------
+
+class PageProblem extends Error {
+  // kind: microphone | server-unreachable | token-refused | agent-missing
+  constructor(kind, title, message, help = []) {
+    super(message);
+    this.kind = kind;
+    this.title = title;
+    this.help = help; // [text, command?] pairs
+  }
+}
+
+function pageServerUnreachable() {
+  return new PageProblem(
+    'server-unreachable',
+    "The page's server is not answering",
+    'The page could not reach the server that hands out room tokens.',
+    [
+      ['Check that the voice system is running:', 'room-recovery status'],
+      ['Start it if it is not:', 'room-recovery up'],
+      ['Then reload this page.'],
+    ],
+  );
+}
+
+function livekitUnreachable(url, error) {
+  return new PageProblem(
+    'server-unreachable',
+    'The LiveKit server is unreachable',
+    `Could not connect to the LiveKit server at ${url} (${error?.message || error}).`,
+    [
+      ['Check that LiveKit is running and healthy:', 'room-recovery status'],
+      ["Read LiveKit's log:", 'room-recovery logs livekit'],
+      ['Restart everything (the nuclear option):', './restart_voice_system.sh'],
+    ],
+  );
+}
+
+function tokenRefused(detail, byLiveKit) {
+  const help = byLiveKit
+    ? [
+        ["The page's server signs tokens with LIVEKIT_API_KEY and LIVEKIT_API_SECRET;"
+          + " they must match a key pair in the LiveKit server's config."],
+        ['Check the settings in .env, then restart:', './restart_voice_system.sh'],
+      ]
+    : [
+        ['Reload the page and choose an agent from the list.'],
+        ["If it happens again, read the page server's log:", 'room-recovery logs web'],
+      ];
+  return new PageProblem(
+    'token-refused',
+    byLiveKit ? 'LiveKit refused the token' : 'The server refused to give a token',
+    detail,
+    help,
+  );
+}
+
+function microphoneProblem(error) {
+  const failure = MediaDeviceFailure.getFailure(error);
+  if (failure === MediaDeviceFailure.NotFound) {
+    exposed.microphone = 'missing';
+    return new PageProblem(
+      'microphone',
+      'No microphone found',
+      'The agent can talk to you, but it cannot hear you: this device has no microphone.',
+      [['Plug in a microphone or headset, then press Disconnect and Connect again.']],
+    );
+  }
+  exposed.microphone = 'refused';
+  return new PageProblem(
+    'microphone',
+    'Microphone access was refused',
+    'Microphone access was refused, so the agent cannot hear you. You can still hear it.',
+    [
+      ['Click the microphone (or padlock) icon in the address bar and choose Allow.'],
+      ["On a phone: the browser's site settings → Microphone → Allow."],
+      ['Then press Disconnect and Connect again.'],
+    ],
+  );
+}
+
+function agentMissing(attempts, detail) {
+  const agent = session.agent?.name ?? 'the agent';
+  return new PageProblem(
+    'agent-missing',
+    `Failed to connect after ${attempts} attempts`,
+    `No agent joined (last attempt: ${detail}). Each attempt used a new room, so the`
+      + ` agent "${agent}" is most likely not running or not registered with LiveKit.`,
+    [
+      ['Check that the voice agent is running and healthy:', 'room-recovery status'],
+      ["Read the agent's log for errors:", 'room-recovery logs agent'],
+      ['Look for rooms with stuck participants:', 'room-recovery rooms'],
+      ['Restart everything (the nuclear option):', './restart_voice_system.sh'],
+      ['Then press Connect again.'],
+    ],
+  );
+}
+
+function connectProblem(error, url) {
+  if (error instanceof PageProblem) return error;
+  if (error instanceof ConnectionError && error.reason === ConnectionErrorReason.NotAllowed) {
+    return tokenRefused(`LiveKit at ${url} refused the token (${error.message}).`, true);
+  }
+  return livekitUnreachable(url, error);
+}
+
+// --- what the person sees -------------------------------------------------------------
+
+function setStatus(status, text) {
+  exposed.status = status;
+  exposed.statusText = text;
+  document.body.dataset.state = status;
+  ui.status.textContent = text;
+  const active = ACTIVE.has(status);
+  const busy = active || status === 'loading' || status === 'disconnecting';
+  ui.connectButton.disabled = busy || session.config.agents.length === 0;
+  ui.agentSelect.disabled = busy;
+  ui.disconnectButton.disabled = !active;
+}
+
+function showError(problem) {
+  exposed.error = { kind: problem.kind, title: problem.title };
+  ui.errorTitle.textContent = problem.title;
+  ui.errorMessage.textContent = problem.message;
+  ui.errorHelp.replaceChildren(helpList(problem.help));
+  ui.error.hidden = false;
+}
+
+function helpList(help) {
+  const list = document.createElement('ol');
+  for (const [text, command] of help) {
+    const item = document.createElement('li');
+    item.append(text);
+    if (command) {
+      const code = document.createElement('code');
+      code.textContent = command;
+      item.append(' ', code);
+    }
+    list.append(item);
+  }
+  return list;
+}
+
+function clearError() {
+  exposed.error = null;
+  ui.error.hidden = true;
+  ui.errorHelp.replaceChildren();
+}
+
+function renderAttempts() {
+  ui.attempts.replaceChildren(
+    ...exposed.attempts.map((attempt) => {
+      const item = document.createElement('li');
+      const room = attempt.room ?? '(no room yet)';
+      const detail = attempt.detail ? `: ${attempt.detail}` : '';
+      item.textContent = `${room}: ${attempt.outcome}${detail}`;
+      return item;
+    }),
+  );
+}
+
+// --- attempts -------------------------------------------------------------------------
+
+function recordAttempt() {
+  const attempt = {
+    number: exposed.attempts.length + 1,
+    retry: session.retries,
+    agent: session.agent.name,
+    room: null,
+    startedAt: Date.now(),
+    endedAt: null,
+    outcome: 'pending',
+    detail: '',
+  };
+  exposed.attempts.push(attempt);
+  session.attempt = attempt;
+  renderAttempts();
+  return attempt;
+}
+
+function endAttempt(outcome, detail) {
+  const attempt = session.attempt;
+  if (!attempt) return;
+  if (attempt.outcome === 'pending') {
+    attempt.outcome = outcome;
+    attempt.detail = detail;
+  } else {
+    attempt.detail = `${attempt.detail}; then ${detail}`;
+  }
+  attempt.endedAt = Date.now();
+  if (outcome !== 'joined') session.attempt = null;
+  renderAttempts();
+}
+
+function clearTimers() {
+  clearTimeout(session.joinTimer);
+  clearTimeout(session.retryTimer);
+  session.joinTimer = null;
+  session.retryTimer = null;
+}
+
+function takeRoom() {
+  const room = session.room;
+  session.room = null;
+  exposed.agentAudio = false;
+  ui.agentAudio.replaceChildren();
+  ui.audioButton.hidden = true;
+  return room;
+}
+
+async function startSession(event) {
+  event?.preventDefault();
+  if (ACTIVE.has(exposed.status) || exposed.status === 'disconnecting') return;
+  clearError();
+  session.agent = session.config.agents.find((a) => a.name === ui.agentSelect.value);
+  exposed.agent = session.agent.name;
+  session.retries = 0;
+  await startAttempt();
+}
+
+async function startAttempt() {
+  const generation = ++session.generation;
+  const attempt = recordAttempt();
+  setStatus('waiting', 'Waiting for agent to join...');
+  const timeout = session.config.join_timeout;
+  session.joinTimer = setTimeout(
+    () => attemptFailed(generation, 'timeout', `no agent joined within ${seconds(timeout)}`),
+    timeout * 1000,
+  );
+  let grant = null;
+  try {
+    grant = await requestToken(session.agent.name);
+    if (!isCurrent(generation)) return;
+    attempt.room = exposed.room = grant.room;
+    exposed.identity = grant.identity;
+    session.leave = { room: grant.room, identity: grant.identity, leave_key: grant.leave_key };
+    renderAttempts();
+    const room = newRoom(generation);
+    session.room = room;
+    await room.connect(grant.url, grant.token);
+    if (!isCurrent(generation)) return;
+    joinedRooms.add(room);
+    onRoomMetadata(room.metadata, generation);
+    const agent = findAgent(room);
+    if (agent) agentJoined(room, agent, generation);
+  } catch (error) {
+    if (isCurrent(generation)) await stopWithProblem(connectProblem(error, grant?.url));
+  }
+}
+
+async function requestToken(agent) {
+  let response;
+  try {
+    response = await fetch('/api/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ agent }),
+      cache: 'no-store',
+    });
+  } catch {
+    throw pageServerUnreachable();
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const reason = body.error || response.statusText || 'no reason given';
+    throw tokenRefused(`The server answered HTTP ${response.status}: ${reason}`, false);
+  }
+  return body;
+}
+
+function newRoom(generation) {
+  const room = new Room();
+  room
+    .on(RoomEvent.ParticipantConnected, (participant) => {
+      if (isAgent(participant)) agentJoined(room, participant, generation);
+    })
+    .on(RoomEvent.ParticipantDisconnected, (participant) => {
+      if (isAgent(participant) && !findAgent(room)) {
+        attemptFailed(generation, 'agent-left', `the agent ${participant.identity} left`);
+      }
+    })
+    .on(RoomEvent.RoomMetadataChanged, (metadata) => onRoomMetadata(metadata, generation))
+    .on(RoomEvent.TrackSubscribed, onTrackSubscribed)
+    .on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el.remove()))
+    .on(RoomEvent.AudioPlaybackStatusChanged, () => {
+      ui.audioButton.hidden = room.canPlaybackAudio;
+    })
+    .on(RoomEvent.Disconnected, (reason) => {
+      // a connect() that fails rejects, and that is handled where it was called
+      if (!joinedRooms.has(room)) return;
+      attemptFailed(generation, 'disconnected', `the connection closed (reason ${reason})`);
+    });
+  return room;
+}
+
+function agentJoined(room, participant, generation) {
+  // Agents listed at join time are handled once connect() has returned.
+  if (!isCurrent(generation) || room.state !== ConnectionState.Connected) return;
+  if (exposed.status !== 'waiting') return;
+  clearTimeout(session.joinTimer);
+  session.retries = 0;
+  exposed.agentIdentity = participant.identity;
+  endAttempt('joined', `${participant.identity} joined`);
+  setStatus('connected', `Connected: ${session.agent.label} joined. You can talk now.`);
+  sendMessage(room, {
+    type: 'agent_selection',
+    agent_id: session.agent.name,
+    agent_name: session.agent.name,
+  });
+  enableMicrophone(room, generation);
+}
+
+async function enableMicrophone(room, generation) {
+  try {
+    await room.localParticipant.setMicrophoneEnabled(true);
+    if (isCurrent(generation)) exposed.microphone = 'on';
+  } catch (error) {
+    if (!isCurrent(generation)) return;
+    showError(microphoneProblem(error));
+    setStatus('connected', `Connected to ${session.agent.label}, but your microphone is off.`);
+  }
+}
+
+function onTrackSubscribed(track, publication, participant) {
+  if (track.kind !== Track.Kind.Audio) return;
+  const element = track.attach();
+  element.dataset.participant = participant.identity;
+  ui.agentAudio.append(element);
+  exposed.agentAudio = true;
+}
+
+// The watchdog marks a room it gave up on: {"room_recovery": {"status": "failed", ...}}.
+function onRoomMetadata(metadata, generation) {
+  let mark = null;
+  try {
+    mark = JSON.parse(metadata || 'null')?.room_recovery;
+  } catch {
+    return; // someone else's metadata
+  }
+  if (mark?.status === 'failed') {
+    const reason = mark.reason ? `: ${mark.reason}` : '';
+    attemptFailed(generation, 'marked-failed', `the room was marked failed${reason}`);
+  }
+}
+
+async function attemptFailed(generation, outcome, detail) {
+  if (!isCurrent(generation) || !['waiting', 'connected'].includes(exposed.status)) return;
+  const next = ++session.generation;
+  clearTimers();
+  endAttempt(outcome, detail);
+  await leave(takeRoom(), false);
+  if (isCurrent(next)) retryOrGiveUp(detail);
+}
+
+function retryOrGiveUp(detail) {
+  const { max_retries: maxRetries, retry_step: step } = session.config;
+  if (session.retries >= maxRetries) {
+    // the first attempt and its retries (counted again from each agent join)
+    const problem = agentMissing(session.retries + 1, detail);
+    setStatus('failed', 'Not connected: the agent did not join.');
+    showError(problem);
+    return;
+  }
+  session.retries += 1;
+  const delay = step * session.retries;
+  const generation = session.generation;
+  setStatus(
+    'retrying',
+    `${capitalize(detail)}. Retrying with a new room in ${seconds(delay)}`
+      + ` (retry ${session.retries} of ${maxRetries})...`,
+  );
+  session.retryTimer = setTimeout(() => {
+    if (isCurrent(generation)) startAttempt();
+  }, delay * 1000);
+}
+
+const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+async function stopWithProblem(problem) {
+  ++session.generation;
+  clearTimers();
+  endAttempt('error', problem.title);
+  await leave(takeRoom(), false);
+  setStatus('error', `${problem.title}.`);
+  showError(problem);
+}
+
+// --- leaving --------------------------------------------------------------------------
+
+async function disconnect() {
+  const generation = ++session.generation;
+  clearTimers();
+  endAttempt('cancelled', 'you disconnected');
+  setStatus('disconnecting', 'Disconnecting...');
+  await leave(takeRoom(), true);
+  if (isCurrent(generation)) setStatus('disconnected', 'Disconnected. Press Connect to talk again.');
+}
+
+async function leave(room, sayGoodbye) {
+  if (!room) return;
+  room.removeAllListeners();
+  if (sayGoodbye && room.state === ConnectionState.Connected) {
+    // The spec's order: the agent hears the goodbye and leaves, then so do we. Leaving at
+    // once could close the connection before the message is through.
+    const agentGone = agentLeaves(room, GOODBYE_WAIT_MS);
+    if (await sendMessage(room, cleanupMessage(room))) exposed.agentLeftFirst = await agentGone;
+  }
+  try {
+    await room.disconnect();
+  } catch (error) {
+    console.warn('leaving the room failed', error);
+  }
+}
+
+// Resolves true once no agent is left in the room (or the room is gone), false on timeout.
+function agentLeaves(room, timeoutMs) {
+  return new Promise((resolve) => {
+    if (!findAgent(room)) {
+      resolve(true);
+      return;
+    }
+    const check = () => {
+      if (!findAgent(room)) done(true);
+    };
+    const gone = () => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    const done = (result) => {
+      clearTimeout(timer);
+      room.off(RoomEvent.ParticipantDisconnected, check).off(RoomEvent.Disconnected, gone);
+      resolve(result);
+    };
+    room.on(RoomEvent.ParticipantDisconnected, check).on(RoomEvent.Disconnected, gone);
+  });
+}
+
+function cleanupMessage(room) {
+  return { type: 'room_cleanup', timestamp: new Date().toISOString(), room: room.name };
+}
+
+async function sendMessage(room, message) {
+  const bytes = new TextEncoder().encode(JSON.stringify(message));
+  const record = { type: message.type, room: room.name, ok: false };
+  exposed.messages.push(record);
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), SEND_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([room.localParticipant.publishData(bytes, { reliable: true }), timeout]);
+    record.ok = true;
+  } catch (error) {
+    console.warn(`could not send ${message.type}`, error);
+  } finally {
+    clearTimeout(timer);
+  }
+  return record.ok;
+}
+
+// Closing the tab: nothing can be awaited here. Send the goodbye and leave once it is
+// handed over (if the page goes first, its connection closes with it), and ask the page's
+// server, by beacon, to delete the room, in case the goodbye does not get through.
+function leaveOnPageHide() {
+  const room = takeRoom();
+  if (!room) return;
+  ++session.generation;
+  clearTimers();
+  room.removeAllListeners();
+  const leave = () => room.disconnect().catch(() => {});
+  if (room.state === ConnectionState.Connected) {
+    const bytes = new TextEncoder().encode(JSON.stringify(cleanupMessage(room)));
+    room.localParticipant.publishData(bytes, { reliable: true }).then(leave, leave);
+  } else {
+    leave();
+  }
+  if (session.leave?.room === room.name) {
+    const body = new Blob([JSON.stringify(session.leave)], { type: 'application/json' });
+    navigator.sendBeacon('/api/leave', body);
+  }
+  setStatus('disconnected', 'Disconnected (the page was closed).');
+}
+
+// --- start ----------------------------------------------------------------------------
+
+function withOverrides(config, params) {
+  const result = { ...DEFAULTS, ...config };
+  const number = (name, ok) => {
+    if (!params.has(name)) return;
+    const value = Number(params.get(name));
+    if (Number.isFinite(value) && ok(value)) result[name] = value;
+    else console.warn(`ignoring ?${name}=${params.get(name)}`);
+  };
+  number('join_timeout', (v) => v > 0);
+  number('retry_step', (v) => v >= 0);
+  number('max_retries', (v) => Number.isInteger(v) && v >= 0);
+  return result;
+}
+
+function fillAgents(agents, preferred) {
+  ui.agentSelect.replaceChildren(
+    ...agents.map((agent) => new Option(agent.label, agent.name, false, agent.name === preferred)),
+  );
+}
+
+async function loadConfig() {
+  const params = new URLSearchParams(window.location.search);
+  let config;
+  try {
+    const response = await fetch('/api/config', { cache: 'no-store' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    config = await response.json();
+  } catch {
+    setStatus('error', "The page's server is not answering.");
+    showError(pageServerUnreachable());
+    return;
+  }
+  session.config = withOverrides(config, params);
+  exposed.config = { ...session.config };
+  fillAgents(session.config.agents, params.get('agent'));
+  setStatus('idle', 'Choose an agent and press Connect.');
+}
+
+ui.form.addEventListener('submit', startSession);
+ui.disconnectButton.addEventListener('click', disconnect);
+ui.audioButton.addEventListener('click', async () => {
+  // Browsers may block sound until the person clicks: this click allows it.
+  const room = session.room;
+  if (room) await room.startAudio();
+  ui.audioButton.hidden = Boolean(room?.canPlaybackAudio);
+});
+window.addEventListener('pagehide', leaveOnPageHide);
+window.addEventListener('beforeunload', leaveOnPageHide);
+loadConfig();

@@ -1,0 +1,571 @@
+"""The page's web server: the agent selector, its script, and a fresh room per attempt.
+
+Layer 3 of the spec (`voice-agent-selector.html`). The page asks for a token for each
+attempt; every token names a new room (`ROOM_PREFIX` + agent + new session id) and
+dispatches the chosen agent through the token's room configuration, so a retry never
+lands in the room a ghost is stuck in. The API secret never leaves this process.
+
+Closing a tab gives the page no time to await anything: its `room_cleanup` message may not
+get through. It also sends a beacon to `/api/leave`, with a key only this server can make
+for that room and person (an HMAC, valid as long as the room), and the server deletes the
+room, which ends the agent's job at once, instead of after the agent's grace period.
+
+    GET  /                                the page (also /voice-agent-selector.html)
+    GET  /static/{file}                   its script and style (src/room_recovery/static)
+    GET  /vendor/livekit-client.esm.mjs   livekit-client from node_modules (./setup.sh
+                                          runs `npm ci`; ROOM_RECOVERY_NODE_MODULES overrides)
+    GET  /api/config                      the page's timeouts and the agents to choose from
+    POST /api/token                       {"agent": NAME} → {url, token, room, identity,
+                                          expires_in, leave_key}; 400 {"error": ...} if refused
+    POST /api/leave                       {room, identity, leave_key}: the page's beacon when
+                                          its tab closes; deletes the room if the person was
+                                          alone in it with agents
+    GET  /healthz                         200 "ok"
+
+Run it with `await serve(settings, agents=["demo-agent"])`, or from the command line
+through `add_web_arguments` and `web_command`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from livekit import api
+
+from .errors import ConfigurationError, RoomRecoveryError
+from .manager import RoomManager, participant_view
+from .messages import dispatch_metadata
+from .policy import Kind, room_name_problem
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+LIVEKIT_CLIENT_FILES = ("livekit-client.esm.mjs", "livekit-client.esm.mjs.map")
+NODE_MODULES_ENV = "ROOM_RECOVERY_NODE_MODULES"
+DEFAULT_AGENT = "demo-agent"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+MAX_BODY_BYTES = 4096
+SHUTDOWN_TIMEOUT = 2.0
+LEAVE_TIMEOUT = 5.0  # seconds for the server calls of one leave beacon
+# A token is used once, to join one room; livekit-client refreshes it over the open
+# connection afterwards. Ten minutes covers a slow join; a leaked token is soon worthless.
+DEFAULT_TOKEN_TTL = 600.0
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+@dataclass(frozen=True)
+class AgentChoice:
+    """An agent the person can choose: its dispatch name and the label the page shows."""
+
+    name: str
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "label": self.display}
+
+
+@dataclass(frozen=True)
+class PageConfig:
+    """The page's timing, in seconds; the defaults are the spec's.
+
+    join_timeout  wait this long for an agent after starting an attempt (15)
+    max_retries   new rooms to try after the first attempt failed (3)
+    retry_step    the n-th retry waits n × retry_step (1: 1 s, 2 s, 3 s)
+    token_ttl     lifetime of a token (600)
+
+    Raises ConfigurationError when a value is out of range.
+    """
+
+    join_timeout: float = 15.0
+    max_retries: int = 3
+    retry_step: float = 1.0
+    token_ttl: float = DEFAULT_TOKEN_TTL
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("join_timeout", self.join_timeout > 0, "15"),
+            ("max_retries", isinstance(self.max_retries, int) and self.max_retries >= 0, "3"),
+            ("retry_step", self.retry_step >= 0, "1"),
+            ("token_ttl", self.token_ttl >= 10, "600"),
+        )
+        for name, ok, example in checks:
+            if not ok:
+                raise ConfigurationError(
+                    f"page setting {name}={getattr(self, name)!r} is out of range "
+                    f"(for example {name}={example})"
+                )
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "join_timeout": self.join_timeout,
+            "max_retries": self.max_retries,
+            "retry_step": self.retry_step,
+        }
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the page needs for one attempt; `token` and `leave_key` are for it alone."""
+
+    url: str
+    token: str
+    room: str
+    identity: str
+    expires_in: int
+    leave_key: str
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {
+            "url": self.url,
+            "token": self.token,
+            "room": self.room,
+            "identity": self.identity,
+            "expires_in": self.expires_in,
+            "leave_key": self.leave_key,
+        }
+
+
+class BadRequest(Exception):
+    """A request the server refuses (400); the message is shown to the person."""
+
+
+class Forbidden(BadRequest):
+    """A request with a key that does not match (403)."""
+
+
+# --- pure parts ------------------------------------------------------------------------
+
+
+def parse_agents(specs: Iterable[AgentChoice | str]) -> tuple[AgentChoice, ...]:
+    """Agents from choices or `NAME` / `NAME=Label` strings, checked.
+
+    Raises ConfigurationError for an invalid or repeated name, or when there is none.
+    """
+    choices: list[AgentChoice] = []
+    for spec in specs:
+        if isinstance(spec, AgentChoice):
+            name, label = spec.name, spec.label
+        else:
+            name, _, label = spec.partition("=")
+            name, label = name.strip(), label.strip()
+        if not _AGENT_NAME.match(name):
+            raise ConfigurationError(
+                f"agent name {name!r} is invalid: use letters, digits, '-', '_' or '.' "
+                "(at most 64, for example --agent demo-agent)"
+            )
+        if any(choice.name == name for choice in choices):
+            raise ConfigurationError(f"agent {name!r} is listed twice; list each agent once")
+        choices.append(AgentChoice(name, label))
+    if not choices:
+        raise ConfigurationError("no agent to choose from: name one, e.g. --agent demo-agent")
+    return tuple(choices)
+
+
+def new_session_id() -> str:
+    """A fresh session id: 12 random hex digits."""
+    return secrets.token_hex(6)
+
+
+def room_name_for(prefix: str, agent: str, session_id: str) -> str:
+    """The room of one attempt: `ROOM_PREFIX` + agent + "-" + session id."""
+    return f"{prefix}{agent}-{session_id}"
+
+
+def check_room_name(room: str) -> None:
+    """Raise ConfigurationError when LiveKit would refuse this room name."""
+    problem = room_name_problem(room)
+    if problem is not None:
+        raise ConfigurationError(f"room name {room!r} is invalid: {problem}; shorten ROOM_PREFIX")
+
+
+def mint_grant(
+    settings: Settings,
+    agent: AgentChoice,
+    ttl: float = DEFAULT_TOKEN_TTL,
+    *,
+    session_id: str | None = None,
+    identity: str | None = None,
+) -> Grant:
+    """A token for a new room, joinable by one person only, that dispatches `agent`.
+
+    The dispatch metadata names the person, so the agent's pre-join cleanup keeps them.
+    Raises ConfigurationError when the room name would be refused by LiveKit.
+    """
+    room = room_name_for(settings.room_prefix, agent.name, session_id or new_session_id())
+    check_room_name(room)
+    identity = identity or f"user-{secrets.token_hex(4)}"
+    dispatch = api.RoomAgentDispatch(agent_name=agent.name, metadata=dispatch_metadata(identity))
+    token = (
+        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+        .with_identity(identity)
+        .with_name("Person")
+        .with_ttl(timedelta(seconds=ttl))
+        .with_grants(
+            api.VideoGrants(
+                room_join=True,
+                room=room,
+                can_publish=True,
+                can_subscribe=True,
+                can_publish_data=True,
+            )
+        )
+        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
+    )
+    key = leave_key(settings, room, identity)
+    return Grant(settings.ws_url, token.to_jwt(), room, identity, int(ttl), key)
+
+
+def leave_key(settings: Settings, room: str, identity: str) -> str:
+    """The key that lets `identity` have room `room` deleted when they leave it."""
+    message = f"room-recovery leave\n{room}\n{identity}".encode()
+    return hmac.new(settings.livekit_api_secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def leave_from_body(body: object, settings: Settings) -> tuple[str, str]:
+    """The (room, identity) of a leave beacon. Raises BadRequest, or Forbidden for a bad key."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object with room, identity and leave_key")
+    values = [body.get(field) for field in ("room", "identity", "leave_key")]
+    if not all(isinstance(value, str) and value for value in values):
+        raise BadRequest('"room", "identity" and "leave_key" must be non-empty strings')
+    room, identity, key = (str(value) for value in values)
+    if not hmac.compare_digest(key, leave_key(settings, room, identity)):
+        raise Forbidden("this leave_key was not given for that room and identity")
+    return room, identity
+
+
+def agent_from_body(body: object, agents: Sequence[AgentChoice]) -> AgentChoice:
+    """The agent a token request names. Raises BadRequest saying what is wrong."""
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be a JSON object like {"agent": "demo-agent"}')
+    name = body.get("agent")
+    if not isinstance(name, str) or not name:
+        raise BadRequest('"agent" must name an agent, for example {"agent": "demo-agent"}')
+    for choice in agents:
+        if choice.name == name:
+            return choice
+    known = ", ".join(choice.name for choice in agents)
+    raise BadRequest(f"unknown agent {name[:64]!r}; choose one of: {known}")
+
+
+def find_node_modules() -> Path:
+    """Where livekit-client is installed: $ROOM_RECOVERY_NODE_MODULES, or the project's."""
+    configured = os.environ.get(NODE_MODULES_ENV)
+    if configured:
+        return Path(configured)
+    for base in (PROJECT_ROOT, Path.cwd()):
+        if (base / "node_modules" / "livekit-client").is_dir():
+            return base / "node_modules"
+    return PROJECT_ROOT / "node_modules"
+
+
+# --- the application -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _State:
+    settings: Settings
+    agents: tuple[AgentChoice, ...]
+    page: PageConfig
+    node_modules: Path
+
+
+STATE = web.AppKey("state", _State)
+
+
+def create_app(
+    settings: Settings,
+    agents: Sequence[AgentChoice | str] = (DEFAULT_AGENT,),
+    page_config: PageConfig | None = None,
+    *,
+    node_modules: Path | None = None,
+) -> web.Application:
+    """The page's aiohttp application.
+
+    Raises ConfigurationError for bad agents, or when their room names would be too long.
+    """
+    choices = parse_agents(agents)
+    for choice in choices:
+        check_room_name(room_name_for(settings.room_prefix, choice.name, new_session_id()))
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_json_errors])
+    app[STATE] = _State(
+        settings,
+        choices,
+        page_config or PageConfig(),
+        node_modules or find_node_modules(),
+    )
+    app.add_routes(
+        [
+            web.get("/", _page),
+            web.get("/voice-agent-selector.html", _page),
+            web.get("/index.html", _page),
+            web.get("/static/{name}", _static),
+            web.get("/vendor/{name}", _vendor),
+            web.get("/api/config", _config),
+            web.post("/api/token", _token),
+            web.post("/api/leave", _leave),
+            web.get("/healthz", _healthz),
+        ]
+    )
+    return app
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """API errors as JSON {"error": ...}, so the page can show what went wrong."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        message = exc.text if exc.text and exc.content_type == "text/plain" else exc.reason
+        return web.json_response({"error": message}, status=exc.status)
+
+
+async def _page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers=_NO_CACHE)
+
+
+async def _static(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    path = STATIC_DIR / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound(text=f"no such file: /static/{name}")
+    return web.FileResponse(path, headers=_NO_CACHE | _content_type(name))
+
+
+async def _vendor(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in LIVEKIT_CLIENT_FILES:
+        raise web.HTTPNotFound(text=f"no such file: /vendor/{name}")
+    path = request.app[STATE].node_modules / "livekit-client" / "dist" / name
+    if not path.is_file():
+        logger.error(
+            "livekit-client is not installed at %s: run ./setup.sh (it runs npm ci)",
+            path,
+            extra={"path": str(path)},
+        )
+        raise web.HTTPInternalServerError(
+            text=f"livekit-client is not installed ({path} is missing): run ./setup.sh, "
+            "which runs `npm ci` in the project"
+        )
+    return web.FileResponse(path, headers=_NO_CACHE | _content_type(name))
+
+
+def _content_type(name: str) -> dict[str, str]:
+    # Module scripts need a JavaScript type; `mimetypes` does not know .mjs everywhere.
+    types = {
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+        ".css": "text/css",
+        ".html": "text/html",
+        ".map": "application/json",
+    }
+    suffix = Path(name).suffix
+    return {"Content-Type": f"{types[suffix]}; charset=utf-8"} if suffix in types else {}
+
+
+async def _config(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = state.page.to_dict() | {"agents": [agent.to_dict() for agent in state.agents]}
+    return web.json_response(body, headers=_NO_CACHE)
+
+
+async def _token(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        agent = agent_from_body(await _json_body(request), state.agents)
+    except BadRequest as exc:
+        logger.info("Refused a token request: %s", exc, extra={"peer": request.remote})
+        return web.json_response({"error": str(exc)}, status=400)
+    grant = mint_grant(state.settings, agent, state.page.token_ttl)
+    logger.info(
+        "🎟️ Token for room %s (agent %s)",
+        grant.room,
+        agent.name,
+        extra={"room": grant.room, "identity": grant.identity, "agent_name": agent.name},
+    )
+    return web.json_response(grant.to_dict(), headers={"Cache-Control": "no-store"})
+
+
+async def _leave(request: web.Request) -> web.Response:
+    settings = request.app[STATE].settings
+    try:
+        room, identity = leave_from_body(await _json_body(request), settings)
+    except BadRequest as exc:
+        status = 403 if isinstance(exc, Forbidden) else 400
+        logger.info("Refused a leave beacon: %s", exc, extra={"peer": request.remote})
+        return web.json_response({"error": str(exc)}, status=status)
+    fields = {"room": room, "identity": identity}
+    try:
+        deleted = await delete_if_left_alone(settings, room, identity)
+    except RoomRecoveryError as exc:
+        logger.warning(
+            "Could not clean up room %s after its page closed: %s", room, exc, extra=fields
+        )
+        return web.json_response({"error": str(exc)}, status=502)
+    if deleted:
+        logger.info("👋 %s closed the page; deleted room %s", identity, room, extra=fields)
+    return web.json_response({"deleted": deleted})
+
+
+async def delete_if_left_alone(settings: Settings, room: str, identity: str) -> bool:
+    """Delete `room` if nobody but `identity` and agents is in it. True if deleted."""
+    async with RoomManager(settings=settings, request_timeout=LEAVE_TIMEOUT) as manager:
+        views = [participant_view(p) for p in await manager.list_participants(room)]
+        others = [v for v in views if v.kind is not Kind.AGENT and v.identity != identity]
+        if others:
+            return False
+        return await manager.delete_room(room)
+
+
+async def _json_body(request: web.Request) -> object:
+    if request.content_type != "application/json":
+        raise BadRequest(
+            f"send JSON (Content-Type: application/json), not {request.content_type!r}"
+        )
+    try:
+        return json.loads(await request.text())
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON ({exc})") from None
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+# --- running it ------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: web.Application, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> AsyncIterator[str]:
+    """Serve `app` while inside; yields its base URL (port 0 picks a free port)."""
+    # requests are short: a stop need not wait aiohttp's default minute for them
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port"
+            ) from None
+        bound = runner.addresses[0][1]
+        yield f"http://{host}:{bound}"
+    finally:
+        await runner.cleanup()
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    agents: Sequence[AgentChoice | str] = (DEFAULT_AGENT,),
+    page_config: PageConfig | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the page until `stop` is set; without `stop`, until SIGINT or SIGTERM.
+
+    Raises ConfigurationError for bad agents or settings, or when the port is taken.
+    """
+    app = create_app(settings, agents, page_config)
+    own_stop = stop is None
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if own_stop:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running(app, host, port) as url:
+            state = app[STATE]
+            logger.info(
+                "🌐 Page at %s/ (agents: %s)",
+                url,
+                ", ".join(a.name for a in state.agents),
+                extra={"url": url, "livekit_url": settings.livekit_url},
+            )
+            if not (state.node_modules / "livekit-client").is_dir():
+                logger.warning(
+                    "livekit-client is missing in %s: the page cannot connect; run ./setup.sh",
+                    state.node_modules,
+                )
+            await stop.wait()
+    finally:
+        if own_stop:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
+def add_web_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `room-recovery web` (see `web_command`)."""
+    defaults = PageConfig()
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (8080)")
+    parser.add_argument(
+        "--agent",
+        action="append",
+        metavar="NAME[=LABEL]",
+        help=f"an agent to offer, by dispatch name; repeat for more (default {DEFAULT_AGENT})",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=defaults.join_timeout,
+        help="seconds to wait for the agent per attempt (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=defaults.max_retries,
+        help="new rooms to try after the first attempt (%(default)s)",
+    )
+    parser.add_argument(
+        "--retry-step",
+        type=float,
+        default=defaults.retry_step,
+        help="the n-th retry waits n times this many seconds (%(default)s)",
+    )
+
+
+async def web_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`room-recovery web`: serve the page until SIGINT/SIGTERM. Returns the exit code."""
+    page = PageConfig(
+        join_timeout=args.join_timeout, max_retries=args.max_retries, retry_step=args.retry_step
+    )
+    await serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        agents=args.agent or [DEFAULT_AGENT],
+        page_config=page,
+    )
+    return 0

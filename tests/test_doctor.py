@@ -1,0 +1,127 @@
+"""`room-recovery doctor` names the cause of a missing agent, in each scenario."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from livekit import api
+
+from room_recovery.doctor import Check, DoctorOptions, diagnose, render
+from room_recovery.livekit_server import free_port
+from room_recovery.settings import load_settings
+from tests.support.livekit import ServerInfo, eventually, participant
+from tests.support.worker import WorkerProcess, job_processes, person
+
+NOWHERE = "http://127.0.0.1:{}/health"
+
+
+def settings_for(server: ServerInfo, **overrides: str) -> object:
+    values = {
+        "livekit_url": server.url,
+        "livekit_api_key": server.api_key,
+        "livekit_api_secret": server.api_secret,
+        "room_prefix": "doc-",
+    } | overrides
+    return load_settings(**values)
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {check.name: check for check in checks}
+
+
+def options(health_url: str | None = None, threshold: int = 100) -> DoctorOptions:
+    return DoctorOptions(
+        agent_health_url=health_url or NOWHERE.format(free_port()),
+        page_config_url=None,
+        room_alert_threshold=threshold,
+    )
+
+
+@pytest.fixture
+def worker(livekit_server: ServerInfo, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess.demo(livekit_server, "doc-agent", tmp_path / "worker.log")
+    yield process
+    process.close()
+
+
+async def test_an_unreachable_server_is_the_first_cause_and_skips_what_depends_on_it() -> None:
+    settings = load_settings(livekit_url=f"ws://127.0.0.1:{free_port()}")
+    checks = by_name(await diagnose(settings, options()))  # type: ignore[arg-type]
+    assert checks["LiveKit server answers"].status == "fail"
+    assert "room-recovery up" in checks["LiveKit server answers"].fix
+    assert checks["API key and secret accepted"].status == "skipped"
+
+
+async def test_a_rejected_secret_is_named(livekit_server: ServerInfo) -> None:
+    settings = settings_for(livekit_server, livekit_api_secret="w" * 40)
+    checks = by_name(await diagnose(settings, options()))  # type: ignore[arg-type]
+    assert checks["API key and secret accepted"].status == "fail"
+    assert "LIVEKIT_API_SECRET" in checks["API key and secret accepted"].fix
+
+
+async def test_no_worker_running_is_named(livekit_server: ServerInfo) -> None:
+    checks = by_name(await diagnose(settings_for(livekit_server), options()))  # type: ignore[arg-type]
+    assert checks["agent worker registered"].status == "fail"
+    assert "no agent worker answers" in checks["agent worker registered"].detail
+
+
+async def test_a_registered_worker_and_quiet_rooms_are_all_well(
+    livekit_server: ServerInfo, worker: WorkerProcess
+) -> None:
+    health = await worker.registered()
+    checks = await diagnose(settings_for(livekit_server), options(health))  # type: ignore[arg-type]
+    assert [c.name for c in checks if c.status == "fail"] == [], render(checks)
+
+
+async def test_a_person_waiting_without_an_agent_is_named(
+    livekit_server: ServerInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("room_recovery.doctor.WAITING_GRACE", 0.0)
+    room = f"doc-{uuid.uuid4().hex[:8]}"
+    async with participant(livekit_server, room, "lonely-user"):
+        checks = by_name(await diagnose(settings_for(livekit_server), options()))  # type: ignore[arg-type]
+    assert checks["nobody waiting without an agent"].status == "fail"
+    assert room in checks["nobody waiting without an agent"].detail
+
+
+async def test_an_agent_whose_process_died_is_named_a_ghost(
+    livekit_server: ServerInfo, worker: WorkerProcess
+) -> None:
+    health = await worker.registered()
+    room = f"doc-{uuid.uuid4().hex[:8]}"
+    async with person(livekit_server, room, "user", "doc-agent", publish=True) as someone:
+        await someone.wait_for_agent()
+
+        async def job_started() -> bool:
+            return bool(job_processes(worker, livekit_server.url))
+
+        await eventually(job_started, timeout=10, what="the job process")
+        [job] = job_processes(worker, livekit_server.url)
+        os.kill(job, signal.SIGKILL)
+        checks = by_name(await diagnose(settings_for(livekit_server), options(health)))  # type: ignore[arg-type]
+    ghosts = checks["no ghost participants"]
+    assert ghosts.status == "fail" and f"agent-{room}" in ghosts.detail
+    assert "heartbeat silent" in ghosts.detail
+
+
+async def test_too_many_rooms_are_named(livekit_server: ServerInfo) -> None:
+    names = [f"doc-many-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    async with api.LiveKitAPI(
+        livekit_server.url, livekit_server.api_key, livekit_server.api_secret
+    ) as lkapi:
+        for name in names:
+            await lkapi.room.create_room(api.CreateRoomRequest(name=name))
+        try:
+            checks = by_name(
+                await diagnose(settings_for(livekit_server), options(threshold=2))  # type: ignore[arg-type]
+            )
+        finally:
+            for name in names:
+                await lkapi.room.delete_room(api.DeleteRoomRequest(room=name))
+    assert checks["room count"].status == "fail"
+    assert "clean-stale" in checks["room count"].fix

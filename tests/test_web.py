@@ -1,0 +1,354 @@
+"""The page's web server: the page, livekit-client, the settings, one fresh room per token."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from livekit import api
+
+from room_recovery.agent_hook import person_from_metadata
+from room_recovery.errors import ConfigurationError
+from room_recovery.manager import RoomManager
+from room_recovery.settings import Settings, load_settings
+from room_recovery.web import (
+    AgentChoice,
+    PageConfig,
+    create_app,
+    mint_grant,
+    parse_agents,
+    running,
+)
+from tests.support.livekit import ServerInfo, participant
+
+SECRET = "a-long-test-secret-of-more-than-32-bytes!"
+
+
+def settings_for_tests(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "livekit_url": "ws://127.0.0.1:7880",
+        "livekit_api_key": "pagekey",
+        "livekit_api_secret": SECRET,
+        "room_prefix": "voice-",
+    }
+    return load_settings(**(values | overrides))
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    """The web server on a free port with two agents, and an HTTP client for it."""
+    app = create_app(
+        settings_for_tests(),
+        ["demo-agent", AgentChoice("helper", "The Helper")],
+        PageConfig(join_timeout=2, max_retries=4, retry_step=0.5),
+    )
+    async with running(app, "127.0.0.1", 0) as url, aiohttp.ClientSession(url) as client:
+        yield url, client
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A response, read and released."""
+
+    status: int
+    content_type: str
+    text: str
+    headers: Mapping[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+async def call(client: aiohttp.ClientSession, method: str, path: str, **options: Any) -> Reply:
+    async with client.request(method, path, **options) as response:
+        text = await response.text()
+        return Reply(response.status, response.content_type, text, dict(response.headers))
+
+
+async def get(client: aiohttp.ClientSession, path: str) -> Reply:
+    return await call(client, "GET", path)
+
+
+async def post_token(client: aiohttp.ClientSession, body: object) -> Reply:
+    return await call(client, "POST", "/api/token", json=body)
+
+
+# --- the token -------------------------------------------------------------------------
+
+
+async def test_a_token_names_a_fresh_room_within_the_prefix_and_dispatches_the_agent(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site
+    response = await post_token(client, {"agent": "helper"})
+    assert response.status == 200
+    grant = response.json()
+    assert set(grant) == {"url", "token", "room", "identity", "expires_in", "leave_key"}
+    assert grant["url"] == "ws://127.0.0.1:7880"
+    assert grant["room"].startswith("voice-helper-")
+    assert grant["identity"].startswith("user-")
+
+    claims = api.TokenVerifier("pagekey", SECRET).verify(grant["token"])
+    assert claims.identity == grant["identity"]
+    assert claims.video is not None
+    assert claims.video.room_join and claims.video.room == grant["room"]
+    assert not claims.video.room_admin and not claims.video.room_create
+    assert claims.room_config is not None
+    [dispatch] = claims.room_config.agents
+    assert dispatch.agent_name == "helper"
+    # the agent's pre-join cleanup keeps whoever the dispatch metadata names
+    assert person_from_metadata(dispatch.metadata) == grant["identity"]
+
+
+async def test_every_token_is_for_a_new_room_and_a_new_person(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site
+    grants = [(await post_token(client, {"agent": "demo-agent"})).json() for _ in range(3)]
+    assert len({g["room"] for g in grants}) == 3
+    assert len({g["identity"] for g in grants}) == 3
+
+
+async def test_the_token_is_short_lived_and_the_secret_never_leaves_the_server(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site
+    response = await post_token(client, {"agent": "demo-agent"})
+    text = response.text
+    assert SECRET not in text
+    grant = json.loads(text)
+    payload = jwt.decode(grant["token"], options={"verify_signature": False})
+    assert payload["exp"] - time.time() == pytest.approx(600, abs=5)
+    assert grant["expires_in"] == 600
+    assert response.headers["Cache-Control"] == "no-store"
+    config = (await get(client, "/api/config")).text
+    assert SECRET not in config and "pagekey" not in config
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"agent": "nobody"}, "unknown agent 'nobody'; choose one of: demo-agent, helper"),
+        ({"agent": ""}, '"agent" must name an agent'),
+        ({"agent": 7}, '"agent" must name an agent'),
+        ({}, '"agent" must name an agent'),
+        (["demo-agent"], "the body must be a JSON object"),
+    ],
+)
+async def test_a_bad_token_request_gets_400_saying_what_is_wrong(
+    site: tuple[str, aiohttp.ClientSession], body: object, message: str
+) -> None:
+    _, client = site
+    response = await post_token(client, body)
+    assert response.status == 400
+    assert message in (response.json())["error"]
+
+
+async def test_a_body_that_is_not_json_gets_400(site: tuple[str, aiohttp.ClientSession]) -> None:
+    _, client = site
+    response = await call(
+        client, "POST", "/api/token", data="{agent", headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 400
+    assert "not valid JSON" in (response.json())["error"]
+    response = await call(client, "POST", "/api/token", data="agent=demo-agent")
+    assert response.status == 400
+    assert "send JSON" in (response.json())["error"]
+
+
+async def test_an_oversized_body_or_a_wrong_method_gets_a_json_error(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site
+    response = await post_token(client, {"agent": "x" * 10_000})
+    assert response.status == 413
+    assert "error" in response.json()
+    response = await get(client, "/api/token")
+    assert response.status == 405
+    assert "error" in response.json()
+
+
+# --- the page and its files ------------------------------------------------------------
+
+
+async def test_the_config_gives_the_page_its_timing_and_agents(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site
+    config = (await get(client, "/api/config")).json()
+    assert config == {
+        "join_timeout": 2,
+        "max_retries": 4,
+        "retry_step": 0.5,
+        "agents": [
+            {"name": "demo-agent", "label": "demo-agent"},
+            {"name": "helper", "label": "The Helper"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("path", ["/", "/voice-agent-selector.html"])
+async def test_the_page_is_served_under_its_own_and_the_specs_name(
+    site: tuple[str, aiohttp.ClientSession], path: str
+) -> None:
+    _, client = site
+    response = await get(client, path)
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    text = response.text
+    assert 'src="/static/app.js"' in text and 'role="status"' in text
+
+
+async def test_the_script_and_livekit_client_are_served_as_javascript(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site
+    for path in ("/static/app.js", "/vendor/livekit-client.esm.mjs"):
+        response = await get(client, path)
+        assert response.status == 200, path
+        assert response.content_type == "text/javascript", path
+    script = (await get(client, "/static/app.js")).text
+    assert "from '/vendor/livekit-client.esm.mjs'" in script
+    assert (await get(client, "/static/style.css")).content_type == "text/css"
+
+
+@pytest.mark.parametrize(
+    "path", ["/static/missing.js", "/static/..%2Fweb.py", "/vendor/package.json", "/static/.x"]
+)
+async def test_only_the_pages_own_files_are_served(
+    site: tuple[str, aiohttp.ClientSession], path: str
+) -> None:
+    _, client = site
+    response = await get(client, path)
+    assert response.status == 404
+
+
+async def test_a_missing_livekit_client_is_a_clear_500(tmp_path: Path) -> None:
+    app = create_app(settings_for_tests(), node_modules=tmp_path / "node_modules")
+    async with running(app, "127.0.0.1", 0) as url, aiohttp.ClientSession(url) as client:
+        response = await get(client, "/vendor/livekit-client.esm.mjs")
+        assert response.status == 500
+        assert "run ./setup.sh" in response.text
+
+
+async def test_the_health_check_answers_ok(site: tuple[str, aiohttp.ClientSession]) -> None:
+    _, client = site
+    response = await get(client, "/healthz")
+    assert response.status == 200
+    assert response.text == "ok"
+
+
+def test_livekit_client_is_pinned_exactly_in_package_json() -> None:
+    root = Path(__file__).resolve().parents[1]
+    package = json.loads((root / "package.json").read_text())
+    version = package["dependencies"]["livekit-client"]
+    assert version[0].isdigit(), f"pin an exact version, not {version!r}"
+    lock = json.loads((root / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/livekit-client"]["version"] == version
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        ([], "no agent to choose from"),
+        (["demo-agent", "demo-agent"], "listed twice"),
+        (["bad name"], "agent name 'bad name' is invalid"),
+        (["../x"], "is invalid"),
+    ],
+)
+def test_bad_agent_lists_are_refused(specs: list[str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_agents(specs)
+
+
+def test_agents_can_carry_a_label() -> None:
+    assert parse_agents(["demo-agent", "helper=The Helper"]) == (
+        AgentChoice("demo-agent"),
+        AgentChoice("helper", "The Helper"),
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"join_timeout": 0}, {"max_retries": -1}, {"retry_step": -1}, {"token_ttl": 1}],
+)
+def test_out_of_range_page_settings_are_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ConfigurationError, match="out of range"):
+        PageConfig(**options)  # type: ignore[arg-type]
+
+
+def test_the_page_defaults_are_the_specs() -> None:
+    assert PageConfig().to_dict() == {"join_timeout": 15.0, "max_retries": 3, "retry_step": 1.0}
+
+
+def test_a_room_name_too_long_for_livekit_is_refused_at_start() -> None:
+    settings = settings_for_tests(room_prefix="p" * 250)
+    with pytest.raises(ConfigurationError, match="shorten ROOM_PREFIX"):
+        create_app(settings, ["demo-agent"])
+    with pytest.raises(ConfigurationError, match="shorten ROOM_PREFIX"):
+        mint_grant(settings, AgentChoice("demo-agent"))
+
+
+# --- the leave beacon ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def live_site(livekit_server: ServerInfo) -> AsyncIterator[aiohttp.ClientSession]:
+    """The web server for the session's LiveKit server, and an HTTP client for it."""
+    settings = load_settings(
+        livekit_url=livekit_server.url,
+        livekit_api_key=livekit_server.api_key,
+        livekit_api_secret=livekit_server.api_secret,
+        room_prefix="leave-",
+    )
+    app = create_app(settings, ["demo-agent"])
+    async with running(app, "127.0.0.1", 0) as url, aiohttp.ClientSession(url) as client:
+        yield client
+
+
+async def leave(client: aiohttp.ClientSession, grant: dict[str, Any], **changes: str) -> Reply:
+    body = {key: grant[key] for key in ("room", "identity", "leave_key")} | changes
+    return await call(client, "POST", "/api/leave", json=body)
+
+
+async def test_a_closed_tabs_beacon_deletes_the_room_it_was_alone_in(
+    live_site: aiohttp.ClientSession, livekit_server: ServerInfo, manager: RoomManager
+) -> None:
+    grant = (await post_token(live_site, {"agent": "demo-agent"})).json()
+    async with participant(livekit_server, grant["room"], grant["identity"]):
+        assert await manager.get_room_info(grant["room"]) is not None
+        response = await leave(live_site, grant)
+    assert (response.status, response.json()) == (200, {"deleted": True})
+    assert await manager.get_room_info(grant["room"]) is None
+
+
+async def test_a_beacon_leaves_a_room_with_someone_else_in_it_alone(
+    live_site: aiohttp.ClientSession, livekit_server: ServerInfo, manager: RoomManager
+) -> None:
+    grant = (await post_token(live_site, {"agent": "demo-agent"})).json()
+    async with participant(livekit_server, grant["room"], "someone-else"):
+        response = await leave(live_site, grant)
+        assert (response.status, response.json()) == (200, {"deleted": False})
+        assert await manager.get_room_info(grant["room"]) is not None
+
+
+async def test_a_beacon_with_a_key_for_another_room_is_forbidden(
+    live_site: aiohttp.ClientSession,
+) -> None:
+    grant = (await post_token(live_site, {"agent": "demo-agent"})).json()
+    other = (await post_token(live_site, {"agent": "demo-agent"})).json()
+    response = await leave(live_site, grant, room=other["room"])
+    assert response.status == 403
+    assert "not given for that room" in response.json()["error"]
+    response = await leave(live_site, grant, leave_key="")
+    assert response.status == 400
