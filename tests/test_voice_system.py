@@ -10,16 +10,20 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from room_recovery.errors import ProcessError
 from room_recovery.livekit_server import free_port
 from room_recovery.policy import RestartPolicy
 from room_recovery.supervisor import PartSpec, Supervisor
+from tests.support.livekit import ServerInfo
 from tests.support.system import System, alive
+from tests.support.worker import person
 
 SERVER_ONLY = ("--no-agent", "--no-web", "--no-watch")
 
@@ -189,3 +193,49 @@ async def test_a_part_that_dies_later_is_restarted_then_given_up_on(tmp_path: Pa
         status = json.loads((tmp_path / "status.json").read_text())
         assert status["parts"]["flaky"]["state"] == "failed"
         assert status["parts"]["flaky"]["last_exit"] == 4
+
+
+async def _person_gets_an_agent(system: System, timeout: float = 20) -> None:
+    server = ServerInfo(system.url, "devkey", "secret")
+    room = f"sys-{uuid.uuid4().hex[:8]}"
+    async with person(server, room, "user-sys", "demo-agent", publish=True) as someone:
+        await someone.wait_for_agent(timeout=timeout)
+
+
+def _healthy_with_new_pid(system: System, part: str, old_pid: int) -> bool:
+    state = system.status()[part]
+    return state["state"] == "healthy" and state["pid"] != old_pid
+
+
+async def test_up_brings_every_part_to_healthy_and_a_person_gets_an_agent(
+    system: System,
+) -> None:
+    result = system.up()
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert f"page:    http://127.0.0.1:{system.web_port}/" in result.stdout
+    report = json.loads(system.cli("status", "--json").stdout)
+    assert {name: part["healthy"] for name, part in report["parts"].items()} == {
+        "livekit": True,
+        "agent": True,
+        "web": True,
+        "watch": True,
+    }
+    async with aiohttp.ClientSession() as http, http.get(report["page_url"]) as page:
+        assert page.status == 200 and "Connect" in await page.text()
+    await _person_gets_an_agent(system)
+
+
+async def test_a_killed_worker_and_a_killed_server_are_restarted_and_agents_come_again(
+    system: System,
+) -> None:
+    assert system.up("--no-web").returncode == 0
+    worker = system.pid_of("agent")
+    os.kill(worker, signal.SIGKILL)
+    system.wait_for(lambda: _healthy_with_new_pid(system, "agent", worker), 40, "a new worker")
+    await _person_gets_an_agent(system)
+
+    server = system.pid_of("livekit")
+    os.kill(server, signal.SIGKILL)
+    system.wait_for(lambda: _healthy_with_new_pid(system, "livekit", server), 30, "a new server")
+    # The worker reconnects by itself (backoff up to 10 s) and registers again.
+    await _person_gets_an_agent(system, timeout=45)
