@@ -31,10 +31,11 @@ from pathlib import Path
 
 from livekit import api, rtc
 
-from room_recovery.agent_hook import dispatch_metadata, make_request_handler
+from room_recovery.agent_hook import make_request_handler
 from room_recovery.livekit_server import LiveKitServer, ServerConfig
 from room_recovery.messages import room_cleanup
 from room_recovery.settings import Settings, load_settings
+from room_recovery.tokens import person_token
 
 KEY = "benchkey"
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,17 +98,6 @@ class Worker:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
-
-
-def person_token(settings: Settings, room: str, identity: str, agent_name: str) -> str:
-    dispatch = api.RoomAgentDispatch(agent_name=agent_name, metadata=dispatch_metadata(identity))
-    return (
-        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
-        .to_jwt()
-    )
 
 
 def is_agent(participant: rtc.RemoteParticipant) -> bool:

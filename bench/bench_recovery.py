@@ -32,28 +32,17 @@ from pathlib import Path
 
 import psutil
 from aiohttp import web
-from livekit import api, rtc
+from livekit import rtc
 
 from room_recovery.livekit_server import LiveKitServer, ServerConfig, free_port
-from room_recovery.messages import dispatch_metadata
 from room_recovery.settings import Settings, load_settings
+from room_recovery.tokens import person_token
 from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
 
 KEY = "benchkey"
 AGENT = "bench-agent"
 WATCHED = "bench-wd-"
 UNWATCHED = "bench-spec-"
-
-
-def token(settings: Settings, room: str, identity: str) -> str:
-    dispatch = api.RoomAgentDispatch(agent_name=AGENT, metadata=dispatch_metadata(identity))
-    return (
-        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
-        .to_jwt()
-    )
 
 
 def agents_of(room: rtc.Room) -> list[rtc.RemoteParticipant]:
@@ -82,7 +71,7 @@ def job_process(worker: subprocess.Popen[bytes], port: int) -> int | None:
 async def connect(settings: Settings, room_name: str) -> rtc.Room:
     room = rtc.Room()
     identity = f"person-{uuid.uuid4().hex[:6]}"
-    await room.connect(settings.ws_url, token(settings, room_name, identity))
+    await room.connect(settings.ws_url, person_token(settings, room_name, identity, AGENT))
     return room
 
 

@@ -5,7 +5,7 @@ choose among agents), publishes an audio track, greets the person (espeak-ng, or
 when espeak-ng is missing) and plays back what it hears. It runs with the pre-join cleanup
 (`agent_hook`) and the graceful shutdown (`session_guard`) of this package.
 
-    python -m room_recovery.demo_agent [--agent-name demo-agent] [--health-port 8082]
+    python -m room_recovery.demo_agent [--agent-name demo-agent] [--health-port 8081]
 
 or `await run_worker(settings, DemoAgentOptions(...))` from Python. Its health endpoint,
 `GET /health` on `--health-port`, answers 200 `{"registered": true, ...}` only while the
@@ -42,7 +42,7 @@ from .settings import Settings, load_settings
 logger = logging.getLogger(__name__)
 
 DEFAULT_AGENT_NAME = "demo-agent"
-DEFAULT_HEALTH_PORT = 8082
+DEFAULT_HEALTH_PORT = 8081
 DEFAULT_GREETING = "Hello! I am the demo agent. Say something, and I will say it back."
 GREETING_WAIT = 3.0  # seconds to wait for the person to subscribe before greeting anyway
 TRACK_NAME = "agent-voice"

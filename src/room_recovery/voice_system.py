@@ -243,6 +243,11 @@ def _print_ready(settings: Settings, options: SystemOptions, parts: list[PartSpe
     lines.append(f"  LiveKit:  {settings.livekit_url}")
     lines.append(f"  logs:     {options.state_dir / 'logs'}/ ({', '.join(p.name for p in parts)})")
     lines.append("  status:   room-recovery status    stop: Ctrl-C or room-recovery down")
+    if parts and parts[0].name == "livekit" and livekit_config(settings, options).development:
+        lines.append(
+            "  note:     the API secret is shorter than 32 characters, so LiveKit runs in "
+            "development mode; set a long LIVEKIT_API_SECRET anywhere but your own machine"
+        )
     print("\n".join(lines), flush=True)
 
 

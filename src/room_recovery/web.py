@@ -41,18 +41,16 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from livekit import api
 
 from .errors import ConfigurationError, RoomRecoveryError
 from .manager import RoomManager, participant_view
-from .messages import dispatch_metadata
 from .policy import Kind, room_name_problem
 from .settings import Settings
+from .tokens import DEFAULT_TOKEN_TTL, person_token
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +66,6 @@ SHUTDOWN_TIMEOUT = 2.0
 LEAVE_TIMEOUT = 5.0  # seconds for the server calls of one leave beacon
 # A token is used once, to join one room; livekit-client refreshes it over the open
 # connection afterwards. Ten minutes covers a slow join; a leaked token is soon worthless.
-DEFAULT_TOKEN_TTL = 600.0
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
@@ -218,25 +215,9 @@ def mint_grant(
     room = room_name_for(settings.room_prefix, agent.name, session_id or new_session_id())
     check_room_name(room)
     identity = identity or f"user-{secrets.token_hex(4)}"
-    dispatch = api.RoomAgentDispatch(agent_name=agent.name, metadata=dispatch_metadata(identity))
-    token = (
-        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-        .with_identity(identity)
-        .with_name("Person")
-        .with_ttl(timedelta(seconds=ttl))
-        .with_grants(
-            api.VideoGrants(
-                room_join=True,
-                room=room,
-                can_publish=True,
-                can_subscribe=True,
-                can_publish_data=True,
-            )
-        )
-        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
-    )
+    token = person_token(settings, room, identity, agent.name, ttl=ttl, name="Person")
     key = leave_key(settings, room, identity)
-    return Grant(settings.ws_url, token.to_jwt(), room, identity, int(ttl), key)
+    return Grant(settings.ws_url, token, room, identity, int(ttl), key)
 
 
 def leave_key(settings: Settings, room: str, identity: str) -> str:
