@@ -195,10 +195,12 @@ async def test_a_part_that_dies_later_is_restarted_then_given_up_on(tmp_path: Pa
         assert status["parts"]["flaky"]["last_exit"] == 4
 
 
-async def _person_gets_an_agent(system: System, timeout: float = 20) -> None:
+async def _person_gets_an_agent(
+    system: System, timeout: float = 20, agent_name: str = "demo-agent"
+) -> None:
     server = ServerInfo(system.url, "devkey", "secret")
     room = f"sys-{uuid.uuid4().hex[:8]}"
-    async with person(server, room, "user-sys", "demo-agent", publish=True) as someone:
+    async with person(server, room, "user-sys", agent_name, publish=True) as someone:
         await someone.wait_for_agent(timeout=timeout)
 
 
@@ -239,3 +241,58 @@ async def test_a_killed_worker_and_a_killed_server_are_restarted_and_agents_come
     system.wait_for(lambda: _healthy_with_new_pid(system, "livekit", server), 30, "a new server")
     # The worker reconnects by itself (backoff up to 10 s) and registers again.
     await _person_gets_an_agent(system, timeout=45)
+
+
+async def test_your_own_agent_runs_next_to_the_demo_one_and_survives_a_restart(
+    system: System,
+) -> None:
+    # The "user's own agent" is a real worker started by a command line of their choosing.
+    own = f"helper-agent={sys.executable} -m room_recovery.cli agent --agent-name helper-agent"
+    result = system.up("--no-watch", "--agent-command", own + " --health-port 0")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert system.status()["agent-helper-agent"]["state"] == "healthy"
+    page = f"http://127.0.0.1:{system.web_port}/api/config"
+    async with aiohttp.ClientSession() as http, http.get(page) as response:
+        offered = [agent["name"] for agent in (await response.json())["agents"]]
+    assert offered == ["demo-agent", "helper-agent"]
+    await _person_gets_an_agent(system, agent_name="helper-agent")
+    logs = system.cli("logs", "agent-helper-agent")
+    assert logs.returncode == 0 and "Agent helper-agent registered" in logs.stdout
+
+    old_pid = system.pid_of("agent-helper-agent")
+    restarted = system.cli("restart")
+    assert restarted.returncode == 0, restarted.stderr + restarted.stdout
+    assert f"page:    http://127.0.0.1:{system.web_port}/" in restarted.stdout
+    assert not alive(old_pid)
+    assert set(system.status()) == {"livekit", "agent", "agent-helper-agent", "web"}
+    await _person_gets_an_agent(system, agent_name="helper-agent")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--agent-command", "python my_agent.py"], "must be NAME=COMMAND"),
+        (["--agent-command", "my agent=python my_agent.py"], "may use only letters"),
+        (["--agent-command", "a=python 'unclosed"], "No closing quotation"),
+        (["--agent-command", "a=x", "--agent-command", "a=y"], "names agent 'a' twice"),
+        (["--agent-command", "demo-agent=python my_agent.py"], "the demo agent's name"),
+    ],
+)
+def test_a_bad_agent_command_is_refused_before_anything_starts(
+    system: System, flags: list[str], message: str
+) -> None:
+    result = system.cli("up", *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (system.state_dir / "run" / "supervisor.pid").exists()
+
+
+def test_your_own_agent_that_exits_at_once_fails_the_start_and_names_its_log(
+    system: System,
+) -> None:
+    broken = f"broken-agent={sys.executable} -c 'raise SystemExit(3)'"
+    result = system.up(*SERVER_ONLY, "--agent-command", broken)
+    assert result.returncode != 0
+    assert "agent-broken-agent exited with code 3 while starting" in result.stderr
+    assert "agent-broken-agent.log" in result.stderr
+    assert system.cli("status").returncode == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import voice_system
+from .errors import ConfigurationError
 from .settings import Settings
 from .voice_system import SystemOptions
 
@@ -26,6 +27,14 @@ def add_system_commands(commands: Any, command: Any) -> None:
     sub.add_argument("--no-web", action="store_true", help="do not start the page's web server")
     sub.add_argument("--no-watch", action="store_true", help="do not start the watchdog")
     sub.add_argument("--agent-name", default="demo-agent", help="the demo agent's dispatch name")
+    sub.add_argument(
+        "--agent-command",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="also run your own agent worker, registered as NAME, with COMMAND (for example "
+        "'letta-agent=python letta_voice_agent.py start'); repeat for more",
+    )
     sub.add_argument("--web-port", type=_port, default=8080, help="the page's port (8080)")
     sub.add_argument(
         "--agent-health-port", type=_port, default=8081, help="the agent's health port (8081)"
@@ -89,7 +98,22 @@ def _options(args: argparse.Namespace) -> SystemOptions:
         with_agent=not args.no_agent,
         with_web=not args.no_web,
         with_watch=not args.no_watch,
+        extra_agents=_extra_agents(args),
     )
+
+
+def _extra_agents(args: argparse.Namespace) -> tuple[voice_system.ExtraAgent, ...]:
+    agents = tuple(voice_system.parse_agent_command(spec) for spec in args.agent_command)
+    names = [agent.name for agent in agents]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigurationError(f"--agent-command names agent {name!r} twice")
+        if name == args.agent_name and not args.no_agent:
+            raise ConfigurationError(
+                f"--agent-command: {name!r} is the demo agent's name; choose another name, "
+                "or leave the demo agent out with --no-agent"
+            )
+    return agents
 
 
 async def _up(args: argparse.Namespace, settings: Settings) -> int:
@@ -111,10 +135,19 @@ async def _down(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _restart(args: argparse.Namespace, settings: Settings) -> int:
     options = _options(args)
+    previous = voice_system.running_up_arguments(options)
     for stopped in voice_system.down(options):
         print(f"stopped {stopped}")
     voice_system.wipe_data(options)
-    argv = ["up"] + (["--state-dir", str(args.state_dir)] if args.state_dir else [])
+    if previous is not None:  # start again as it was started: same ports, same agents
+        from .cli import build_parser  # cli imports this module
+
+        argv = previous
+        if args.state_dir and "--state-dir" not in argv:
+            argv = [*argv, "--state-dir", str(args.state_dir)]
+        options = _options(build_parser().parse_args(argv))
+    else:
+        argv = ["up"] + (["--state-dir", str(args.state_dir)] if args.state_dir else [])
     return voice_system.up_detached(settings, options, argv, wait=120)
 
 

@@ -44,6 +44,7 @@ class PartSpec:
     port: int | None = None
     ready_timeout: float = 30.0
     stop_grace: float = 10.0
+    settle: float = 0.0  # without a health URL: healthy once alive this long
 
 
 @dataclass
@@ -188,7 +189,8 @@ class Supervisor:
 
     async def _wait_healthy(self, part: PartState) -> None:
         spec = part.spec
-        deadline = time.monotonic() + spec.ready_timeout
+        started = time.monotonic()
+        deadline = started + spec.ready_timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while True:
                 process = part.process
@@ -198,7 +200,11 @@ class Supervisor:
                         f"{spec.name} exited with code {code} while starting; see "
                         f"{self.log_dir / (spec.name + '.log')}"
                     )
-                if spec.health_url is None or await _answers(session, spec.health_url):
+                if spec.health_url is None:
+                    healthy = time.monotonic() - started >= spec.settle
+                else:
+                    healthy = await _answers(session, spec.health_url)
+                if healthy:
                     part.state = "healthy"
                     self._write_status()
                     logger.info("%s is healthy", spec.name, extra={"part": spec.name})

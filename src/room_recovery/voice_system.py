@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -38,6 +40,38 @@ from .supervisor import PartSpec, Supervisor
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 PART_NAMES = ("livekit", "agent", "web", "watch")
+AGENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+@dataclass(frozen=True)
+class ExtraAgent:
+    """An agent of the user's own that `up` runs next to the demo one (`--agent-command`)."""
+
+    name: str  # the name it registers for explicit dispatch
+    argv: tuple[str, ...]
+
+    @property
+    def part_name(self) -> str:
+        return f"agent-{self.name}"
+
+
+def parse_agent_command(spec: str) -> ExtraAgent:
+    """`NAME=COMMAND` (`letta-agent=python letta_voice_agent.py start`) as an ExtraAgent."""
+    example = "for example --agent-command 'letta-agent=python letta_voice_agent.py start'"
+    name, sep, command = spec.partition("=")
+    name = name.strip()
+    if not sep or not command.strip():
+        raise ConfigurationError(f"--agent-command {spec!r} must be NAME=COMMAND, {example}")
+    if not AGENT_NAME_PATTERN.fullmatch(name):
+        raise ConfigurationError(
+            f"--agent-command: agent name {name!r} may use only letters, digits, '.', '_' "
+            f"and '-' (up to 63), {example}"
+        )
+    try:
+        argv = tuple(shlex.split(command))
+    except ValueError as exc:
+        raise ConfigurationError(f"--agent-command for {name!r}: {exc} in {command!r}") from None
+    return ExtraAgent(name, argv)
 
 
 def default_state_dir() -> Path:
@@ -61,6 +95,13 @@ class SystemOptions:
     with_agent: bool = True
     with_web: bool = True
     with_watch: bool = True
+    extra_agents: tuple[ExtraAgent, ...] = ()
+
+    @property
+    def agent_names(self) -> list[str]:
+        """Every agent the page offers and the watchdog knows: the demo one, then the user's."""
+        demo = [self.agent_name] if self.with_agent or not self.extra_agents else []
+        return demo + [agent.name for agent in self.extra_agents]
 
     @property
     def supervisor_pidfile(self) -> Path:
@@ -134,11 +175,20 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
                 options.agent_health_port,
             )
         )
+    for agent in options.extra_agents:
+        # The user's own worker: healthy while it runs (its registration shows in `doctor`).
+        # It gets the settings in the names livekit-agents reads, even when they come from .env.
+        env = {
+            "LIVEKIT_URL": settings.ws_url,
+            "LIVEKIT_API_KEY": settings.livekit_api_key,
+            "LIVEKIT_API_SECRET": settings.livekit_api_secret,
+        }
+        parts.append(PartSpec(name=agent.part_name, argv=agent.argv, env=env, settle=3.0))
     if options.with_web:
         parts.append(
             _python_part(
                 "web",
-                ["web", "--port", str(options.web_port), "--agent", options.agent_name],
+                ["web", "--port", str(options.web_port), *_agent_flags(options)],
                 f"http://127.0.0.1:{options.web_port}/healthz",
                 options.web_port,
             )
@@ -147,12 +197,16 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
         parts.append(
             _python_part(
                 "watch",
-                ["watch", "--port", str(options.watch_port), "--agent", options.agent_name],
+                ["watch", "--port", str(options.watch_port), "--agent", options.agent_names[0]],
                 f"http://127.0.0.1:{options.watch_port}/healthz",
                 options.watch_port,
             )
         )
     return parts
+
+
+def _agent_flags(options: SystemOptions) -> list[str]:
+    return [flag for name in options.agent_names for flag in ("--agent", name)]
 
 
 def _check_state_dir(state_dir: Path) -> None:
@@ -182,11 +236,13 @@ def _check_ports(settings: Settings, options: SystemOptions, parts: list[PartSpe
 def _stop_leftovers(options: SystemOptions) -> list[str]:
     """Stop parts that a dead supervisor left running (ours only, by pidfile)."""
     stopped = []
-    for name in PART_NAMES:
-        record = live_record(options.state_dir / "run" / f"{name}.pid")
+    for pidfile in sorted((options.state_dir / "run").glob("*.pid")):
+        if pidfile == options.supervisor_pidfile:
+            continue
+        record = live_record(pidfile)
         if record is not None and stop_recorded(record):
-            stopped.append(f"{name} (pid {record.pid})")
-        (options.state_dir / "run" / f"{name}.pid").unlink(missing_ok=True)
+            stopped.append(f"{pidfile.stem} (pid {record.pid})")
+        pidfile.unlink(missing_ok=True)
     return stopped
 
 
@@ -300,6 +356,20 @@ def _printed(log_path: Path) -> bool:
     return "The voice system is up." in log_path.read_text(errors="replace")
 
 
+def running_up_arguments(options: SystemOptions) -> list[str] | None:
+    """The arguments the running `up` was started with (`--detach` left out), or None.
+
+    Read from the supervisor's pidfile, so that `restart` starts the system again with the
+    same ports, parts and agents.
+    """
+    record = live_record(options.supervisor_pidfile)
+    if record is None or "up" not in record.argv:
+        return None
+    argv = list(record.argv)
+    start = 3 if argv[1:2] == ["-m"] else 2  # after `python -m module` or `python script`
+    return [arg for arg in argv[start:] if arg != "--detach"]
+
+
 def down(options: SystemOptions, grace: float = 30.0) -> list[str]:
     """Stop the supervisor (which stops its parts), then any part it left. Returns what stopped."""
     stopped = []
@@ -364,13 +434,14 @@ async def _healthy(session: aiohttp.ClientSession, url: str) -> bool:
 
 def log_paths(options: SystemOptions, names: list[str]) -> list[Path]:
     """The log files of the named parts (all parts and the supervisor when none is named)."""
-    wanted = names or ["supervisor", *PART_NAMES]
-    unknown = [n for n in wanted if n not in ("supervisor", *PART_NAMES)]
+    log_dir = options.state_dir / "logs"
+    extras = sorted(path.stem for path in log_dir.glob("agent-*.log"))
+    known = ["supervisor", *PART_NAMES, *extras]
+    wanted = names or known
+    unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise ConfigurationError(
-            f"unknown part {unknown[0]!r}: choose from supervisor, {', '.join(PART_NAMES)}"
-        )
-    return [options.state_dir / "logs" / f"{name}.log" for name in wanted]
+        raise ConfigurationError(f"unknown part {unknown[0]!r}: choose from {', '.join(known)}")
+    return [log_dir / f"{name}.log" for name in wanted]
 
 
 def follow(paths: list[Path], lines: int, keep_following: bool) -> None:
