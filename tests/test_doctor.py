@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import uuid
@@ -125,3 +126,39 @@ async def test_too_many_rooms_are_named(livekit_server: ServerInfo) -> None:
                 await lkapi.room.delete_room(api.DeleteRoomRequest(room=name))
     assert checks["room count"].status == "fail"
     assert "clean-stale" in checks["room count"].fix
+
+
+def probe(health_url: str | None, *agents: str, timeout: float = 10.0) -> DoctorOptions:
+    return dataclasses.replace(
+        options(health_url), probe=True, probe_agents=agents, probe_timeout=timeout
+    )
+
+
+async def _rooms(server: ServerInfo) -> list[str]:
+    async with api.LiveKitAPI(server.url, server.api_key, server.api_secret) as lkapi:
+        return [room.name for room in (await lkapi.room.list_rooms(api.ListRoomsRequest())).rooms]
+
+
+async def test_the_probe_proves_a_served_agent_comes_and_leaves_no_room_behind(
+    livekit_server: ServerInfo, worker: WorkerProcess
+) -> None:
+    health = await worker.registered()
+    checks = by_name(await diagnose(settings_for(livekit_server), probe(health)))  # type: ignore[arg-type]
+    came = checks["agent 'doc-agent' comes when dispatched"]
+    assert came.status == "ok", came.detail
+    assert "doctor-probe-" in came.detail
+    assert not [name for name in await _rooms(livekit_server) if "doctor-probe-" in name]
+
+
+async def test_the_probe_names_an_agent_that_no_worker_serves(livekit_server: ServerInfo) -> None:
+    checks = by_name(
+        await diagnose(
+            settings_for(livekit_server),  # type: ignore[arg-type]
+            probe(None, "nobody-serves-this", timeout=1.5),
+        )
+    )
+    missing = checks["agent 'nobody-serves-this' comes when dispatched"]
+    assert missing.status == "fail"
+    assert "no worker is registered as 'nobody-serves-this'" in missing.detail
+    assert "nobody-serves-this" in missing.fix
+    assert not [name for name in await _rooms(livekit_server) if "doctor-probe-" in name]

@@ -63,6 +63,32 @@ def add_service_commands(commands: Any, command: Any) -> None:
         "--page-url", help="the page's server (default: the one `up` runs, else port 8080)"
     )
     sub.add_argument("--room-alert", type=int, default=100, help="too many rooms above this")
+    sub.add_argument(
+        "--probe",
+        action="store_true",
+        help="also dispatch each of the page's agents into a throwaway room and wait for it "
+        "to join (proves that a worker really serves it)",
+    )
+    sub.add_argument(
+        "--probe-agent",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="probe this agent name (implies --probe); repeat for more",
+    )
+    sub.add_argument(
+        "--probe-timeout", type=_positive, default=10.0, help="seconds to wait for it (10)"
+    )
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds")
+    return number
 
 
 async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,7 +101,14 @@ async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     )
     agent_url = args.agent_health_url or f"http://127.0.0.1:{ports.get('agent') or 8081}/health"
     page = (args.page_url or f"http://127.0.0.1:{ports.get('web') or 8080}").rstrip("/")
-    options = doctor.DoctorOptions(agent_url, f"{page}/api/config", args.room_alert)
+    options = doctor.DoctorOptions(
+        agent_url,
+        f"{page}/api/config",
+        args.room_alert,
+        probe=args.probe or bool(args.probe_agent),
+        probe_agents=tuple(args.probe_agent),
+        probe_timeout=args.probe_timeout,
+    )
     checks = await doctor.diagnose(settings, options)
     if args.json:
         print(json.dumps(doctor.to_json(checks), indent=2))

@@ -6,6 +6,8 @@ The checks, each building on the ones before it:
 2. it accepts LIVEKIT_API_KEY / LIVEKIT_API_SECRET;
 3. an agent worker answers its health check and is registered with the server;
 4. the page dispatches an agent name that the worker serves;
+   (with `probe`) each agent really comes: it is dispatched into a throwaway room, which
+   is deleted afterwards; this works for any worker, also ones without a health endpoint;
 5. no room has a person waiting without an agent;
 6. no ghost participants (stale by the policy, or agents whose heartbeat went silent);
 7. the number of rooms is below the alert threshold.
@@ -17,6 +19,8 @@ failed one are reported as skipped. The exit code is 0 only when every check pas
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,6 +57,9 @@ class DoctorOptions:
     agent_health_url: str = "http://127.0.0.1:8081/health"
     page_config_url: str | None = "http://127.0.0.1:8080/api/config"
     room_alert_threshold: int = 100
+    probe: bool = False  # dispatch each agent into a throwaway room and wait for it
+    probe_agents: tuple[str, ...] = ()  # which; empty: the page's agents, else the worker's
+    probe_timeout: float = 10.0
 
 
 @dataclass
@@ -60,6 +67,7 @@ class _Facts:
     """What the checks learn, for the checks after them."""
 
     worker_agent: str | None = None
+    offered: list[str] | None = None  # the agents the page offers, when it answered
     rooms: list[api.Room] | None = None
     participants: dict[str, list[api.ParticipantInfo]] | None = None
 
@@ -80,6 +88,8 @@ async def diagnose(settings: Settings, options: DoctorOptions) -> list[Check]:
             checks.append(_skipped("API key and secret accepted", "the server does not answer"))
         checks.append(await _worker_registered(options, http, facts))
         checks.append(await _page_agent_served(options, http, facts))
+        if options.probe:
+            checks.extend(await _probe_agents(options, manager, facts))
         if facts.rooms is None:
             reason = "the server's rooms cannot be read"
             checks.append(_skipped("nobody waiting without an agent", reason))
@@ -175,6 +185,7 @@ async def _page_agent_served(
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
         return _skipped(name, f"the page's server does not answer at {options.page_config_url}")
     offered = _agent_names(config.get("agents"))
+    facts.offered = offered
     if facts.worker_agent is None:
         return _skipped(name, "no registered worker to compare with")
     if facts.worker_agent in offered or not offered:
@@ -185,6 +196,42 @@ async def _page_agent_served(
         f"the page dispatches {offered}, but the worker registers as {facts.worker_agent!r}: "
         "no worker serves the page's choice, so no agent comes",
         "use the same agent name on both sides (`room-recovery up --agent-name NAME`)",
+    )
+
+
+async def _probe_agents(options: DoctorOptions, manager: RoomManager, facts: _Facts) -> list[Check]:
+    names = list(options.probe_agents or facts.offered or [facts.worker_agent or "demo-agent"])
+    if facts.rooms is None:
+        reason = "the server's rooms cannot be read"
+        return [_skipped(f"agent {name!r} comes when dispatched", reason) for name in names]
+    return list(await asyncio.gather(*(_agent_comes(manager, n, options) for n in names)))
+
+
+async def _agent_comes(manager: RoomManager, agent_name: str, options: DoctorOptions) -> Check:
+    """Dispatch `agent_name` into a new room of our own and wait for an agent to join it."""
+    name = f"agent {agent_name!r} comes when dispatched"
+    room = f"{manager.settings.room_prefix}doctor-probe-{secrets.token_hex(4)}"
+    started = time.monotonic()
+    try:
+        await manager.dispatch_agent(room, agent_name)
+        while (elapsed := time.monotonic() - started) < options.probe_timeout:
+            infos = await manager.list_participants(room)
+            if any(info.kind == api.ParticipantInfo.Kind.AGENT for info in infos):
+                return Check(name, "ok", f"an agent joined test room {room} in {elapsed:.1f} s")
+            await asyncio.sleep(0.2)
+    except RoomRecoveryError as exc:
+        return Check(name, "fail", f"could not dispatch it: {exc}", "see the checks above")
+    finally:
+        with contextlib.suppress(RoomRecoveryError):
+            await manager.delete_room(room)
+    return Check(
+        name,
+        "fail",
+        f"no agent joined test room {room} within {options.probe_timeout:g} s: no worker is "
+        f"registered as {agent_name!r} (LiveKit then drops the dispatch), or it is full, or "
+        "its request handler rejects or fails the job",
+        f"start a worker whose agent_name is {agent_name!r} and read its log "
+        "(`room-recovery logs agent`, or agent-NAME for your own)",
     )
 
 
