@@ -189,7 +189,11 @@ async def test_without_a_worker_it_retries_in_three_new_rooms_then_shows_what_to
         await alert.wait_for()
         text = await alert.inner_text()
         assert "Failed to connect after 4 attempts" in text
-        for command in ("room-recovery status", "room-recovery logs agent"):
+        for command in (
+            "room-recovery status",
+            "room-recovery doctor --probe",
+            "room-recovery logs agent",
+        ):
             assert command in text
         assert await button(page, "Connect").is_enabled()
 

@@ -171,6 +171,7 @@ function agentMissing(attempts, detail) {
       + ` agent "${agent}" is most likely not running or not registered with LiveKit.`,
     [
       ['Check that the voice agent is running and healthy:', 'room-recovery status'],
+      ['Ask why no agent came (it dispatches a test agent):', 'room-recovery doctor --probe'],
       ["Read the agent's log for errors:", 'room-recovery logs agent'],
       ['Look for rooms with stuck participants:', 'room-recovery rooms'],
       ['Restart everything (the nuclear option):', './restart_voice_system.sh'],
