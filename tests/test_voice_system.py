@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -251,6 +252,9 @@ async def test_your_own_agent_runs_next_to_the_demo_one_and_survives_a_restart(
     result = system.up("--no-watch", "--agent-command", own + " --health-port 0")
     assert result.returncode == 0, result.stderr + result.stdout
     assert system.status()["agent-helper-agent"]["state"] == "healthy"
+    status = system.cli("status")
+    assert status.returncode == 0, status.stdout
+    assert re.search(r"agent-helper-agent +pid \d+ +port - +healthy", status.stdout), status.stdout
     page = f"http://127.0.0.1:{system.web_port}/api/config"
     async with aiohttp.ClientSession() as http, http.get(page) as response:
         offered = [agent["name"] for agent in (await response.json())["agents"]]

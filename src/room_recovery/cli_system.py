@@ -167,13 +167,15 @@ def _print_status(status: dict[str, Any]) -> None:
         print("the voice system is not running (start it with `room-recovery up`)")
     else:
         print(f"supervisor: pid {status['supervisor_pid']}")
+    width = max((len(name) for name in status["parts"]), default=8)
     for name, part in status["parts"].items():
         health = "healthy" if part.get("healthy") else "NOT healthy"
         if part.get("state") == "failed":
             health = "FAILED (kept crashing; see its log, then `room-recovery restart`)"
         pid = part.get("pid") if part.get("running") else "-"
         port = part.get("port") or "-"
-        print(f"  {name:<8} pid {pid!s:<8} port {port!s:<6} {health}, restarts {part['restarts']}")
+        restarts = part["restarts"]
+        print(f"  {name:<{width}} pid {pid!s:<8} port {port!s:<6} {health}, restarts {restarts}")
     if status.get("page_url") and status["running"]:
         print(f"page:  {status['page_url']}")
     print(f"rooms: {status['rooms']}")

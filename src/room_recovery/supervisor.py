@@ -203,7 +203,7 @@ class Supervisor:
                 if spec.health_url is None:
                     healthy = time.monotonic() - started >= spec.settle
                 else:
-                    healthy = await _answers(session, spec.health_url)
+                    healthy = await answers(session, spec.health_url)
                 if healthy:
                     part.state = "healthy"
                     self._write_status()
@@ -300,7 +300,8 @@ class Supervisor:
         temporary.replace(path)
 
 
-async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
+async def answers(session: aiohttp.ClientSession, url: str) -> bool:
+    """Whether `url` answers 200 (any failure to reach it is a no)."""
     try:
         async with session.get(url) as response:
             return response.status == 200

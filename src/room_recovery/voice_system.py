@@ -36,7 +36,7 @@ from .processes import (
     write_pidfile,
 )
 from .settings import Settings
-from .supervisor import PartSpec, Supervisor
+from .supervisor import PartSpec, Supervisor, answers
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 PART_NAMES = ("livekit", "agent", "web", "watch")
@@ -209,6 +209,17 @@ def _agent_flags(options: SystemOptions) -> list[str]:
     return [flag for name in options.agent_names for flag in ("--agent", name)]
 
 
+def _check_can_start(options: SystemOptions) -> None:
+    """The state folder is writable and no `up` of ours runs there already."""
+    _check_state_dir(options.state_dir)
+    running = live_record(options.supervisor_pidfile)
+    if running is not None:
+        raise ProcessError(
+            f"the voice system is already running (supervisor pid {running.pid}); see "
+            "`room-recovery status`, or stop it with `room-recovery down`"
+        )
+
+
 def _check_state_dir(state_dir: Path) -> None:
     try:
         (state_dir / "run").mkdir(parents=True, exist_ok=True)
@@ -248,13 +259,7 @@ def _stop_leftovers(options: SystemOptions) -> list[str]:
 
 async def up(settings: Settings, options: SystemOptions) -> int:
     """Run the system in the foreground until SIGINT or SIGTERM; returns an exit code."""
-    _check_state_dir(options.state_dir)
-    running = live_record(options.supervisor_pidfile)
-    if running is not None:
-        raise ProcessError(
-            f"the voice system is already running (supervisor pid {running.pid}); see "
-            "`room-recovery status`, or stop it with `room-recovery down`"
-        )
+    _check_can_start(options)
     for leftover in _stop_leftovers(options):
         print(f"stopped {leftover}, left over from an earlier run", flush=True)
     parts = build_parts(settings, options)
@@ -309,13 +314,7 @@ def _print_ready(settings: Settings, options: SystemOptions, parts: list[PartSpe
 
 def up_detached(settings: Settings, options: SystemOptions, argv: list[str], wait: float) -> int:
     """Start `up` in the background and wait until it is healthy (or has failed)."""
-    _check_state_dir(options.state_dir)
-    running = live_record(options.supervisor_pidfile)
-    if running is not None:
-        raise ProcessError(
-            f"the voice system is already running (supervisor pid {running.pid}); see "
-            "`room-recovery status`, or stop it with `room-recovery down`"
-        )
+    _check_can_start(options)
     log_path = options.state_dir / "logs" / "supervisor.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     (options.state_dir / "status.json").unlink(missing_ok=True)
@@ -407,7 +406,12 @@ async def collect_status(settings: Settings, options: SystemOptions) -> dict[str
             record = live_record(options.state_dir / "run" / f"{name}.pid")
             part["running"] = record is not None
             url = part.get("health_url")
-            part["healthy"] = bool(record and isinstance(url, str) and await _healthy(session, url))
+            if record is None:
+                part["healthy"] = False
+            elif isinstance(url, str):
+                part["healthy"] = await answers(session, url)
+            else:  # no health check (your own agent): running and past its start
+                part["healthy"] = part.get("state") == "healthy"
     rooms: int | str
     try:
         async with RoomManager(settings=settings, request_timeout=3) as manager:
@@ -422,14 +426,6 @@ async def collect_status(settings: Settings, options: SystemOptions) -> dict[str
         "parts": parts,
         "rooms": rooms,
     }
-
-
-async def _healthy(session: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with session.get(url) as response:
-            return response.status == 200
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return False
 
 
 def log_paths(options: SystemOptions, names: list[str]) -> list[Path]:
