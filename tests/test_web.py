@@ -206,6 +206,21 @@ async def test_the_page_is_served_under_its_own_and_the_specs_name(
     assert 'src="/static/app.js"' in text and 'role="status"' in text
 
 
+async def test_the_page_may_talk_only_to_itself_and_the_livekit_server(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site
+    policy = (await get(client, "/")).headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["connect-src"] == "'self' ws://127.0.0.1:7880 http://127.0.0.1:7880"
+    assert directives["frame-ancestors"] == "'none'"
+    for path in ("/", "/static/app.js", "/api/config", "/nothing-here"):
+        headers = (await get(client, path)).headers
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Referrer-Policy"] == "no-referrer", path
+
+
 async def test_the_script_and_livekit_client_are_served_as_javascript(
     site: tuple[str, aiohttp.ClientSession],
 ) -> None:

@@ -43,6 +43,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from aiohttp import web
 
@@ -68,6 +69,30 @@ LEAVE_TIMEOUT = 5.0  # seconds for the server calls of one leave beacon
 # connection afterwards. Ten minutes covers a slow join; a leaked token is soon worthless.
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NO_CACHE = {"Cache-Control": "no-cache"}
+_PAGE_PATHS = ("/", "/voice-agent-selector.html", "/index.html")
+_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def content_security_policy(settings: Settings) -> str:
+    """The page may load only its own files and talk only to itself and the LiveKit server."""
+    livekit = " ".join(_origin(url) for url in (settings.ws_url, settings.http_url))
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"connect-src 'self' {livekit}",
+            "media-src 'self' blob: mediastream:",
+            "img-src 'self' data:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def _origin(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc}"
 
 
 @dataclass(frozen=True)
@@ -292,7 +317,9 @@ def create_app(
     choices = parse_agents(agents)
     for choice in choices:
         check_room_name(room_name_for(settings.room_prefix, choice.name, new_session_id()))
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_json_errors])
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers, _json_errors]
+    )
     app[STATE] = _State(
         settings,
         choices,
@@ -301,9 +328,7 @@ def create_app(
     )
     app.add_routes(
         [
-            web.get("/", _page),
-            web.get("/voice-agent-selector.html", _page),
-            web.get("/index.html", _page),
+            *(web.get(path, _page) for path in _PAGE_PATHS),
             web.get("/static/{name}", _static),
             web.get("/vendor/{name}", _vendor),
             web.get("/api/config", _config),
@@ -313,6 +338,21 @@ def create_app(
         ]
     )
     return app
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """No MIME sniffing and no referrer on every answer; the page also gets its CSP."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(_SECURITY_HEADERS)
+        raise
+    response.headers.update(_SECURITY_HEADERS)
+    if request.path in _PAGE_PATHS:
+        policy = content_security_policy(request.app[STATE].settings)
+        response.headers["Content-Security-Policy"] = policy
+    return response
 
 
 @web.middleware

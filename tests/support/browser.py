@@ -13,7 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    async_playwright,
+)
 
 from room_recovery.settings import Settings, load_settings
 from room_recovery.web import AgentChoice, PageConfig, create_app, running
@@ -58,13 +65,19 @@ async def pages_of(browser: Browser, name: str) -> AsyncIterator[OpenPage]:
     """Open pages in fresh contexts; on exit, screenshot each one still open, then close."""
     contexts: list[BrowserContext] = []
     pages: list[Page] = []
+    refused: list[str] = []  # what the page's Content-Security-Policy blocked
+
+    def on_console(message: ConsoleMessage) -> None:
+        _console(name, message.type, message.text)
+        if "Content Security Policy" in message.text:
+            refused.append(message.text[:300])
 
     async def open_page(url: str, *, viewport: ViewportSize | None = None) -> Page:
         context = await browser.new_context(viewport=viewport or {"width": 900, "height": 800})
         contexts.append(context)
         page = await context.new_page()
         pages.append(page)
-        page.on("console", lambda message: _console(name, message.type, message.text))
+        page.on("console", on_console)
         await page.goto(url)
         await wait_status(page, ("idle", "error"), timeout=10)
         return page
@@ -80,6 +93,7 @@ async def pages_of(browser: Browser, name: str) -> AsyncIterator[OpenPage]:
             await page.screenshot(path=ARTIFACTS / f"{name}{suffix}.png", full_page=True)
         for context in contexts:
             await context.close()
+    assert refused == [], f"the page's CSP blocked what the page needs: {refused}"
 
 
 def _console(name: str, kind: str, text: str) -> None:
@@ -140,10 +154,14 @@ async def wait_status(page: Page, statuses: str | Sequence[str], timeout: float)
 
 
 async def wait_for(page: Page, expression: str, timeout: float, what: str) -> None:
-    """Wait until a JavaScript expression over `roomRecovery` (as `rr`) is true."""
+    """Wait until a JavaScript expression over `roomRecovery` (as `rr`) is true.
+
+    Given as a function, which Playwright calls through the debugger protocol: a bare
+    expression would be `eval`ed in the page, which the page's CSP (rightly) refuses.
+    """
     try:
         await page.wait_for_function(
-            f"(() => {{ const rr = window.roomRecovery; return Boolean({expression}); }})()",
+            f"() => {{ const rr = window.roomRecovery; return Boolean({expression}); }}",
             timeout=timeout * 1000,
         )
     except Exception as exc:
