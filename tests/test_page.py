@@ -6,6 +6,8 @@ test leaves a screenshot of its end state in test-artifacts/.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import time
 import uuid
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from livekit import api
 from playwright.async_api import Browser, Locator, Page
+from playwright.async_api import Error as PlaywrightError
 
 from room_recovery.livekit_server import free_port
 from room_recovery.manager import RoomManager, participant_view
@@ -278,6 +281,36 @@ async def test_after_a_tab_closed_without_disconnect_a_new_page_connects_at_once
 
         # the page's goodbye and beacon end it at once, not the agent's 5 s grace period
         await eventually(old_room_gone, timeout=3, what=f"the old room {old_room} to go")
+
+
+async def test_a_crashed_tab_says_nothing_yet_the_agent_leaves_and_the_room_goes(
+    livekit_server: ServerInfo,
+    agent_name: str,
+    agent_worker: WorkerProcess,
+    open_page: OpenPage,
+    manager: RoomManager,
+) -> None:
+    async with page_server(web_settings(livekit_server), [agent_name]) as url:
+        page = await page_for(open_page, url, agent_name)
+        await connect(page)
+        await wait_status(page, "connected", timeout=SPEC_JOIN_WITHIN)
+        room = (await state(page))["room"]
+        await page.screenshot(path=ARTIFACTS / "test_a_crashed_tab_before_the_crash.png")
+
+        crashed = asyncio.Event()
+        page.on("crash", lambda _: crashed.set())
+        with contextlib.suppress(PlaywrightError):  # the renderer dies: no unload, no beacon
+            await page.goto("chrome://crash", timeout=5000)
+        await asyncio.wait_for(crashed.wait(), timeout=10)
+        await page.close()
+
+        async def room_gone() -> bool:
+            return await manager.get_room_info(room) is None
+
+        # The server drops the silent person (about 20 s); the agent's grace period ends the job.
+        await agent_worker.wait_for_log("without saying goodbye", room, timeout=40)
+        await eventually(room_gone, timeout=15, what=f"room {room} to be deleted")
+        assert "asked to clean up room " + room not in agent_worker.log_text()
 
 
 async def _connect_and_time(page: Page) -> float:
