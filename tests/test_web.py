@@ -17,15 +17,9 @@ from livekit import api
 from room_recovery.agent_hook import person_from_metadata
 from room_recovery.errors import ConfigurationError
 from room_recovery.manager import RoomManager
+from room_recovery.page_policy import AgentChoice, PageConfig, mint_grant, parse_agents
 from room_recovery.settings import Settings, load_settings
-from room_recovery.web import (
-    AgentChoice,
-    PageConfig,
-    create_app,
-    mint_grant,
-    parse_agents,
-    running,
-)
+from room_recovery.web import create_app, running
 from tests.support.livekit import ServerInfo, participant
 
 SECRET = "a-long-test-secret-of-more-than-32-bytes!"

@@ -13,6 +13,8 @@ from livekit import api
 from .messages import dispatch_metadata
 from .settings import Settings
 
+# A token is used once, to join one room; livekit-client refreshes it over the open
+# connection afterwards. Ten minutes covers a slow join; a leaked token is soon worthless.
 DEFAULT_TOKEN_TTL = 600.0  # seconds
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -27,6 +26,7 @@ import aiohttp
 from .errors import ConfigurationError, ProcessError, RoomRecoveryError
 from .livekit_server import ServerConfig, find_server_binary
 from .manager import RoomManager
+from .page_policy import valid_agent_name
 from .processes import (
     PidRecord,
     command_line,
@@ -40,7 +40,6 @@ from .supervisor import PartSpec, Supervisor, answers
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 PART_NAMES = ("livekit", "agent", "web", "watch")
-AGENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,10 @@ def parse_agent_command(spec: str) -> ExtraAgent:
     name = name.strip()
     if not sep or not command.strip():
         raise ConfigurationError(f"--agent-command {spec!r} must be NAME=COMMAND, {example}")
-    if not AGENT_NAME_PATTERN.fullmatch(name):
+    if not valid_agent_name(name):
         raise ConfigurationError(
             f"--agent-command: agent name {name!r} may use only letters, digits, '.', '_' "
-            f"and '-' (up to 63), {example}"
+            f"and '-' (up to 64), {example}"
         )
     try:
         argv = tuple(shlex.split(command))
