@@ -116,6 +116,14 @@ async def connect(page: Page) -> float:
     return started
 
 
+async def connected_page(open_page: OpenPage, url: str, agent: str) -> tuple[Page, str]:
+    """The page, connected to `agent`; and the name of its room."""
+    page = await page_for(open_page, url, agent)
+    await connect(page)
+    await wait_status(page, "connected", timeout=SPEC_JOIN_WITHIN)
+    return page, (await state(page))["room"]
+
+
 async def people_and_agents(manager: RoomManager, room: str) -> tuple[list[str], list[str]]:
     views = [participant_view(p) for p in await manager.list_participants(room)]
     people = [v.identity for v in views if v.kind is not Kind.AGENT]
@@ -237,10 +245,7 @@ async def test_disconnect_says_goodbye_the_agent_leaves_and_the_room_is_deleted(
     manager: RoomManager,
 ) -> None:
     async with page_server(web_settings(livekit_server), [agent_name]) as url:
-        page = await page_for(open_page, url, agent_name)
-        await connect(page)
-        await wait_status(page, "connected", timeout=SPEC_JOIN_WITHIN)
-        room = (await state(page))["room"]
+        page, room = await connected_page(open_page, url, agent_name)
         await wait_for(page, "rr.microphone === 'on'", 5, "the microphone")
 
         await button(page, "Disconnect").click()
@@ -291,10 +296,7 @@ async def test_a_crashed_tab_says_nothing_yet_the_agent_leaves_and_the_room_goes
     manager: RoomManager,
 ) -> None:
     async with page_server(web_settings(livekit_server), [agent_name]) as url:
-        page = await page_for(open_page, url, agent_name)
-        await connect(page)
-        await wait_status(page, "connected", timeout=SPEC_JOIN_WITHIN)
-        room = (await state(page))["room"]
+        page, room = await connected_page(open_page, url, agent_name)
         await page.screenshot(path=ARTIFACTS / "test_a_crashed_tab_before_the_crash.png")
 
         crashed = asyncio.Event()
