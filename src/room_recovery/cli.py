@@ -29,6 +29,8 @@ Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 _EPILOG = """\
 examples:
+  room-recovery up                          run everything: server, demo agent, page, watchdog
+  room-recovery doctor --probe              why did no agent come? (dispatches a test agent)
   room-recovery rooms                       list rooms with participant counts and ages
   room-recovery participants my-room        who is in a room, and in which state
   room-recovery clean-stale --dry-run       show what a stale cleanup would remove

@@ -51,7 +51,7 @@ def add_system_commands(commands: Any, command: Any) -> None:
         "restart",
         _restart,
         "The nuclear option: stop what `up` started, wipe its generated state, start afresh "
-        "in the background.",
+        "in the background with the options the running system was started with.",
     )
     _system_options(sub)
 
