@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
+from room_recovery.heartbeat import (
+    HEARTBEAT_ATTRIBUTE,
+    HEARTBEAT_TIMEOUT,
+    MAX_ALLOWANCE,
+    HeartbeatTracker,
+)
 from room_recovery.policy import (
     Kind,
     ParticipantView,
@@ -75,3 +83,50 @@ def test_a_waiting_room_that_gets_its_agent_forgets_its_dispatches() -> None:
     history = RoomHistory(waiting_since=NOW - 5, dispatches=(NOW - 2,))
     result = assess_room([person(), agent()], {}, history, NOW, WATCH)
     assert result.history == RoomHistory()
+
+
+def test_an_agent_that_once_stalled_gets_its_own_longer_allowance() -> None:
+    silent = {"agent-room": 2.0}
+    assert assess_room([person(), agent()], silent, RoomHistory(), NOW, WATCH).ghosts
+    allowance = {"agent-room": 2.4}
+    result = assess_room([person(), agent()], silent, RoomHistory(), NOW, WATCH, allowance)
+    assert result.ghosts == () and not result.waiting
+
+
+def test_an_allowance_below_the_timeout_does_not_shorten_it() -> None:
+    result = assess_room(
+        [person(), agent()], {"agent-room": 1.2}, RoomHistory(), NOW, WATCH, {"agent-room": 0.5}
+    )
+    assert result.ghosts == ()
+
+
+# --- the heartbeat tracker: change detection on the watchdog's clock ----------------------
+
+
+def beats(tracker: HeartbeatTracker, times_and_values: list[tuple[float, str]]) -> float | None:
+    silence = None
+    for at, value in times_and_values:
+        silence = tracker.silence("room", "agent", {HEARTBEAT_ATTRIBUTE: value}, at)
+    return silence
+
+
+def test_silence_counts_from_the_last_change_seen_not_the_agents_clock() -> None:
+    tracker = HeartbeatTracker()
+    assert beats(tracker, [(0.0, "1:999"), (0.5, "2:1"), (1.5, "2:1")]) == 1.0
+    assert tracker.silence("room", "other", {}, 1.5) is None  # no heartbeat at all
+
+
+def test_a_steady_agent_keeps_the_base_timeout() -> None:
+    tracker = HeartbeatTracker()
+    beats(tracker, [(t * 0.5, str(t)) for t in range(10)])
+    assert tracker.allowance("room", "agent") == HEARTBEAT_TIMEOUT
+
+
+def test_a_stall_that_was_survived_doubles_into_the_allowance_up_to_a_cap() -> None:
+    tracker = HeartbeatTracker()
+    beats(tracker, [(0.0, "1"), (0.5, "2"), (1.7, "3")])  # a 1.2 s stall, then alive
+    assert tracker.allowance("room", "agent") == pytest.approx(2.4)
+    beats(tracker, [(6.0, "4")])  # a 4.3 s gap: allowed at most MAX_ALLOWANCE
+    assert tracker.allowance("room", "agent") == MAX_ALLOWANCE
+    tracker.forget("room", "agent")
+    assert tracker.allowance("room", "agent") == HEARTBEAT_TIMEOUT

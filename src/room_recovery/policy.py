@@ -18,7 +18,7 @@ The rule, in one place:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -242,18 +242,22 @@ def assess_room(
     history: RoomHistory,
     now: float,
     watch: WatchPolicy,
+    heartbeat_allowance: Mapping[str, float] | None = None,
 ) -> RoomAssessment:
     """Decide, for a room, which ghost agents to remove and whether to dispatch an agent.
 
     `heartbeat_silence` maps an agent's identity to the seconds its heartbeat has been
-    silent (None when it sends none: then the server's view of it is trusted).
+    silent (None when it sends none: then the server's view of it is trusted). An agent is
+    a ghost when that exceeds `watch.heartbeat_timeout`, or its own, longer allowance in
+    `heartbeat_allowance` (learned from its rhythm, see `heartbeat.HeartbeatTracker`).
     """
+    allowance = heartbeat_allowance or {}
     agents = [p for p in participants if p.kind is Kind.AGENT]
     ghosts = tuple(
         Removal(a.identity, f"heartbeat silent for {silence:.1f}s")
         for a in agents
         if (silence := heartbeat_silence.get(a.identity)) is not None
-        and silence > watch.heartbeat_timeout
+        and silence > max(watch.heartbeat_timeout, allowance.get(a.identity, 0.0))
     )
     ghost_ids = {g.identity for g in ghosts}
     live_agents = [a for a in agents if a.identity not in ghost_ids]

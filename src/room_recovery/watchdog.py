@@ -209,8 +209,11 @@ class Watchdog:
                 for info in infos
                 if info.kind == api.ParticipantInfo.Kind.AGENT
             }
+            allowance = {
+                identity: self.heartbeats.allowance(name, identity) for identity in silence
+            }
             self._record_join(state, infos)
-            result = assess_room(views, silence, state.history, now, self.options.watch)
+            result = assess_room(views, silence, state.history, now, self.options.watch, allowance)
             for ghost in result.ghosts:
                 if await self.manager.remove_participant(name, ghost.identity):
                     self.heartbeats.forget(name, ghost.identity)
