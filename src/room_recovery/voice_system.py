@@ -175,7 +175,7 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
             )
         )
     for agent in options.extra_agents:
-        # The user's own worker: healthy while it runs (its registration shows in `doctor`).
+        # The user's own worker: healthy while it runs (`doctor --probe` proves it serves).
         # It gets the settings in the names livekit-agents reads, even when they come from .env.
         env = {
             "LIVEKIT_URL": settings.ws_url,
