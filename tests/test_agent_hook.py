@@ -143,14 +143,7 @@ async def test_the_person_the_job_is_for_is_never_removed_even_if_they_look_stal
         lurker_left = asyncio.Event()
         lurker.on("disconnected", lambda *_: lurker_left.set())
         async with person(livekit_server, room_name, "user1") as user:
-            async with api.LiveKitAPI(
-                livekit_server.url, livekit_server.api_key, livekit_server.api_secret
-            ) as lkapi:
-                await lkapi.agent_dispatch.create_dispatch(
-                    api.CreateAgentDispatchRequest(
-                        agent_name=agent_name, room=room_name, metadata=dispatch_metadata("user1")
-                    )
-                )
+            await manager.dispatch_agent(room_name, agent_name, dispatch_metadata("user1"))
             agent = await user.wait_for_agent()
             await asyncio.wait_for(lurker_left.wait(), 5)
             assert user.room.isconnected()
@@ -187,14 +180,7 @@ async def test_a_ghost_agent_left_by_a_killed_worker_is_removed_before_the_new_a
         fresh = WorkerProcess.demo(livekit_server, name, tmp_path / "fresh.log")
         workers.append(fresh)
         await fresh.registered()
-        async with api.LiveKitAPI(
-            livekit_server.url, livekit_server.api_key, livekit_server.api_secret
-        ) as lkapi:
-            await lkapi.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(
-                    agent_name=name, room=room_name, metadata=dispatch_metadata("user1")
-                )
-            )
+        await manager.dispatch_agent(room_name, name, dispatch_metadata("user1"))
         await user.wait_for(
             "a new agent", lambda: any(a.sid != ghost.sid for a in user.agents()), timeout=10
         )
