@@ -31,11 +31,11 @@ from pathlib import Path
 
 from livekit import api, rtc
 
-from room_recovery.agent_hook import make_request_handler
-from room_recovery.livekit_server import LiveKitServer, ServerConfig
-from room_recovery.messages import room_cleanup
-from room_recovery.settings import Settings, load_settings
-from room_recovery.tokens import person_token
+from room_recovery.agent.hook import make_request_handler
+from room_recovery.core.settings import Settings, load_settings
+from room_recovery.core.tokens import person_token
+from room_recovery.protocol.messages import room_cleanup
+from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
 
 KEY = "benchkey"
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ class Worker:
             [
                 sys.executable,
                 "-m",
-                "room_recovery.demo_agent",
+                "room_recovery.demo",
                 "--agent-name",
                 name,
                 "--health-port",

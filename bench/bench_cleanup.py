@@ -29,8 +29,8 @@ from pathlib import Path
 
 from livekit import api
 
-from room_recovery.livekit_server import LiveKitServer, ServerConfig
-from room_recovery.manager import RoomManager
+from room_recovery.core.manager import RoomManager
+from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
 
 KEY = "benchkey"
 

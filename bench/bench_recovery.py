@@ -34,9 +34,9 @@ import psutil
 from aiohttp import web
 from livekit import rtc
 
-from room_recovery.livekit_server import LiveKitServer, ServerConfig, free_port
-from room_recovery.settings import Settings, load_settings
-from room_recovery.tokens import person_token
+from room_recovery.core.settings import Settings, load_settings
+from room_recovery.core.tokens import person_token
+from room_recovery.system.livekit_server import LiveKitServer, ServerConfig, free_port
 from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
 
 KEY = "benchkey"
@@ -136,7 +136,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "room_recovery.demo_agent",
+                "room_recovery.demo",
                 "--agent-name",
                 AGENT,
                 "--health-port",

@@ -3,6 +3,6 @@
 The implementation lives in the `room_recovery` package; this module only re-exports it.
 """
 
-from room_recovery.manager import RoomManager
+from room_recovery import RoomManager
 
 __all__ = ["RoomManager"]

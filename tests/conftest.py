@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from room_recovery.livekit_server import LiveKitServer, ServerConfig
-from room_recovery.manager import RoomManager
+from room_recovery.core.manager import RoomManager
+from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
 from tests.support.livekit import ParticipantProcess, ServerInfo
 
 API_KEY = "testkey"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from room_recovery import demo_voice
-from room_recovery.livekit_server import free_port
+from room_recovery.demo import voice as demo_voice
+from room_recovery.system.livekit_server import free_port
 from tests.support.livekit import ServerInfo
 from tests.support.worker import Person, WorkerProcess, person
 
@@ -136,7 +136,7 @@ async def test_the_health_endpoint_says_not_registered_when_no_server_answers(
     port = free_port()
     lonely = WorkerProcess(
         nowhere,
-        ["-m", "room_recovery.demo_agent", "--agent-name", "lonely", "--health-port", str(port)],
+        ["-m", "room_recovery.demo", "--agent-name", "lonely", "--health-port", str(port)],
         tmp_path / "lonely.log",
     )
     try:

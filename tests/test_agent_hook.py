@@ -14,16 +14,16 @@ import pytest
 from livekit import api
 from livekit.protocol import agent as agent_proto
 
-from room_recovery.agent_hook import (
+from room_recovery.agent.hook import (
     agent_identity,
     dispatch_metadata,
     make_request_handler,
     person_from_metadata,
 )
-from room_recovery.errors import ConfigurationError
-from room_recovery.manager import RoomManager
-from room_recovery.messages import room_cleanup
-from room_recovery.settings import load_settings
+from room_recovery.core.errors import ConfigurationError
+from room_recovery.core.manager import RoomManager
+from room_recovery.core.settings import load_settings
+from room_recovery.protocol.messages import room_cleanup
 from tests.support.livekit import ServerInfo, participant
 from tests.support.worker import WorkerProcess, person
 

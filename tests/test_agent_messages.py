@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from room_recovery.messages import (
+from room_recovery.protocol.messages import (
     AgentSelection,
     RoomCleanup,
     parse_message,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from livekit import api
 
-from room_recovery.manager import RoomManager
-from room_recovery.messages import room_cleanup
+from room_recovery.core.manager import RoomManager
+from room_recovery.protocol.messages import room_cleanup
 from tests.support.livekit import ServerInfo, eventually
 from tests.support.worker import WorkerProcess, person
 

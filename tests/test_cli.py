@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from livekit import api
 
-from room_recovery.livekit_server import free_port
+from room_recovery.system.livekit_server import free_port
 from tests.support.livekit import ServerInfo, participant
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from livekit import api
 
+from room_recovery.core.settings import load_settings
 from room_recovery.doctor import Check, DoctorOptions, diagnose, render
-from room_recovery.livekit_server import free_port
-from room_recovery.settings import load_settings
+from room_recovery.system.livekit_server import free_port
 from tests.support.livekit import ServerInfo, eventually, participant
 from tests.support.worker import WorkerProcess, job_processes, person
 
@@ -82,7 +82,7 @@ async def test_a_registered_worker_and_quiet_rooms_are_all_well(
 async def test_a_person_waiting_without_an_agent_is_named(
     livekit_server: ServerInfo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("room_recovery.doctor.WAITING_GRACE", 0.0)
+    monkeypatch.setattr("room_recovery.doctor.checks.WAITING_GRACE", 0.0)
     room = f"doc-{uuid.uuid4().hex[:8]}"
     async with participant(livekit_server, room, "lonely-user"):
         checks = by_name(await diagnose(settings_for(livekit_server), options()))  # type: ignore[arg-type]

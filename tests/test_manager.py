@@ -10,14 +10,14 @@ import warnings
 import pytest
 from livekit import api
 
-from room_recovery.errors import (
+from room_recovery.core.errors import (
     AuthenticationError,
     InvalidRoomNameError,
     OutOfScopeError,
     ServerUnreachableError,
 )
-from room_recovery.livekit_server import free_port
-from room_recovery.manager import RoomManager
+from room_recovery.core.manager import RoomManager
+from room_recovery.system.livekit_server import free_port
 from tests.support.livekit import ServerInfo, eventually, participant
 
 

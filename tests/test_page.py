@@ -20,9 +20,10 @@ from livekit import api
 from playwright.async_api import Browser, Locator, Page
 from playwright.async_api import Error as PlaywrightError
 
-from room_recovery.livekit_server import free_port
-from room_recovery.manager import RoomManager, participant_view
-from room_recovery.policy import Kind
+from room_recovery.core.manager import RoomManager
+from room_recovery.core.views import participant_view
+from room_recovery.rules.model import Kind
+from room_recovery.system.livekit_server import free_port
 from room_recovery.web import create_app, running
 from tests.support.browser import (
     ARTIFACTS,

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from room_recovery.policy import (
-    Kind,
-    ParticipantView,
-    RestartPolicy,
-    RoomView,
+from room_recovery.rules.model import Kind, ParticipantView, RoomView, State, room_name_problem
+from room_recovery.rules.restart import RestartPolicy, recent_crashes, restart_delay, should_give_up
+from room_recovery.rules.retry import retry_delay
+from room_recovery.rules.staleness import (
     StalePolicy,
-    State,
     is_stale_room,
     prejoin_removals,
-    recent_crashes,
-    restart_delay,
-    retry_delay,
-    room_name_problem,
-    should_give_up,
     stale_removals,
 )
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from room_recovery.errors import ConfigurationError
-from room_recovery.settings import load_settings
+from room_recovery.core.errors import ConfigurationError
+from room_recovery.core.settings import load_settings
 
 VARIABLES = [
     "LIVEKIT_URL",

@@ -18,10 +18,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from room_recovery.errors import ProcessError
-from room_recovery.livekit_server import free_port
-from room_recovery.policy import RestartPolicy
-from room_recovery.supervisor import PartSpec, Supervisor
+from room_recovery.core.errors import ProcessError
+from room_recovery.rules.restart import RestartPolicy
+from room_recovery.system.livekit_server import free_port
+from room_recovery.system.supervisor import PartSpec, Supervisor
 from tests.support.livekit import ServerInfo
 from tests.support.system import System, alive
 from tests.support.worker import person

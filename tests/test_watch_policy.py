@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from room_recovery.heartbeat import (
-    HEARTBEAT_ATTRIBUTE,
-    HEARTBEAT_TIMEOUT,
-    MAX_ALLOWANCE,
-    HeartbeatTracker,
-)
-from room_recovery.policy import (
-    Kind,
-    ParticipantView,
-    RoomHistory,
-    State,
-    WatchPolicy,
-    assess_room,
-)
+from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE, heartbeat_of
+from room_recovery.rules.liveness import HEARTBEAT_TIMEOUT, MAX_ALLOWANCE, HeartbeatTracker
+from room_recovery.rules.model import Kind, ParticipantView, State
+from room_recovery.rules.watch import RoomHistory, WatchPolicy, assess_room
 
 NOW = 5_000.0
 WATCH = WatchPolicy(grace=3, dispatch_wait=4, max_dispatches=3, heartbeat_timeout=1.5)
@@ -106,14 +96,14 @@ def test_an_allowance_below_the_timeout_does_not_shorten_it() -> None:
 def beats(tracker: HeartbeatTracker, times_and_values: list[tuple[float, str]]) -> float | None:
     silence = None
     for at, value in times_and_values:
-        silence = tracker.silence("room", "agent", {HEARTBEAT_ATTRIBUTE: value}, at)
+        silence = tracker.silence("room", "agent", heartbeat_of({HEARTBEAT_ATTRIBUTE: value}), at)
     return silence
 
 
 def test_silence_counts_from_the_last_change_seen_not_the_agents_clock() -> None:
     tracker = HeartbeatTracker()
     assert beats(tracker, [(0.0, "1:999"), (0.5, "2:1"), (1.5, "2:1")]) == 1.0
-    assert tracker.silence("room", "other", {}, 1.5) is None  # no heartbeat at all
+    assert tracker.silence("room", "other", heartbeat_of({}), 1.5) is None  # no heartbeat at all
 
 
 def test_a_steady_agent_keeps_the_base_timeout() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from livekit import api
 
-from room_recovery.policy import WatchPolicy
-from room_recovery.settings import Settings, load_settings
+from room_recovery.core.settings import Settings, load_settings
+from room_recovery.rules.watch import WatchPolicy
 from room_recovery.watchdog import Watchdog, WatchdogOptions
 from tests.support.livekit import ServerInfo, eventually
 from tests.support.worker import WorkerProcess, job_processes, person

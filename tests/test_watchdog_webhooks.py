@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from livekit import api
 
-from room_recovery.livekit_server import free_port
-from room_recovery.settings import load_settings
+from room_recovery.core.settings import load_settings
+from room_recovery.system.livekit_server import free_port
 from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
 from tests.support.livekit import ServerInfo
 

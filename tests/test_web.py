@@ -14,12 +14,12 @@ import jwt
 import pytest
 from livekit import api
 
-from room_recovery.agent_hook import person_from_metadata
-from room_recovery.errors import ConfigurationError
-from room_recovery.manager import RoomManager
-from room_recovery.page_policy import AgentChoice, PageConfig, mint_grant, parse_agents
-from room_recovery.settings import Settings, load_settings
+from room_recovery.agent.hook import person_from_metadata
+from room_recovery.core.errors import ConfigurationError
+from room_recovery.core.manager import RoomManager
+from room_recovery.core.settings import Settings, load_settings
 from room_recovery.web import create_app, running
+from room_recovery.web.rules import AgentChoice, PageConfig, mint_grant, parse_agents
 from tests.support.livekit import ServerInfo, participant
 
 SECRET = "a-long-test-secret-of-more-than-32-bytes!"

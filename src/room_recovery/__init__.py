@@ -5,7 +5,7 @@ Nobody should stay stuck on "Waiting for agent to join...". The entry point is
 line is `room-recovery` (see cli.py). Errors all derive from `RoomRecoveryError`.
 """
 
-from .errors import (
+from .core.errors import (
     AuthenticationError,
     ConfigurationError,
     InvalidRoomNameError,
@@ -15,9 +15,9 @@ from .errors import (
     RoomRecoveryError,
     ServerUnreachableError,
 )
-from .manager import RoomManager
-from .report import CleanupReport
-from .settings import Settings, load_settings
+from .core.manager import RoomManager
+from .core.report import CleanupReport
+from .core.settings import Settings, load_settings
 
 __all__ = [
     "AuthenticationError",

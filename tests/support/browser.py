@@ -22,9 +22,9 @@ from playwright.async_api import (
     async_playwright,
 )
 
-from room_recovery.page_policy import AgentChoice, PageConfig
-from room_recovery.settings import Settings, load_settings
+from room_recovery.core.settings import Settings, load_settings
 from room_recovery.web import create_app, running
+from room_recovery.web.rules import AgentChoice, PageConfig
 from tests.support.livekit import ROOT, ServerInfo
 
 CHROMIUM = "/usr/bin/chromium"

@@ -12,8 +12,8 @@ import os
 
 from livekit.agents import JobContext, WorkerOptions, cli
 
+from room_recovery.agent import job_load
 from room_recovery.agent_hook import request_handler
-from room_recovery.demo_agent import job_load
 from room_recovery.session_guard import guard_session
 
 

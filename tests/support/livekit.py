@@ -14,7 +14,7 @@ from pathlib import Path
 
 from livekit import api, rtc
 
-from room_recovery.livekit_server import stop_process
+from room_recovery.system.livekit_server import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 

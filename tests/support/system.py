@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from room_recovery.livekit_server import free_port
-from room_recovery.processes import command_line
+from room_recovery.system.livekit_server import free_port
+from room_recovery.system.processes import command_line
 
 ROOT = Path(__file__).resolve().parents[2]
 

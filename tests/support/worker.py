@@ -1,6 +1,6 @@
 """Real agent workers in child processes, and people who ask for them.
 
-`WorkerProcess` runs `python -m room_recovery.demo_agent` in its own process group, so that
+`WorkerProcess` runs `python -m room_recovery.demo` in its own process group, so that
 `kill()` SIGKILLs the worker *and* its job processes at once, as a crash would: the agent
 it had in a room stays there as a ghost. `close()` stops it gracefully, then by force.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from livekit import api, rtc
 
-from room_recovery.agent_hook import dispatch_metadata
+from room_recovery.agent.hook import dispatch_metadata
 from tests.support.livekit import ROOT, ServerInfo
 
 REGISTERED = "registered: "
@@ -60,10 +60,10 @@ class WorkerProcess:
         *args: str,
         env: dict[str, str] | None = None,
     ) -> WorkerProcess:
-        """The demo agent (`python -m room_recovery.demo_agent`), health on a free port."""
+        """The demo agent (`python -m room_recovery.demo`), health on a free port."""
         command = [
             "-m",
-            "room_recovery.demo_agent",
+            "room_recovery.demo",
             "--agent-name",
             agent_name,
             "--health-port",

@@ -1,0 +1,5 @@
+"""`room-recovery`: the command line (`main`)."""
+
+from .main import main
+
+__all__ = ["main"]

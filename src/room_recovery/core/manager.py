@@ -1,0 +1,399 @@
+"""RoomManager: the spec's room management utility, over livekit-api's RoomService.
+
+It fetches, asks `policy` what to do, acts, and reports. Use it either way:
+
+    async with RoomManager() as manager:        # one HTTP session for many calls
+        await manager.cleanup_stale_rooms()
+
+    await RoomManager().cleanup_stale_rooms()  # the spec's way: each call opens and
+                                                # closes its own session, nothing leaks
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Sequence
+from types import TracebackType
+
+from livekit import api
+
+from ..protocol.room_status import with_status
+from ..rules.model import Removal, RoomView, room_name_problem
+from ..rules.staleness import (
+    DEFAULT_AGENT_ALONE_GRACE,
+    StalePolicy,
+    is_stale_room,
+    prejoin_removals,
+    stale_removals,
+)
+from .errors import InvalidRoomNameError, LiveKitAPIError, OutOfScopeError
+from .report import CleanupReport, DeletedRoom, Failure, KeptParticipant, RemovedParticipant
+from .settings import Settings, load_settings
+from .transport import DEFAULT_REQUEST_TIMEOUT, Transport
+from .views import participant_view
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 16
+
+
+class RoomManager:
+    """List, inspect and clean LiveKit rooms, within this deployment's ROOM_PREFIX.
+
+    Arguments left as None fall back to the environment and `.env` (see `settings`).
+    Raises ConfigurationError at construction when a setting is invalid.
+    """
+
+    def __init__(
+        self,
+        livekit_url: str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        stale_room_timeout: float | None = None,
+        *,
+        room_prefix: str | None = None,
+        settings: Settings | None = None,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        agent_alone_grace: float = DEFAULT_AGENT_ALONE_GRACE,
+    ) -> None:
+        self.settings = settings or load_settings(
+            livekit_url=livekit_url,
+            livekit_api_key=api_key,
+            livekit_api_secret=api_secret,
+            room_stale_timeout=stale_room_timeout,
+            room_prefix=room_prefix,
+        )
+        self.policy = StalePolicy(self.settings.room_stale_timeout, agent_alone_grace)
+        self.max_concurrency = max_concurrency
+        self._transport = Transport(self.settings, request_timeout)
+
+    @property
+    def stale_room_timeout(self) -> float:
+        return self.settings.room_stale_timeout
+
+    @property
+    def request_timeout(self) -> float:
+        return self._transport.request_timeout
+
+    @property
+    def api_calls(self) -> int:
+        """Server API calls made so far, for benchmarks and metrics."""
+        return self._transport.calls
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> RoomManager:
+        self._transport.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the HTTP session opened by `async with`; safe to call more than once."""
+        await self._transport.close()
+
+    def _check_room(self, room_name: str) -> None:
+        problem = room_name_problem(room_name)
+        if problem is not None:
+            raise InvalidRoomNameError(f"invalid room name {room_name!r}: {problem}")
+        if not self.settings.in_scope(room_name):
+            raise OutOfScopeError(room_name, self.settings.room_prefix)
+
+    # --- the spec's queries ----------------------------------------------------------
+
+    async def list_rooms(self) -> list[api.Room]:
+        """The active rooms of this deployment (those whose name starts with ROOM_PREFIX)."""
+        async with self._transport.session() as lkapi:
+            return await self._list_rooms(lkapi)
+
+    async def get_room_info(self, room_name: str) -> api.Room | None:
+        """The room, or None when it does not exist."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            rooms = await self._list_rooms(lkapi, names=[room_name])
+        return rooms[0] if rooms else None
+
+    async def list_participants(self, room_name: str) -> list[api.ParticipantInfo]:
+        """The room's participants; an empty list when the room does not exist."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            return await self._transport.list_participants(lkapi, room_name)
+
+    async def remove_participant(self, room_name: str, identity: str) -> bool:
+        """Remove one participant. True if removed, False if it was already gone."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            removed = await self._transport.remove(lkapi, room_name, identity)
+        if removed:
+            logger.info(
+                "Removed participant %s from room %s",
+                identity,
+                room_name,
+                extra={"room": room_name, "identity": identity},
+            )
+        return removed
+
+    async def delete_room(self, room_name: str) -> bool:
+        """Delete a room, disconnecting everyone in it. False if it did not exist."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            deleted = await self._transport.delete(lkapi, room_name)
+        if deleted:
+            logger.info("🗑️ Deleted room %s", room_name, extra={"room": room_name})
+        return deleted
+
+    # --- cleanups --------------------------------------------------------------------
+
+    async def cleanup_stale_rooms(self, *, dry_run: bool = False) -> CleanupReport:
+        """Delete stale empty rooms and remove stale participants, in ROOM_PREFIX only.
+
+        Rooms are handled concurrently (at most `max_concurrency` calls at once). A room
+        whose every participant is stale is deleted in one call. Failures are reported,
+        not raised; errors reaching the server at all (unreachable, bad key) are raised.
+        """
+        logger.info(
+            "🧹 Cleaning up stale rooms (older than %gs)...",
+            self.stale_room_timeout,
+            extra={"prefix": self.settings.room_prefix, "dry_run": dry_run},
+        )
+        report = CleanupReport(dry_run=dry_run)
+        now = time.time()
+        async with self._transport.session() as lkapi:
+            rooms = await self._list_rooms(lkapi)
+            report.rooms_checked = len(rooms)
+            gate = asyncio.Semaphore(self.max_concurrency)
+
+            async def clean(room: api.Room) -> None:
+                async with gate:
+                    report.merge(await self._clean_stale_room(lkapi, room, now, dry_run))
+
+            async with asyncio.TaskGroup() as group:
+                for room in rooms:
+                    group.create_task(clean(room))
+        logger.info("✅ Stale room cleanup complete: %s", report.summary())
+        return report
+
+    async def _clean_stale_room(
+        self, lkapi: api.LiveKitAPI, room: api.Room, now: float, dry_run: bool
+    ) -> CleanupReport:
+        # The listing's num_participants cannot decide anything: the server refreshes it
+        # at most every 5 s and leaves agents and egress out of it. Ask for the real list.
+        report = CleanupReport(dry_run=dry_run)
+        participants = [
+            participant_view(p) for p in await self._transport.list_participants(lkapi, room.name)
+        ]
+        view = RoomView(room.name, float(room.creation_time), len(participants))
+        if is_stale_room(view, now, self.policy):
+            reason = f"empty for more than {self.stale_room_timeout:g}s"
+            await self._delete_into(report, lkapi, room.name, reason)
+            return report
+        removals = stale_removals(participants, now, self.policy)
+        if participants and len(removals) == len(participants):
+            reasons = sorted({r.reason for r in removals})
+            await self._delete_into(
+                report, lkapi, room.name, "every participant is stale: " + ", ".join(reasons)
+            )
+            return report
+        await self._remove_into(report, lkapi, room.name, removals)
+        removed = {r.identity for r in removals}
+        report.kept.extend(
+            KeptParticipant(room.name, p.identity)
+            for p in participants
+            if p.identity not in removed
+        )
+        return report
+
+    async def ensure_clean_room(
+        self, room_name: str, keep: Collection[str] | str = ()
+    ) -> CleanupReport:
+        """Make a room ready for an agent to join, never removing anyone in `keep`.
+
+        Removes agents already in the room (ghosts of earlier jobs) and stale participants.
+        If a removal fails, the room is deleted instead, as the spec says, unless a kept
+        person is inside: then the failure is reported and the person stays connected.
+        """
+        self._check_room(room_name)
+        keep_set = {keep} if isinstance(keep, str) else set(keep)
+        logger.info(
+            "🧹 Ensuring room %s is clean before joining...",
+            room_name,
+            extra={"room": room_name, "keep": sorted(keep_set)},
+        )
+        report = CleanupReport(rooms_checked=1)
+        async with self._transport.session() as lkapi:
+            participants = [
+                participant_view(p)
+                for p in await self._transport.list_participants(lkapi, room_name)
+            ]
+            removals = prejoin_removals(participants, time.time(), self.policy, keep_set)
+            report.kept.extend(
+                KeptParticipant(room_name, p.identity)
+                for p in participants
+                if p.identity not in {r.identity for r in removals}
+            )
+            if removals:
+                logger.info(
+                    "Room %s has %d existing participant(s), cleaning them out...",
+                    room_name,
+                    len(removals),
+                    extra={"room": room_name},
+                )
+                await self._remove_into(report, lkapi, room_name, removals)
+            if report.failed:
+                await self._fall_back_to_delete(report, lkapi, room_name, keep_set)
+        if report.ok:
+            logger.info("✅ Room %s successfully cleaned", room_name, extra={"room": room_name})
+        return report
+
+    async def _fall_back_to_delete(
+        self, report: CleanupReport, lkapi: api.LiveKitAPI, room_name: str, keep: set[str]
+    ) -> None:
+        present = {k.identity for k in report.kept} & keep
+        if present:
+            logger.warning(
+                "Could not remove every stale participant of room %s; not deleting it, "
+                "because %s is in it",
+                room_name,
+                ", ".join(sorted(present)),
+                extra={"room": room_name},
+            )
+            return
+        logger.warning("Cleanup of room %s failed, force deleting it", room_name)
+        failed, report.failed = report.failed, []
+        await self._delete_into(report, lkapi, room_name, "participant removal failed")
+        if report.failed:
+            report.failed[:0] = failed
+
+    async def cleanup_room(self, room_name: str, force: bool = False) -> CleanupReport:
+        """Clean one room by hand.
+
+        With `force`, delete the room (everyone in it is disconnected). Without, remove its
+        stale participants, and delete it when nobody is left.
+        """
+        self._check_room(room_name)
+        report = CleanupReport(rooms_checked=1)
+        async with self._transport.session() as lkapi:
+            if force:
+                await self._delete_into(report, lkapi, room_name, "forced cleanup")
+                return report
+            participants = [
+                participant_view(p)
+                for p in await self._transport.list_participants(lkapi, room_name)
+            ]
+            removals = stale_removals(participants, time.time(), self.policy)
+            if len(removals) == len(participants):
+                # Nobody alive is left: deleting is one call, and a room that is
+                # already gone is simply not reported.
+                await self._delete_into(report, lkapi, room_name, "no live participant")
+                return report
+            await self._remove_into(report, lkapi, room_name, removals)
+            removed = {r.identity for r in removals}
+            report.kept.extend(
+                KeptParticipant(room_name, p.identity)
+                for p in participants
+                if p.identity not in removed
+            )
+        return report
+
+    # --- agents and room status (used by the watchdog) ----------------------------------
+
+    async def dispatch_agent(self, room_name: str, agent_name: str, metadata: str = "") -> str:
+        """Ask the server to send agent `agent_name` into the room. Returns the dispatch id.
+
+        The server drops the job if no worker with that name is registered at that moment
+        (livekit/livekit#4060), so callers check later that an agent really came.
+        """
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            dispatch = await self._transport.dispatch(lkapi, room_name, agent_name, metadata)
+        return dispatch.id
+
+    async def dispatched_agents(self, room_name: str) -> list[tuple[str, str]]:
+        """The (agent name, metadata) of every dispatch the room has had, oldest first."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            dispatches = await self._transport.list_dispatches(lkapi, room_name)
+        return [(d.agent_name, d.metadata) for d in dispatches]
+
+    async def update_room_status(self, room_name: str, status: dict[str, str]) -> None:
+        """Merge `{"room_recovery": status}` into the room's JSON metadata (pages read it)."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            rooms = await self._transport.list_rooms(lkapi, names=[room_name])
+            if not rooms:
+                return
+            metadata = with_status(rooms[0].metadata, status)
+            await self._transport.update_metadata(lkapi, room_name, metadata)
+
+    # --- server calls ------------------------------------------------------------------
+
+    async def _list_rooms(self, lkapi: api.LiveKitAPI, names: Sequence[str] = ()) -> list[api.Room]:
+        rooms = await self._transport.list_rooms(lkapi, names)
+        return [room for room in rooms if self.settings.in_scope(room.name)]
+
+    async def _remove_into(
+        self,
+        report: CleanupReport,
+        lkapi: api.LiveKitAPI,
+        room_name: str,
+        removals: Sequence[Removal],
+    ) -> None:
+        """Remove participants concurrently, recording each outcome in the report."""
+
+        async def remove(removal: Removal) -> None:
+            if not report.dry_run:
+                try:
+                    await self._transport.remove(lkapi, room_name, removal.identity)
+                except LiveKitAPIError as exc:
+                    report.failed.append(Failure(room_name, removal.identity, str(exc)))
+                    logger.warning(
+                        "Could not remove participant %s from room %s: %s",
+                        removal.identity,
+                        room_name,
+                        exc,
+                    )
+                    return
+                logger.info(
+                    "Removed participant %s from room %s",
+                    removal.identity,
+                    room_name,
+                    extra={
+                        "room": room_name,
+                        "identity": removal.identity,
+                        "reason": removal.reason,
+                    },
+                )
+            report.removed.append(RemovedParticipant(room_name, removal.identity, removal.reason))
+
+        async with asyncio.TaskGroup() as group:
+            for removal in removals:
+                group.create_task(remove(removal))
+
+    async def _delete_into(
+        self, report: CleanupReport, lkapi: api.LiveKitAPI, room_name: str, reason: str
+    ) -> None:
+        if not report.dry_run:
+            try:
+                existed = await self._transport.delete(lkapi, room_name)
+            except LiveKitAPIError as exc:
+                report.failed.append(Failure(room_name, None, str(exc)))
+                logger.warning("Could not delete room %s: %s", room_name, exc)
+                return
+            if not existed:
+                return
+            logger.info(
+                "🗑️ Deleted room %s (%s)",
+                room_name,
+                reason,
+                extra={"room": room_name, "reason": reason},
+            )
+        report.deleted.append(DeletedRoom(room_name, reason))

@@ -1,0 +1,166 @@
+"""The one owner of the connection to LiveKit's server API, and its error translation.
+
+`Transport` opens livekit-api's `LiveKitAPI` (one HTTP session, signed tokens reused, see
+`signing`), runs each call with a timeout, counts calls, and turns transport and server
+errors into this package's (`errors`). It knows nothing of staleness or reports: the
+manager decides, this only carries. A missing room or participant is not an error here:
+the queries return empty results, the actions return False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import aiohttp
+from livekit import api
+
+from .errors import AuthenticationError, LiveKitAPIError, ServerUnreachableError
+from .settings import Settings
+from .signing import use_cached_tokens
+
+T = TypeVar("T")
+
+DEFAULT_REQUEST_TIMEOUT = 10.0
+
+
+class Transport:
+    """Calls to one LiveKit server; `open()` shares one session until `close()`."""
+
+    def __init__(self, settings: Settings, request_timeout: float = DEFAULT_REQUEST_TIMEOUT):
+        self.settings = settings
+        self.request_timeout = request_timeout
+        self.calls = 0  # server API calls made, for benchmarks and metrics
+        self._api: api.LiveKitAPI | None = None
+
+    def open(self) -> None:
+        """Open a session that every call shares until `close()`."""
+        if self._api is None:
+            self._api = self._new_api()
+
+    async def close(self) -> None:
+        """Close the shared session; safe to call more than once."""
+        if self._api is not None:
+            current, self._api = self._api, None
+            await current.aclose()
+
+    def _new_api(self) -> api.LiveKitAPI:
+        key, secret = self.settings.livekit_api_key, self.settings.livekit_api_secret
+        lkapi = api.LiveKitAPI(
+            self.settings.http_url,
+            key,
+            secret,
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+        )
+        return use_cached_tokens(lkapi, key, secret)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[api.LiveKitAPI]:
+        """The shared session, or one for this block only, closed after it."""
+        if self._api is not None:
+            yield self._api
+            return
+        lkapi = self._new_api()
+        try:
+            yield lkapi
+        finally:
+            await lkapi.aclose()
+
+    async def call(self, action: str, request: Callable[[], Awaitable[T]]) -> T:
+        """Run one server API call, turning transport and server errors into ours."""
+        self.calls += 1
+        url = self.settings.livekit_url
+        try:
+            return await asyncio.wait_for(request(), self.request_timeout)
+        except api.ServerError as exc:
+            if exc.code == api.ServerErrorCode.UNAUTHENTICATED or exc.status == 401:
+                raise AuthenticationError(url, self.settings.livekit_api_key) from None
+            if exc.status == 404 and exc.code == "unknown":
+                raise LiveKitAPIError(
+                    action, "bad_route", f"{url} is not a LiveKit server"
+                ) from None
+            raise LiveKitAPIError(action, exc.code, exc.message) from None
+        except TimeoutError:
+            raise ServerUnreachableError(
+                url, f"no answer within {self.request_timeout:g} s"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            detail = exc.os_error.strerror or str(exc.os_error) or "cannot connect"
+            raise ServerUnreachableError(url, detail.lower()) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ServerUnreachableError(url, str(exc) or type(exc).__name__) from None
+
+    async def _call_or_missing(self, action: str, request: Callable[[], Awaitable[T]]) -> T | None:
+        """`call`, with None when the server says the room or participant does not exist."""
+        try:
+            return await self.call(action, request)
+        except LiveKitAPIError as exc:
+            if exc.code == api.ServerErrorCode.NOT_FOUND:
+                return None
+            raise
+
+    # --- the calls the manager makes ------------------------------------------------------
+
+    async def list_rooms(self, lkapi: api.LiveKitAPI, names: Sequence[str] = ()) -> list[api.Room]:
+        """The rooms (all, or those named), in scope or not: the manager filters."""
+        request = api.ListRoomsRequest(names=list(names))
+        response = await self.call("list rooms", lambda: lkapi.room.list_rooms(request))
+        return list(response.rooms)
+
+    async def list_participants(
+        self, lkapi: api.LiveKitAPI, room_name: str
+    ) -> list[api.ParticipantInfo]:
+        """The room's participants; [] when the room does not exist."""
+        request = api.ListParticipantsRequest(room=room_name)
+        response = await self._call_or_missing(
+            f"list the participants of room {room_name!r}",
+            lambda: lkapi.room.list_participants(request),
+        )
+        return list(response.participants) if response is not None else []
+
+    async def remove(self, lkapi: api.LiveKitAPI, room_name: str, identity: str) -> bool:
+        """Remove a participant; False when it was not there."""
+        request = api.RoomParticipantIdentity(room=room_name, identity=identity)
+        response = await self._call_or_missing(
+            f"remove participant {identity!r} from room {room_name!r}",
+            lambda: lkapi.room.remove_participant(request),
+        )
+        return response is not None
+
+    async def delete(self, lkapi: api.LiveKitAPI, room_name: str) -> bool:
+        """Delete a room; False when it did not exist."""
+        request = api.DeleteRoomRequest(room=room_name)
+        response = await self._call_or_missing(
+            f"delete room {room_name!r}", lambda: lkapi.room.delete_room(request)
+        )
+        return response is not None
+
+    async def dispatch(
+        self, lkapi: api.LiveKitAPI, room_name: str, agent_name: str, metadata: str
+    ) -> api.AgentDispatch:
+        request = api.CreateAgentDispatchRequest(
+            agent_name=agent_name, room=room_name, metadata=metadata
+        )
+        return await self.call(
+            f"dispatch agent {agent_name!r} to room {room_name!r}",
+            lambda: lkapi.agent_dispatch.create_dispatch(request),
+        )
+
+    async def list_dispatches(
+        self, lkapi: api.LiveKitAPI, room_name: str
+    ) -> list[api.AgentDispatch]:
+        """The room's agent dispatches; [] when the room does not exist."""
+        dispatches = await self._call_or_missing(
+            f"list the agent dispatches of room {room_name!r}",
+            lambda: lkapi.agent_dispatch.list_dispatch(room_name),
+        )
+        return list(dispatches or [])
+
+    async def update_metadata(self, lkapi: api.LiveKitAPI, room_name: str, metadata: str) -> None:
+        request = api.UpdateRoomMetadataRequest(room=room_name, metadata=metadata)
+        await self.call(
+            f"update the metadata of room {room_name!r}",
+            lambda: lkapi.room.update_room_metadata(request),
+        )

@@ -1,0 +1,25 @@
+"""Everything the page must agree on with the agents and the watchdog, as one JSON object.
+
+The page's server sends it in `/api/config` under "protocol"; `web/static/protocol.js`
+builds and reads messages and room status from it alone, so a name changed here changes
+on both sides at once.
+"""
+
+from __future__ import annotations
+
+from .heartbeat import HEARTBEAT_ATTRIBUTE
+from .messages import AGENT_SELECTION, MESSAGE_TOPIC, ROOM_CLEANUP
+from .room_status import ROOM_STATUS_KEY, STATUS_FAILED
+
+
+def page_protocol() -> dict[str, dict[str, str]]:
+    """The message types, room-status names and agent attributes, for the page."""
+    return {
+        "messages": {
+            "room_cleanup": ROOM_CLEANUP,
+            "agent_selection": AGENT_SELECTION,
+            "topic": MESSAGE_TOPIC,
+        },
+        "room_status": {"key": ROOM_STATUS_KEY, "failed": STATUS_FAILED},
+        "attributes": {"heartbeat": HEARTBEAT_ATTRIBUTE},
+    }

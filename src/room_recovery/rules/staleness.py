@@ -1,0 +1,100 @@
+"""What is stale, whom to remove before an agent joins, whom to keep.
+
+Nothing here talks to a server. The manager fetches rooms and participants, turns them
+into `RoomView` / `ParticipantView`, asks these functions, and acts on the verdicts.
+
+The rule, in one place:
+
+* A room is stale when it has no participants and is older than the stale timeout.
+* A participant is stale when it has been in its room longer than the stale timeout and
+  shows no sign of life: it never reached the ACTIVE state, or it publishes no track
+  (egress participants, which never publish, are exempt).
+* An agent is stale when it is alone in its room (no participant other than agents) and
+  joined more than `agent_alone_grace` seconds ago: an agent waits for a person only that long.
+* Before a new agent joins (`prejoin_removals`) every agent already in the room is a ghost:
+  the job that is starting is the one that should serve the room.
+* Whoever is in `keep` is never removed: that is the person the agent is joining for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from .model import Kind, ParticipantView, Removal, RoomView, State, has_a_person
+
+DEFAULT_AGENT_ALONE_GRACE = 30.0
+
+
+@dataclass(frozen=True)
+class StalePolicy:
+    """The thresholds of the rule above, in seconds."""
+
+    stale_timeout: float = 300.0
+    agent_alone_grace: float = DEFAULT_AGENT_ALONE_GRACE
+
+
+def is_stale_room(room: RoomView, now: float, policy: StalePolicy) -> bool:
+    """Whether an empty room has outlived the stale timeout."""
+    return room.num_participants == 0 and now - room.creation_time > policy.stale_timeout
+
+
+def staleness(
+    participant: ParticipantView,
+    room_participants: Sequence[ParticipantView],
+    now: float,
+    policy: StalePolicy,
+) -> str | None:
+    """Why a participant is stale, or None when it looks alive."""
+    age = now - participant.joined_at
+    if participant.kind is Kind.AGENT and age > policy.agent_alone_grace:
+        others = [p for p in room_participants if p.identity != participant.identity]
+        if not has_a_person(others):
+            return "agent left alone in the room"
+    if age <= policy.stale_timeout:
+        return None
+    if participant.state is not State.ACTIVE:
+        return f"never became active (state {participant.state.value})"
+    if participant.track_count == 0 and participant.kind is not Kind.EGRESS:
+        return "publishes nothing"
+    return None
+
+
+def stale_removals(
+    participants: Sequence[ParticipantView],
+    now: float,
+    policy: StalePolicy,
+    keep: Collection[str] = (),
+) -> list[Removal]:
+    """The stale participants of one room, except those in `keep`."""
+    removals = []
+    for participant in participants:
+        if participant.identity in keep:
+            continue
+        reason = staleness(participant, participants, now, policy)
+        if reason is not None:
+            removals.append(Removal(participant.identity, reason))
+    return removals
+
+
+def prejoin_removals(
+    participants: Sequence[ParticipantView],
+    now: float,
+    policy: StalePolicy,
+    keep: Collection[str] = (),
+) -> list[Removal]:
+    """Whom to remove before a new agent joins: agents already there, and stale participants.
+
+    The people in `keep` (the person the agent is joining for) always stay.
+    """
+    removals = []
+    for participant in participants:
+        if participant.identity in keep:
+            continue
+        if participant.kind is Kind.AGENT:
+            removals.append(Removal(participant.identity, "ghost agent: a new agent is joining"))
+            continue
+        reason = staleness(participant, participants, now, policy)
+        if reason is not None:
+            removals.append(Removal(participant.identity, reason))
+    return removals

@@ -1,0 +1,212 @@
+"""The whole voice system as one command: `up`, `down`, `restart`, `status`, `logs`.
+
+`up` writes a LiveKit config for the chosen ports and keys, starts livekit-server (unless
+LIVEKIT_URL names a remote server), runs the startup cleanup, then starts the agent
+worker, the page's web server and the watchdog, each healthy before the next. It prints
+the page's URL and where the logs are, and stops everything it started on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..core.errors import ConfigurationError, ProcessError
+from ..core.manager import RoomManager
+from ..core.settings import Settings
+from .options import SystemOptions, server_is_local, server_port
+from .parts import build_parts, livekit_config
+from .processes import (
+    PidRecord,
+    command_line,
+    live_record,
+    require_free_port,
+    stop_recorded,
+    write_pidfile,
+)
+from .status import read_status
+from .supervisor import PartSpec, Supervisor
+
+
+def _check_can_start(options: SystemOptions) -> None:
+    """The state folder is writable and no `up` of ours runs there already."""
+    _check_state_dir(options.state_dir)
+    running = live_record(options.supervisor_pidfile)
+    if running is not None:
+        raise ProcessError(
+            f"the voice system is already running (supervisor pid {running.pid}); see "
+            "`room-recovery status`, or stop it with `room-recovery down`"
+        )
+
+
+def _check_state_dir(state_dir: Path) -> None:
+    try:
+        (state_dir / "run").mkdir(parents=True, exist_ok=True)
+        probe = state_dir / "run" / ".writable"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"state folder {state_dir} is not writable ({exc.strerror}); choose another with "
+            "--state-dir or ROOM_RECOVERY_STATE"
+        ) from None
+
+
+def _check_ports(settings: Settings, options: SystemOptions, parts: list[PartSpec]) -> None:
+    if server_is_local(settings):
+        port = server_port(settings)
+        for candidate, what in ((port, "LiveKit"), (port + 1, "LiveKit's RTC over TCP")):
+            require_free_port(candidate, what, "the port in LIVEKIT_URL")
+    flags = {"agent": "--agent-health-port", "web": "--web-port", "watch": "--watch-port"}
+    for part in parts:
+        if part.name in flags and part.port is not None:
+            require_free_port(part.port, f"the {part.name} part", flags[part.name])
+
+
+def _stop_leftovers(options: SystemOptions) -> list[str]:
+    """Stop parts that a dead supervisor left running (ours only, by pidfile)."""
+    stopped = []
+    for pidfile in sorted((options.state_dir / "run").glob("*.pid")):
+        if pidfile == options.supervisor_pidfile:
+            continue
+        record = live_record(pidfile)
+        if record is not None and stop_recorded(record):
+            stopped.append(f"{pidfile.stem} (pid {record.pid})")
+        pidfile.unlink(missing_ok=True)
+    return stopped
+
+
+async def up(settings: Settings, options: SystemOptions) -> int:
+    """Run the system in the foreground until SIGINT or SIGTERM; returns an exit code."""
+    _check_can_start(options)
+    for leftover in _stop_leftovers(options):
+        print(f"stopped {leftover}, left over from an earlier run", flush=True)
+    parts = build_parts(settings, options)
+    _check_ports(settings, options, parts)
+
+    async def startup_cleanup() -> None:
+        async with RoomManager(settings=settings) as manager:
+            report = await manager.cleanup_stale_rooms()
+        print(f"startup cleanup: {report.summary()}", flush=True)
+
+    own_argv = command_line(os.getpid()) or tuple(sys.argv)
+    write_pidfile(
+        options.supervisor_pidfile, PidRecord("supervisor", os.getpid(), own_argv, time.time())
+    )
+    hooks = {"livekit": startup_cleanup} if parts and parts[0].name == "livekit" else {}
+    extra = {
+        "page_url": options.page_url if options.with_web else None,
+        "livekit_url": settings.livekit_url,
+        "log_dir": str(options.state_dir / "logs"),
+    }
+    try:
+        if not hooks:
+            await startup_cleanup()
+        supervisor = Supervisor(options.state_dir, parts, after_start=hooks, extra_status=extra)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, supervisor.request_stop)
+        async with supervisor:
+            _print_ready(settings, options, parts)
+            await supervisor.wait_stopped()
+            print("stopping...", flush=True)
+    finally:
+        options.supervisor_pidfile.unlink(missing_ok=True)
+    print("stopped everything room-recovery started", flush=True)
+    return 0
+
+
+def _print_ready(settings: Settings, options: SystemOptions, parts: list[PartSpec]) -> None:
+    lines = ["", "The voice system is up."]
+    if options.with_web:
+        lines.append(f"  page:     {options.page_url}")
+    lines.append(f"  LiveKit:  {settings.livekit_url}")
+    lines.append(f"  logs:     {options.state_dir / 'logs'}/ ({', '.join(p.name for p in parts)})")
+    lines.append("  status:   room-recovery status    stop: Ctrl-C or room-recovery down")
+    if parts and parts[0].name == "livekit" and livekit_config(settings, options).development:
+        lines.append(
+            "  note:     the API secret is shorter than 32 characters, so LiveKit runs in "
+            "development mode; set a long LIVEKIT_API_SECRET anywhere but your own machine"
+        )
+    print("\n".join(lines), flush=True)
+
+
+def up_detached(settings: Settings, options: SystemOptions, argv: list[str], wait: float) -> int:
+    """Start `up` in the background and wait until it is healthy (or has failed)."""
+    _check_can_start(options)
+    log_path = options.state_dir / "logs" / "supervisor.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    (options.state_dir / "status.json").unlink(missing_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "room_recovery.cli", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise ProcessError(
+                f"the voice system failed to start: {tail[0] if tail else 'no output'} "
+                f"(full log: {log_path})"
+            )
+        status = read_status(options.state_dir) or {}
+        parts = status.get("parts")
+        if isinstance(parts, dict) and parts and _all_healthy(parts) and _printed(log_path):
+            print(f"The voice system is up (supervisor pid {process.pid}).")
+            if options.with_web:
+                print(f"  page:    {options.page_url}")
+            print(f"  LiveKit: {settings.livekit_url}")
+            print(f"  logs:    {options.state_dir / 'logs'}/   status: room-recovery status")
+            return 0
+        time.sleep(0.2)
+    raise ProcessError(f"the voice system was not healthy within {wait:g} s; see {log_path}")
+
+
+def _all_healthy(parts: dict[str, dict[str, object]]) -> bool:
+    return all(part.get("state") == "healthy" for part in parts.values())
+
+
+def _printed(log_path: Path) -> bool:
+    return "The voice system is up." in log_path.read_text(errors="replace")
+
+
+def running_up_arguments(options: SystemOptions) -> list[str] | None:
+    """The arguments the running `up` was started with (`--detach` left out), or None.
+
+    Read from the supervisor's pidfile, so that `restart` starts the system again with the
+    same ports, parts and agents.
+    """
+    record = live_record(options.supervisor_pidfile)
+    if record is None or "up" not in record.argv:
+        return None
+    argv = list(record.argv)
+    start = 3 if argv[1:2] == ["-m"] else 2  # after `python -m module` or `python script`
+    return [arg for arg in argv[start:] if arg != "--detach"]
+
+
+def down(options: SystemOptions, grace: float = 30.0) -> list[str]:
+    """Stop the supervisor (which stops its parts), then any part it left. Returns what stopped."""
+    stopped = []
+    record = live_record(options.supervisor_pidfile)
+    if record is not None and stop_recorded(record, grace):
+        stopped.append(f"supervisor (pid {record.pid})")
+    options.supervisor_pidfile.unlink(missing_ok=True)
+    stopped.extend(_stop_leftovers(options))
+    return stopped
+
+
+def wipe_data(options: SystemOptions) -> None:
+    """Remove what `up` generated (config, status, data); keep the logs."""
+    for path in (options.state_dir / "livekit.yaml", options.state_dir / "status.json"):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(options.state_dir / "data", ignore_errors=True)

@@ -1,0 +1,94 @@
+"""What `up` runs and where: the options of the voice system, and the user's own agents."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..core.errors import ConfigurationError
+from ..core.settings import Settings
+from ..web.rules import valid_agent_name
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+PART_NAMES = ("livekit", "agent", "web", "watch")
+
+
+@dataclass(frozen=True)
+class ExtraAgent:
+    """An agent of the user's own that `up` runs next to the demo one (`--agent-command`)."""
+
+    name: str  # the name it registers for explicit dispatch
+    argv: tuple[str, ...]
+
+    @property
+    def part_name(self) -> str:
+        return f"agent-{self.name}"
+
+
+def parse_agent_command(spec: str) -> ExtraAgent:
+    """`NAME=COMMAND` (`letta-agent=python letta_voice_agent.py start`) as an ExtraAgent."""
+    example = "for example --agent-command 'letta-agent=python letta_voice_agent.py start'"
+    name, sep, command = spec.partition("=")
+    name = name.strip()
+    if not sep or not command.strip():
+        raise ConfigurationError(f"--agent-command {spec!r} must be NAME=COMMAND, {example}")
+    if not valid_agent_name(name):
+        raise ConfigurationError(
+            f"--agent-command: agent name {name!r} may use only letters, digits, '.', '_' "
+            f"and '-' (up to 64), {example}"
+        )
+    try:
+        argv = tuple(shlex.split(command))
+    except ValueError as exc:
+        raise ConfigurationError(f"--agent-command for {name!r}: {exc} in {command!r}") from None
+    return ExtraAgent(name, argv)
+
+
+def default_state_dir() -> Path:
+    """ROOM_RECOVERY_STATE, or $XDG_STATE_HOME/room-recovery, or ~/.local/state/room-recovery."""
+    configured = os.environ.get("ROOM_RECOVERY_STATE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "room-recovery"
+
+
+@dataclass(frozen=True)
+class SystemOptions:
+    """What `up` runs and where; ports of 0 are not allowed (they must be known to print)."""
+
+    state_dir: Path
+    agent_name: str = "demo-agent"
+    agent_health_port: int = 8081
+    web_port: int = 8080
+    watch_port: int = 8082
+    with_agent: bool = True
+    with_web: bool = True
+    with_watch: bool = True
+    extra_agents: tuple[ExtraAgent, ...] = ()
+
+    @property
+    def agent_names(self) -> list[str]:
+        """Every agent the page offers and the watchdog knows: the demo one, then the user's."""
+        demo = [self.agent_name] if self.with_agent or not self.extra_agents else []
+        return demo + [agent.name for agent in self.extra_agents]
+
+    @property
+    def supervisor_pidfile(self) -> Path:
+        return self.state_dir / "run" / "supervisor.pid"
+
+    @property
+    def page_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/"
+
+
+def server_is_local(settings: Settings) -> bool:
+    return (urlparse(settings.livekit_url).hostname or "") in LOCAL_HOSTS
+
+
+def server_port(settings: Settings) -> int:
+    parsed = urlparse(settings.livekit_url)
+    return parsed.port or {"ws": 80, "http": 80, "wss": 443, "https": 443}[parsed.scheme]

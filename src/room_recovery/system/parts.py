@@ -1,0 +1,98 @@
+"""The processes `up` runs, in start order: LiveKit, the agents, the page, the watchdog."""
+
+from __future__ import annotations
+
+import sys
+
+from ..core.settings import Settings
+from .livekit_server import ServerConfig, find_server_binary
+from .options import SystemOptions, server_is_local, server_port
+from .supervisor import PartSpec
+
+
+def livekit_config(settings: Settings, options: SystemOptions) -> ServerConfig:
+    port = server_port(settings)
+    webhooks = (f"http://127.0.0.1:{options.watch_port}/webhook",) if options.with_watch else ()
+    return ServerConfig(
+        http_port=port,
+        rtc_tcp_port=port + 1,
+        udp_port=port + 2,
+        keys={settings.livekit_api_key: settings.livekit_api_secret},
+        webhook_urls=webhooks,
+    )
+
+
+def _python_part(name: str, args: list[str], health_url: str, port: int) -> PartSpec:
+    return PartSpec(
+        name=name,
+        argv=(sys.executable, "-m", "room_recovery.cli", *args),
+        health_url=health_url,
+        port=port,
+    )
+
+
+def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
+    """The parts `up` runs, in start order."""
+    parts = []
+    if server_is_local(settings):
+        config = livekit_config(settings, options)
+        config_path = options.state_dir / "livekit.yaml"
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(config.to_yaml())
+        parts.append(
+            PartSpec(
+                name="livekit",
+                argv=(str(find_server_binary()), "--config", str(config_path)),
+                health_url=f"http://127.0.0.1:{config.http_port}/",
+                port=config.http_port,
+                ready_timeout=20,
+                stop_grace=5,  # SIGTERM waits for participants to leave; do not wait long
+            )
+        )
+    if options.with_agent:
+        parts.append(
+            _python_part(
+                "agent",
+                [
+                    "agent",
+                    "--agent-name",
+                    options.agent_name,
+                    "--health-port",
+                    str(options.agent_health_port),
+                ],
+                f"http://127.0.0.1:{options.agent_health_port}/health",
+                options.agent_health_port,
+            )
+        )
+    for agent in options.extra_agents:
+        # The user's own worker: healthy while it runs (`doctor --probe` proves it serves).
+        # It gets the settings in the names livekit-agents reads, even when they come from .env.
+        env = {
+            "LIVEKIT_URL": settings.ws_url,
+            "LIVEKIT_API_KEY": settings.livekit_api_key,
+            "LIVEKIT_API_SECRET": settings.livekit_api_secret,
+        }
+        parts.append(PartSpec(name=agent.part_name, argv=agent.argv, env=env, settle=3.0))
+    if options.with_web:
+        parts.append(
+            _python_part(
+                "web",
+                ["web", "--port", str(options.web_port), *_agent_flags(options)],
+                f"http://127.0.0.1:{options.web_port}/healthz",
+                options.web_port,
+            )
+        )
+    if options.with_watch:
+        parts.append(
+            _python_part(
+                "watch",
+                ["watch", "--port", str(options.watch_port), "--agent", options.agent_names[0]],
+                f"http://127.0.0.1:{options.watch_port}/healthz",
+                options.watch_port,
+            )
+        )
+    return parts
+
+
+def _agent_flags(options: SystemOptions) -> list[str]:
+    return [flag for name in options.agent_names for flag in ("--agent", name)]

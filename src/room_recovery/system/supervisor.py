@@ -1,0 +1,309 @@
+"""The supervisor: starts the parts of the voice system, watches them, restarts them, stops them.
+
+Each part is a child process with a pidfile (checked against its command line before any
+signal), a rotated log file fed from its output, and an optional health URL. A part that
+dies is restarted with backoff (`policy.restart_delay`); one that keeps dying is marked
+failed and left stopped (`policy.should_give_up`), and `status` says so. Children get
+SIGTERM if the supervisor itself dies (PR_SET_PDEATHSIG), so nothing is orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from ..core.errors import ProcessError
+from ..rules import restart as policy
+from ..rules.restart import RestartPolicy
+from .processes import PidRecord, die_with_parent, write_pidfile
+
+logger = logging.getLogger(__name__)
+
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 3
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One process of the system and how to tell it is healthy."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    health_url: str | None = None
+    port: int | None = None
+    ready_timeout: float = 30.0
+    stop_grace: float = 10.0
+    settle: float = 0.0  # without a health URL: healthy once alive this long
+
+
+@dataclass
+class PartState:
+    """What the supervisor knows of a part right now (written to status.json)."""
+
+    spec: PartSpec
+    state: str = "stopped"  # starting, healthy, restarting, failed, stopped
+    pid: int | None = None
+    restarts: int = 0
+    crash_times: list[float] = field(default_factory=list)
+    last_exit: int | None = None
+    process: asyncio.subprocess.Process | None = None
+    log_task: asyncio.Task[None] | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "pid": self.pid,
+            "port": self.spec.port,
+            "health_url": self.spec.health_url,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        }
+
+
+def rotating_log(path: Path) -> logging.Logger:
+    """A logger that writes raw lines to `path`, rotated at 5 MB, 3 backups kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part_logger = logging.getLogger(f"room_recovery.parts.{path.stem}")
+    part_logger.propagate = False
+    part_logger.setLevel(logging.INFO)
+    for handler in list(part_logger.handlers):
+        part_logger.removeHandler(handler)
+        handler.close()
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    part_logger.addHandler(handler)
+    return part_logger
+
+
+class Supervisor:
+    """Runs parts in order; `async with Supervisor(...)` stops them all on exit."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        parts: list[PartSpec],
+        restart: RestartPolicy | None = None,
+        after_start: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
+        extra_status: Mapping[str, object] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.parts = {spec.name: PartState(spec) for spec in parts}
+        self.restart = restart or RestartPolicy()
+        self.after_start = dict(after_start or {})
+        self.extra_status = dict(extra_status or {})
+        self._stopping = asyncio.Event()
+        self._watchers: list[asyncio.Task[None]] = []
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    async def __aenter__(self) -> Supervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start every part in order, each healthy before the next; run `after_start` hooks."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for part in self.parts.values():
+                await self._start_part(part)
+                await self._wait_healthy(part)
+                hook = self.after_start.get(part.spec.name)
+                if hook is not None:
+                    await hook()
+                self._watchers.append(asyncio.create_task(self._watch(part)))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Stop every part, last started first, each with a bounded wait."""
+        self._stopping.set()
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        self._watchers.clear()
+        for part in reversed(list(self.parts.values())):
+            await self._stop_part(part)
+            part.state = "stopped"
+        self._write_status()
+
+    async def _start_part(self, part: PartState) -> None:
+        spec = part.spec
+        part.state = "starting"
+        part_log = rotating_log(self.log_dir / f"{spec.name}.log")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=os.environ | spec.env,
+                preexec_fn=die_with_parent,
+            )
+        except OSError as exc:
+            raise ProcessError(f"could not start {spec.name} ({spec.argv[0]}): {exc}") from None
+        part.process = process
+        part.pid = process.pid
+        part.log_task = asyncio.create_task(self._copy_output(process, part_log))
+        write_pidfile(
+            self.run_dir / f"{spec.name}.pid",
+            PidRecord(spec.name, process.pid, spec.argv, time.time()),
+        )
+        logger.info("started %s", spec.name, extra={"part": spec.name, "pid": process.pid})
+        self._write_status()
+
+    @staticmethod
+    async def _copy_output(process: asyncio.subprocess.Process, part_log: logging.Logger) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            part_log.info(line.decode(errors="replace").rstrip("\n"))
+
+    async def _wait_healthy(self, part: PartState) -> None:
+        spec = part.spec
+        started = time.monotonic()
+        deadline = started + spec.ready_timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while True:
+                process = part.process
+                if process is None or process.returncode is not None:
+                    code = process.returncode if process else None
+                    raise ProcessError(
+                        f"{spec.name} exited with code {code} while starting; see "
+                        f"{self.log_dir / (spec.name + '.log')}"
+                    )
+                if spec.health_url is None:
+                    healthy = time.monotonic() - started >= spec.settle
+                else:
+                    healthy = await answers(session, spec.health_url)
+                if healthy:
+                    part.state = "healthy"
+                    self._write_status()
+                    logger.info("%s is healthy", spec.name, extra={"part": spec.name})
+                    return
+                if time.monotonic() > deadline:
+                    raise ProcessError(
+                        f"{spec.name} did not become healthy within {spec.ready_timeout:g} s "
+                        f"({spec.health_url}); see {self.log_dir / (spec.name + '.log')}"
+                    )
+                await asyncio.sleep(0.1)
+
+    async def _watch(self, part: PartState) -> None:
+        """Restart the part whenever it dies, with backoff, until stopping or giving up."""
+        while not self._stopping.is_set():
+            assert part.process is not None
+            code = await part.process.wait()
+            if part.log_task is not None:
+                await part.log_task
+            if self._stopping.is_set():
+                return
+            now = time.time()
+            part.last_exit = code
+            part.crash_times.append(now)
+            if policy.should_give_up(part.crash_times, now, self.restart):
+                part.state = "failed"
+                self._write_status()
+                logger.error(
+                    "%s died %d times within %gs; not restarting it. Fix the cause (see its "
+                    "log), then `room-recovery restart`",
+                    part.spec.name,
+                    len(part.crash_times),
+                    self.restart.window,
+                    extra={"part": part.spec.name, "exit_code": code},
+                )
+                return
+            delay = policy.restart_delay(
+                policy.recent_crashes(part.crash_times, now, self.restart), self.restart
+            )
+            part.state = "restarting"
+            self._write_status()
+            logger.warning(
+                "%s exited with code %s; restarting in %gs",
+                part.spec.name,
+                code,
+                delay,
+                extra={"part": part.spec.name, "exit_code": code, "delay": delay},
+            )
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+                return
+            except TimeoutError:
+                pass
+            part.restarts += 1
+            try:
+                await self._start_part(part)
+                await self._wait_healthy(part)
+            except ProcessError as exc:
+                logger.warning("%s", exc)
+                continue
+            hook = self.after_start.get(part.spec.name)
+            if hook is not None:
+                await hook()
+
+    async def _stop_part(self, part: PartState) -> None:
+        process = part.process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), part.spec.stop_grace)
+            except TimeoutError:
+                logger.warning(
+                    "%s (pid %d) still running %gs after SIGTERM; killing it",
+                    part.spec.name,
+                    process.pid,
+                    part.spec.stop_grace,
+                )
+                process.kill()
+                await process.wait()
+            logger.info("stopped %s", part.spec.name, extra={"part": part.spec.name})
+        if part.log_task is not None:
+            await asyncio.gather(part.log_task, return_exceptions=True)
+        (self.run_dir / f"{part.spec.name}.pid").unlink(missing_ok=True)
+
+    def _write_status(self) -> None:
+        status = {
+            "supervisor_pid": os.getpid(),
+            "updated_at": time.time(),
+            "parts": {name: part.to_dict() for name, part in self.parts.items()},
+        } | self.extra_status
+        path = self.state_dir / "status.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(status, indent=2))
+        temporary.replace(path)
+
+
+async def answers(session: aiohttp.ClientSession, url: str) -> bool:
+    """Whether `url` answers 200 (any failure to reach it is a no)."""
+    try:
+        async with session.get(url) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False

@@ -1,0 +1,284 @@
+"""The watchdog: notices a person waiting without an agent and fixes it within seconds.
+
+The spec leaves a waiting person to the page's 15 s timer and up to 45 s of retries. The
+watchdog acts on the server side instead:
+
+* LiveKit's webhooks (verified with the API secret; anything unsigned or forged gets 401)
+  tell it at once when people and agents join and leave. A periodic sweep lists every
+  room as well, so a lost webhook delays recovery but never prevents it.
+* Each watched room is looked at every `poll_interval`: `policy.assess_room` decides.
+  A person waiting past the grace gets an agent dispatched (a bounded number of times,
+  then the room is marked failed in its metadata so the page stops waiting at once). An
+  agent whose heartbeat went silent is a ghost: removed, and replaced immediately.
+* Stale rooms are cleaned every `cleanup_interval` (the spec's daily cron line), and a
+  room count above `room_alert_threshold` raises an alert in the log and the metrics.
+
+Nothing outside ROOM_PREFIX is ever looked at or touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from livekit import api
+
+from ..core.errors import RoomRecoveryError
+from ..core.manager import RoomManager
+from ..core.settings import Settings
+from ..core.views import is_agent_info, participant_view
+from ..protocol.heartbeat import heartbeat_of
+from ..protocol.messages import dispatch_metadata
+from ..protocol.room_status import STATUS_FAILED
+from ..rules.liveness import HeartbeatTracker
+from ..rules.model import ParticipantView, is_person
+from ..rules.watch import RoomHistory, WatchPolicy, assess_room
+from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchdogOptions:
+    """How the watchdog works; the defaults suit a small deployment."""
+
+    agent_name: str = "demo-agent"  # dispatched when the room's own dispatch is unknown
+    poll_interval: float = 0.25  # seconds between looks at each watched room
+    sweep_interval: float = 5.0  # seconds between listings of every room
+    cleanup_interval: float = 60.0  # seconds between stale cleanups
+    room_alert_threshold: int = 100
+    concurrency: int = 8
+    watch: WatchPolicy = field(default_factory=WatchPolicy)
+
+
+@dataclass
+class _Room:
+    history: RoomHistory = field(default_factory=RoomHistory)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    agent_name: str | None = None
+    join_recorded: bool = False
+
+
+class Watchdog:
+    """`async with Watchdog(settings, options)` runs its loops; webhooks come via `receive`."""
+
+    def __init__(
+        self, settings: Settings, options: WatchdogOptions, metrics: Metrics | None = None
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.metrics = metrics or Metrics()
+        self.manager = RoomManager(settings=settings, request_timeout=5)
+        self.receiver = api.WebhookReceiver(
+            api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
+        )
+        self.heartbeats = HeartbeatTracker()
+        self.rooms: dict[str, _Room] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._gate = asyncio.Semaphore(options.concurrency)
+        self._last_error = 0.0
+        self._alerting = False
+        self._checks: set[asyncio.Task[bool]] = set()
+
+    async def __aenter__(self) -> Watchdog:
+        await self.manager.__aenter__()
+        for loop, name in (
+            (self._poll_loop, "poll"),
+            (self._sweep_loop, "sweep"),
+            (self._cleanup_loop, "cleanup"),
+        ):
+            self._tasks.append(asyncio.create_task(loop(), name=f"watchdog-{name}"))
+        logger.info(
+            "👀 watchdog started",
+            extra={"prefix": self.settings.room_prefix, "agent": self.options.agent_name},
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for task in [*self._tasks, *self._checks]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._checks, return_exceptions=True)
+        self._tasks.clear()
+        await self.manager.close()
+
+    # --- webhooks -----------------------------------------------------------------------
+
+    def receive(self, body: bytes, authorization: str) -> api.WebhookEvent | None:
+        """Verify and parse a webhook; None (and a log line) when it is unsigned or forged."""
+        try:
+            event = self.receiver.receive(body.decode("utf-8"), authorization)
+        except Exception as exc:  # the SDK raises bare Exceptions for bad signatures
+            self.metrics.webhooks_rejected.inc()
+            logger.warning("rejected a webhook: %s", exc or type(exc).__name__)
+            return None
+        self.metrics.webhooks.labels(event.event or "unknown").inc()
+        room = event.room.name
+        if room and self.settings.in_scope(room):
+            if event.event == "room_finished":
+                self._forget(room)
+            else:
+                self.rooms.setdefault(room, _Room())
+                check = asyncio.create_task(self._check_quietly(room))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+        return event
+
+    # --- the loops ----------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.poll_interval)
+            names = list(self.rooms)
+            results = await asyncio.gather(*(self._check_quietly(name) for name in names))
+            self.metrics.people_waiting.set(sum(1 for waiting in results if waiting))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                rooms = await self.manager.list_rooms()
+            except RoomRecoveryError as exc:
+                self._log_error(exc)
+            else:
+                names = {room.name for room in rooms}
+                for name in names:
+                    self.rooms.setdefault(name, _Room())
+                for gone in set(self.rooms) - names:
+                    self._forget(gone)
+                self._count_rooms(len(names))
+            await asyncio.sleep(self.options.sweep_interval)
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.cleanup_interval)
+            try:
+                report = await self.manager.cleanup_stale_rooms()
+            except RoomRecoveryError as exc:
+                self._log_error(exc)
+                continue
+            self.metrics.cleanups.labels("room_deleted").inc(len(report.deleted))
+            self.metrics.cleanups.labels("participant_removed").inc(len(report.removed))
+
+    def _count_rooms(self, count: int) -> None:
+        self.metrics.rooms.set(count)
+        alert = count > self.options.room_alert_threshold
+        if alert and not self._alerting:
+            logger.warning(
+                "🚨 %d rooms are open, more than the alert threshold of %d: rooms may be "
+                "accumulating (see `room-recovery doctor`)",
+                count,
+                self.options.room_alert_threshold,
+                extra={"rooms": count},
+            )
+        self._alerting = alert
+        self.metrics.room_count_alert.set(1 if alert else 0)
+
+    def _forget(self, room: str) -> None:
+        self.rooms.pop(room, None)
+        self.heartbeats.forget_room(room)
+
+    def _log_error(self, exc: RoomRecoveryError) -> None:
+        now = time.monotonic()
+        if now - self._last_error > 10:  # once every 10 s, not four times a second
+            logger.warning("watchdog cannot reach LiveKit: %s", exc)
+            self._last_error = now
+
+    # --- one room -----------------------------------------------------------------------
+
+    async def _check_quietly(self, room: str) -> bool:
+        try:
+            return await self.check_room(room)
+        except RoomRecoveryError as exc:
+            self._log_error(exc)
+            return False
+
+    async def check_room(self, name: str) -> bool:
+        """Look at one room and act on it. Returns whether a person is waiting there."""
+        state = self.rooms.get(name)
+        if state is None:
+            return False
+        async with self._gate, state.lock:
+            infos = await self.manager.list_participants(name)
+            if not infos:
+                self.rooms.pop(name, None)  # a webhook or the next sweep brings it back
+                return False
+            now = time.monotonic()
+            views = [participant_view(info) for info in infos]
+            silence = {
+                info.identity: self.heartbeats.silence(
+                    name, info.identity, heartbeat_of(info.attributes), now
+                )
+                for info in infos
+                if is_agent_info(info)
+            }
+            allowance = {
+                identity: self.heartbeats.allowance(name, identity) for identity in silence
+            }
+            self._record_join(state, infos)
+            result = assess_room(views, silence, state.history, now, self.options.watch, allowance)
+            for ghost in result.ghosts:
+                if await self.manager.remove_participant(name, ghost.identity):
+                    self.heartbeats.forget(name, ghost.identity)
+                    self.metrics.recoveries.labels("ghost_removed").inc()
+                    logger.info(
+                        "👻 Removed ghost agent %s from room %s (%s)",
+                        ghost.identity,
+                        name,
+                        ghost.reason,
+                        extra={"room": name, "identity": ghost.identity},
+                    )
+            if result.dispatch:
+                await self._dispatch(
+                    name,
+                    state,
+                    views,
+                    result.cause or "agent_missing",
+                    len(result.history.dispatches),
+                )
+            if result.mark_failed:
+                await self._mark_failed(name, len(result.history.dispatches))
+            state.history = result.history
+            return result.waiting
+
+    def _record_join(self, state: _Room, infos: list[api.ParticipantInfo]) -> None:
+        if state.join_recorded:
+            return
+        people = [i for i in infos if is_person(participant_view(i))]
+        agents = [i for i in infos if is_agent_info(i)]
+        if people and agents:
+            first_person = min(p.joined_at_ms for p in people)
+            first_agent = min(a.joined_at_ms for a in agents)
+            if first_agent >= first_person:
+                self.metrics.agent_join_seconds.observe((first_agent - first_person) / 1000)
+            state.join_recorded = True
+
+    async def _dispatch(
+        self, room: str, state: _Room, views: list[ParticipantView], cause: str, attempt: int
+    ) -> None:
+        if state.agent_name is None:
+            dispatched = await self.manager.dispatched_agents(room)
+            state.agent_name = dispatched[0][0] if dispatched else self.options.agent_name
+        person = next((v.identity for v in views if is_person(v)), "")
+        await self.manager.dispatch_agent(
+            room, state.agent_name, dispatch_metadata(person) if person else ""
+        )
+        self.metrics.recoveries.labels(cause).inc()
+        logger.info(
+            "🚑 Room %s: %s; dispatching %s (attempt %d/%d)",
+            room,
+            "its agent died" if cause == "agent_died" else "a person is waiting without an agent",
+            state.agent_name,
+            attempt,
+            self.options.watch.max_dispatches,
+            extra={"room": room, "cause": cause, "agent": state.agent_name, "attempt": attempt},
+        )
+
+    async def _mark_failed(self, room: str, attempts: int) -> None:
+        reason = (
+            f"no agent joined after {attempts} dispatches; is an agent worker running and "
+            "registered? Run `room-recovery doctor`"
+        )
+        await self.manager.update_room_status(room, {"status": STATUS_FAILED, "reason": reason})
+        self.metrics.recoveries.labels("room_failed").inc()
+        logger.warning("❌ Room %s: %s", room, reason, extra={"room": room})

@@ -1,0 +1,10 @@
+"""The page's web server: the voice page, its token endpoint, the leave beacon.
+
+server  the aiohttp application (routes, headers, running it)
+rules   what it decides without I/O: agents, timing, rooms, grants, leave keys, CSP
+static  the page itself (index.html, app.js, style.css)
+"""
+
+from .server import add_web_arguments, create_app, running, serve, web_command
+
+__all__ = ["add_web_arguments", "create_app", "running", "serve", "web_command"]

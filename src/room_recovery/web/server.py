@@ -1,0 +1,395 @@
+"""The page's web server: the agent selector, its script, and a fresh room per attempt.
+
+Layer 3 of the spec (`voice-agent-selector.html`). The page asks for a token for each
+attempt; every token names a new room (`ROOM_PREFIX` + agent + new session id) and
+dispatches the chosen agent through the token's room configuration, so a retry never
+lands in the room a ghost is stuck in. The API secret never leaves this process.
+
+Closing a tab gives the page no time to await anything: its `room_cleanup` message may not
+get through. It also sends a beacon to `/api/leave`, with a key only this server can make
+for that room and person (an HMAC, valid as long as the room), and the server deletes the
+room, which ends the agent's job at once, instead of after the agent's grace period.
+
+    GET  /                                the page (also /voice-agent-selector.html)
+    GET  /static/{file}                   its script and style (src/room_recovery/static)
+    GET  /vendor/livekit-client.esm.mjs   livekit-client from node_modules (./setup.sh
+                                          runs `npm ci`; ROOM_RECOVERY_NODE_MODULES overrides)
+    GET  /api/config                      the page's timeouts and the agents to choose from
+    POST /api/token                       {"agent": NAME} → {url, token, room, identity,
+                                          expires_in, leave_key}; 400 {"error": ...} if refused
+    POST /api/leave                       {room, identity, leave_key}: the page's beacon when
+                                          its tab closes; deletes the room if the person was
+                                          alone in it with agents
+    GET  /healthz                         200 "ok"
+
+Run it with `await serve(settings, agents=["demo-agent"])`, or from the command line
+through `add_web_arguments` and `web_command`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..core.errors import ConfigurationError, RoomRecoveryError
+from ..core.manager import RoomManager
+from ..core.settings import Settings
+from ..core.views import participant_view
+from ..rules.model import Kind
+from .rules import (
+    DEFAULT_AGENT,
+    AgentChoice,
+    BadRequest,
+    Forbidden,
+    PageConfig,
+    agent_from_body,
+    check_room_name,
+    content_security_policy,
+    leave_from_body,
+    mint_grant,
+    new_session_id,
+    parse_agents,
+    room_name_for,
+)
+
+__all__ = ["add_web_arguments", "create_app", "running", "serve", "web_command"]
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+LIVEKIT_CLIENT_FILES = ("livekit-client.esm.mjs", "livekit-client.esm.mjs.map")
+NODE_MODULES_ENV = "ROOM_RECOVERY_NODE_MODULES"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+MAX_BODY_BYTES = 4096
+SHUTDOWN_TIMEOUT = 2.0
+LEAVE_TIMEOUT = 5.0  # seconds for the server calls of one leave beacon
+_NO_CACHE = {"Cache-Control": "no-cache"}
+_PAGE_PATHS = ("/", "/voice-agent-selector.html", "/index.html")
+_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def find_node_modules() -> Path:
+    """Where livekit-client is installed: $ROOM_RECOVERY_NODE_MODULES, or the project's."""
+    configured = os.environ.get(NODE_MODULES_ENV)
+    if configured:
+        return Path(configured)
+    for base in (PROJECT_ROOT, Path.cwd()):
+        if (base / "node_modules" / "livekit-client").is_dir():
+            return base / "node_modules"
+    return PROJECT_ROOT / "node_modules"
+
+
+# --- the application -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _State:
+    settings: Settings
+    agents: tuple[AgentChoice, ...]
+    page: PageConfig
+    node_modules: Path
+
+
+STATE = web.AppKey("state", _State)
+
+
+def create_app(
+    settings: Settings,
+    agents: Sequence[AgentChoice | str] = (DEFAULT_AGENT,),
+    page_config: PageConfig | None = None,
+    *,
+    node_modules: Path | None = None,
+) -> web.Application:
+    """The page's aiohttp application.
+
+    Raises ConfigurationError for bad agents, or when their room names would be too long.
+    """
+    choices = parse_agents(agents)
+    for choice in choices:
+        check_room_name(room_name_for(settings.room_prefix, choice.name, new_session_id()))
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers, _json_errors]
+    )
+    app[STATE] = _State(
+        settings,
+        choices,
+        page_config or PageConfig(),
+        node_modules or find_node_modules(),
+    )
+    app.add_routes(
+        [
+            *(web.get(path, _page) for path in _PAGE_PATHS),
+            web.get("/static/{name}", _static),
+            web.get("/vendor/{name}", _vendor),
+            web.get("/api/config", _config),
+            web.post("/api/token", _token),
+            web.post("/api/leave", _leave),
+            web.get("/healthz", _healthz),
+        ]
+    )
+    return app
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """No MIME sniffing and no referrer on every answer; the page also gets its CSP."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(_SECURITY_HEADERS)
+        raise
+    response.headers.update(_SECURITY_HEADERS)
+    if request.path in _PAGE_PATHS:
+        policy = content_security_policy(request.app[STATE].settings)
+        response.headers["Content-Security-Policy"] = policy
+    return response
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """API errors as JSON {"error": ...}, so the page can show what went wrong."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        message = exc.text if exc.text and exc.content_type == "text/plain" else exc.reason
+        return web.json_response({"error": message}, status=exc.status)
+
+
+async def _page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers=_NO_CACHE)
+
+
+async def _static(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    path = STATIC_DIR / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound(text=f"no such file: /static/{name}")
+    return web.FileResponse(path, headers=_NO_CACHE | _content_type(name))
+
+
+async def _vendor(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in LIVEKIT_CLIENT_FILES:
+        raise web.HTTPNotFound(text=f"no such file: /vendor/{name}")
+    path = request.app[STATE].node_modules / "livekit-client" / "dist" / name
+    if not path.is_file():
+        logger.error(
+            "livekit-client is not installed at %s: run ./setup.sh (it runs npm ci)",
+            path,
+            extra={"path": str(path)},
+        )
+        raise web.HTTPInternalServerError(
+            text=f"livekit-client is not installed ({path} is missing): run ./setup.sh, "
+            "which runs `npm ci` in the project"
+        )
+    return web.FileResponse(path, headers=_NO_CACHE | _content_type(name))
+
+
+def _content_type(name: str) -> dict[str, str]:
+    # Module scripts need a JavaScript type; `mimetypes` does not know .mjs everywhere.
+    types = {
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+        ".css": "text/css",
+        ".html": "text/html",
+        ".map": "application/json",
+    }
+    suffix = Path(name).suffix
+    return {"Content-Type": f"{types[suffix]}; charset=utf-8"} if suffix in types else {}
+
+
+async def _config(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = state.page.to_dict() | {"agents": [agent.to_dict() for agent in state.agents]}
+    return web.json_response(body, headers=_NO_CACHE)
+
+
+async def _token(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        agent = agent_from_body(await _json_body(request), state.agents)
+    except BadRequest as exc:
+        logger.info("Refused a token request: %s", exc, extra={"peer": request.remote})
+        return web.json_response({"error": str(exc)}, status=400)
+    grant = mint_grant(state.settings, agent, state.page.token_ttl)
+    logger.info(
+        "🎟️ Token for room %s (agent %s)",
+        grant.room,
+        agent.name,
+        extra={"room": grant.room, "identity": grant.identity, "agent_name": agent.name},
+    )
+    return web.json_response(grant.to_dict(), headers={"Cache-Control": "no-store"})
+
+
+async def _leave(request: web.Request) -> web.Response:
+    settings = request.app[STATE].settings
+    try:
+        room, identity = leave_from_body(await _json_body(request), settings)
+    except BadRequest as exc:
+        status = 403 if isinstance(exc, Forbidden) else 400
+        logger.info("Refused a leave beacon: %s", exc, extra={"peer": request.remote})
+        return web.json_response({"error": str(exc)}, status=status)
+    fields = {"room": room, "identity": identity}
+    try:
+        deleted = await delete_if_left_alone(settings, room, identity)
+    except RoomRecoveryError as exc:
+        logger.warning(
+            "Could not clean up room %s after its page closed: %s", room, exc, extra=fields
+        )
+        return web.json_response({"error": str(exc)}, status=502)
+    if deleted:
+        logger.info("👋 %s closed the page; deleted room %s", identity, room, extra=fields)
+    return web.json_response({"deleted": deleted})
+
+
+async def delete_if_left_alone(settings: Settings, room: str, identity: str) -> bool:
+    """Delete `room` if nobody but `identity` and agents is in it. True if deleted."""
+    async with RoomManager(settings=settings, request_timeout=LEAVE_TIMEOUT) as manager:
+        views = [participant_view(p) for p in await manager.list_participants(room)]
+        others = [v for v in views if v.kind is not Kind.AGENT and v.identity != identity]
+        if others:
+            return False
+        return await manager.delete_room(room)
+
+
+async def _json_body(request: web.Request) -> object:
+    if request.content_type != "application/json":
+        raise BadRequest(
+            f"send JSON (Content-Type: application/json), not {request.content_type!r}"
+        )
+    try:
+        return json.loads(await request.text())
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON ({exc})") from None
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+# --- running it ------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: web.Application, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> AsyncIterator[str]:
+    """Serve `app` while inside; yields its base URL (port 0 picks a free port)."""
+    # requests are short: a stop need not wait aiohttp's default minute for them
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port"
+            ) from None
+        bound = runner.addresses[0][1]
+        yield f"http://{host}:{bound}"
+    finally:
+        await runner.cleanup()
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    agents: Sequence[AgentChoice | str] = (DEFAULT_AGENT,),
+    page_config: PageConfig | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the page until `stop` is set; without `stop`, until SIGINT or SIGTERM.
+
+    Raises ConfigurationError for bad agents or settings, or when the port is taken.
+    """
+    app = create_app(settings, agents, page_config)
+    own_stop = stop is None
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if own_stop:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running(app, host, port) as url:
+            state = app[STATE]
+            logger.info(
+                "🌐 Page at %s/ (agents: %s)",
+                url,
+                ", ".join(a.name for a in state.agents),
+                extra={"url": url, "livekit_url": settings.livekit_url},
+            )
+            if not (state.node_modules / "livekit-client").is_dir():
+                logger.warning(
+                    "livekit-client is missing in %s: the page cannot connect; run ./setup.sh",
+                    state.node_modules,
+                )
+            await stop.wait()
+    finally:
+        if own_stop:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
+def add_web_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `room-recovery web` (see `web_command`)."""
+    defaults = PageConfig()
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (8080)")
+    parser.add_argument(
+        "--agent",
+        action="append",
+        metavar="NAME[=LABEL]",
+        help=f"an agent to offer, by dispatch name; repeat for more (default {DEFAULT_AGENT})",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=defaults.join_timeout,
+        help="seconds to wait for the agent per attempt (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=defaults.max_retries,
+        help="new rooms to try after the first attempt (%(default)s)",
+    )
+    parser.add_argument(
+        "--retry-step",
+        type=float,
+        default=defaults.retry_step,
+        help="the n-th retry waits n times this many seconds (%(default)s)",
+    )
+
+
+async def web_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`room-recovery web`: serve the page until SIGINT/SIGTERM. Returns the exit code."""
+    page = PageConfig(
+        join_timeout=args.join_timeout, max_retries=args.max_retries, retry_step=args.retry_step
+    )
+    await serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        agents=args.agent or [DEFAULT_AGENT],
+        page_config=page,
+    )
+    return 0
