@@ -9,6 +9,9 @@ from .livekit_server import ServerConfig, find_server_binary
 from .options import SystemOptions, server_is_local, server_port
 from .supervisor import PartSpec
 
+AGENT_READY_LINE = "registered worker"  # livekit-agents' INFO line on registration
+AGENT_SETTLE = 15.0  # seconds alive after which a worker that never says so counts as started
+
 
 def livekit_config(settings: Settings, options: SystemOptions) -> ServerConfig:
     port = server_port(settings)
@@ -72,7 +75,17 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
             "LIVEKIT_API_KEY": settings.livekit_api_key,
             "LIVEKIT_API_SECRET": settings.livekit_api_secret,
         }
-        parts.append(PartSpec(name=agent.part_name, argv=agent.argv, env=env, settle=3.0))
+        # livekit-agents logs "registered worker" once LiveKit will send it jobs; a worker
+        # that logs less is counted as started after `settle` seconds alive, as before.
+        parts.append(
+            PartSpec(
+                name=agent.part_name,
+                argv=agent.argv,
+                env=env,
+                settle=AGENT_SETTLE,
+                ready_line=AGENT_READY_LINE,
+            )
+        )
     if options.with_web:
         parts.append(
             _python_part(

@@ -44,7 +44,8 @@ class PartSpec:
     port: int | None = None
     ready_timeout: float = 30.0
     stop_grace: float = 10.0
-    settle: float = 0.0  # without a health URL: healthy once alive this long
+    settle: float = 0.0  # without a health URL: healthy once alive this long...
+    ready_line: str | None = None  # ...or sooner, once its output shows this text
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PartState:
     last_exit: int | None = None
     process: asyncio.subprocess.Process | None = None
     log_task: asyncio.Task[None] | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # its ready_line was seen
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -173,7 +175,8 @@ class Supervisor:
             raise ProcessError(f"could not start {spec.name} ({spec.argv[0]}): {exc}") from None
         part.process = process
         part.pid = process.pid
-        part.log_task = asyncio.create_task(self._copy_output(process, part_log))
+        part.ready = asyncio.Event()
+        part.log_task = asyncio.create_task(self._copy_output(process, part_log, part))
         write_pidfile(
             self.run_dir / f"{spec.name}.pid",
             PidRecord(spec.name, process.pid, spec.argv, time.time()),
@@ -182,10 +185,16 @@ class Supervisor:
         self._write_status()
 
     @staticmethod
-    async def _copy_output(process: asyncio.subprocess.Process, part_log: logging.Logger) -> None:
+    async def _copy_output(
+        process: asyncio.subprocess.Process, part_log: logging.Logger, part: PartState
+    ) -> None:
         assert process.stdout is not None
+        ready_line = part.spec.ready_line
         while line := await process.stdout.readline():
-            part_log.info(line.decode(errors="replace").rstrip("\n"))
+            text = line.decode(errors="replace").rstrip("\n")
+            part_log.info(text)
+            if ready_line is not None and ready_line in text:
+                part.ready.set()
 
     async def _wait_healthy(self, part: PartState) -> None:
         spec = part.spec
@@ -201,7 +210,8 @@ class Supervisor:
                         f"{self.log_dir / (spec.name + '.log')}"
                     )
                 if spec.health_url is None:
-                    healthy = time.monotonic() - started >= spec.settle
+                    settled = time.monotonic() - started >= spec.settle
+                    healthy = settled or part.ready.is_set()
                 else:
                     healthy = await answers(session, spec.health_url)
                 if healthy:
