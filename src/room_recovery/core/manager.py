@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 
 from livekit import api
@@ -37,6 +37,8 @@ from .views import participant_view
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 16
+
+Progress = Callable[[int, int], None]  # (rooms done, rooms in all)
 
 
 class RoomManager:
@@ -153,12 +155,15 @@ class RoomManager:
 
     # --- cleanups --------------------------------------------------------------------
 
-    async def cleanup_stale_rooms(self, *, dry_run: bool = False) -> CleanupReport:
+    async def cleanup_stale_rooms(
+        self, *, dry_run: bool = False, on_progress: Progress | None = None
+    ) -> CleanupReport:
         """Delete stale empty rooms and remove stale participants, in ROOM_PREFIX only.
 
         Rooms are handled concurrently (at most `max_concurrency` calls at once). A room
         whose every participant is stale is deleted in one call. Failures are reported,
         not raised; errors reaching the server at all (unreachable, bad key) are raised.
+        `on_progress(done, total)` is called once the rooms are listed and after each room.
         """
         logger.info(
             "🧹 Cleaning up stale rooms (older than %gs)...",
@@ -171,10 +176,17 @@ class RoomManager:
             rooms = await self._list_rooms(lkapi)
             report.rooms_checked = len(rooms)
             gate = asyncio.Semaphore(self.max_concurrency)
+            done = 0
+            if on_progress is not None:
+                on_progress(done, len(rooms))
 
             async def clean(room: api.Room) -> None:
+                nonlocal done
                 async with gate:
                     report.merge(await self._clean_stale_room(lkapi, room, now, dry_run))
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, len(rooms))
 
             async with asyncio.TaskGroup() as group:
                 for room in rooms:
