@@ -18,11 +18,16 @@ from room_recovery.agent.hook import person_from_metadata
 from room_recovery.core.errors import ConfigurationError
 from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import Settings, load_settings
+from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE
+from room_recovery.protocol.messages import AGENT_SELECTION, ROOM_CLEANUP
+from room_recovery.protocol.page import page_protocol
+from room_recovery.protocol.room_status import ROOM_STATUS_KEY, STATUS_FAILED
 from room_recovery.web import create_app, running
 from room_recovery.web.rules import AgentChoice, PageConfig, mint_grant, parse_agents
 from tests.support.livekit import ServerInfo, participant
 
 SECRET = "a-long-test-secret-of-more-than-32-bytes!"
+STATIC = Path(__file__).resolve().parents[1] / "src" / "room_recovery" / "web" / "static"
 
 
 def settings_for_tests(**overrides: object) -> Settings:
@@ -185,7 +190,29 @@ async def test_the_config_gives_the_page_its_timing_and_agents(
             {"name": "demo-agent", "label": "demo-agent"},
             {"name": "helper", "label": "The Helper"},
         ],
+        "protocol": page_protocol(),
     }
+
+
+async def test_the_config_gives_the_page_the_protocols_names_from_python(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site
+    protocol = (await get(client, "/api/config")).json()["protocol"]
+    assert protocol["messages"]["room_cleanup"] == ROOM_CLEANUP
+    assert protocol["messages"]["agent_selection"] == AGENT_SELECTION
+    assert protocol["room_status"] == {"key": ROOM_STATUS_KEY, "failed": STATUS_FAILED}
+    assert protocol["attributes"] == {"heartbeat": HEARTBEAT_ATTRIBUTE}
+
+
+def test_the_pages_scripts_write_none_of_the_protocols_names_themselves() -> None:
+    # One definition, in Python: a name changed there cannot leave the page behind.
+    names = [ROOM_CLEANUP, AGENT_SELECTION, ROOM_STATUS_KEY, HEARTBEAT_ATTRIBUTE]
+    for script in STATIC.glob("*.js"):
+        text = script.read_text()
+        for name in names:
+            for quoted in (f"'{name}'", f'"{name}"', f".{name}?", f".{name})"):
+                assert quoted not in text, f"{script.name} writes {quoted} itself"
 
 
 @pytest.mark.parametrize("path", ["/", "/voice-agent-selector.html"])
@@ -219,7 +246,8 @@ async def test_the_script_and_livekit_client_are_served_as_javascript(
     site: tuple[str, aiohttp.ClientSession],
 ) -> None:
     _, client = site
-    for path in ("/static/app.js", "/vendor/livekit-client.esm.mjs"):
+    scripts = ("/static/app.js", "/static/protocol.js", "/static/problems.js")
+    for path in (*scripts, "/vendor/livekit-client.esm.mjs"):
         response = await get(client, path)
         assert response.status == 200, path
         assert response.content_type == "text/javascript", path

@@ -11,10 +11,11 @@ for that room and person (an HMAC, valid as long as the room), and the server de
 room, which ends the agent's job at once, instead of after the agent's grace period.
 
     GET  /                                the page (also /voice-agent-selector.html)
-    GET  /static/{file}                   its script and style (src/room_recovery/static)
+    GET  /static/{file}                   its scripts and style (web/static)
     GET  /vendor/livekit-client.esm.mjs   livekit-client from node_modules (./setup.sh
                                           runs `npm ci`; ROOM_RECOVERY_NODE_MODULES overrides)
-    GET  /api/config                      the page's timeouts and the agents to choose from
+    GET  /api/config                      the page's timeouts, the agents to choose from, and
+                                          the protocol's names (`protocol.page`)
     POST /api/token                       {"agent": NAME} → {url, token, room, identity,
                                           expires_in, leave_key}; 400 {"error": ...} if refused
     POST /api/leave                       {room, identity, leave_key}: the page's beacon when
@@ -46,6 +47,7 @@ from ..core.errors import ConfigurationError, RoomRecoveryError
 from ..core.manager import RoomManager
 from ..core.settings import Settings
 from ..core.views import participant_view
+from ..protocol.page import page_protocol
 from ..rules.model import Kind
 from .rules import (
     DEFAULT_AGENT,
@@ -216,7 +218,8 @@ def _content_type(name: str) -> dict[str, str]:
 
 async def _config(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = state.page.to_dict() | {"agents": [agent.to_dict() for agent in state.agents]}
+    agents = [agent.to_dict() for agent in state.agents]
+    body = state.page.to_dict() | {"agents": agents, "protocol": page_protocol()}
     return web.json_response(body, headers=_NO_CACHE)
 
 

@@ -5,24 +5,38 @@
 // the watchdog marks the room failed, leave and retry in a NEW room after 1 s, 2 s, 3 s
 // (retry_step × n); after `max_retries` retries, show what to check. Disconnect (and,
 // best effort, closing the tab) sends `room_cleanup` to the agent, then leaves; a closing
-// tab also sends a beacon so that the page server deletes the room (see web.py).
+// tab also sends a beacon so that the page server deletes the room (see web/server.py).
 //
-// The data messages mirror room_recovery/messages.py: UTF-8 JSON, reliable, no topic.
+// The messages and the room status it reads use the names the server sends in /api/config
+// (protocol.js); what it explains when it cannot connect is problems.js.
 // Tests read `window.roomRecovery` (status, attempts, messages sent, error shown).
 
 import {
-  ConnectionError,
-  ConnectionErrorReason,
   ConnectionState,
-  MediaDeviceFailure,
   ParticipantKind,
   Room,
   RoomEvent,
   Track,
 } from '/vendor/livekit-client.esm.mjs';
+import {
+  agentMissing,
+  connectProblem,
+  microphoneProblem,
+  pageServerUnreachable,
+  tokenRefused,
+} from '/static/problems.js';
+import {
+  cleanupMessage,
+  encode,
+  isFailed,
+  publish,
+  publishOptions,
+  roomStatus,
+  selectionMessage,
+  useProtocol,
+} from '/static/protocol.js';
 
 const DEFAULTS = { join_timeout: 15, max_retries: 3, retry_step: 1 };
-const SEND_TIMEOUT_MS = 2000; // a goodbye that cannot be sent must not keep the person in
 const GOODBYE_WAIT_MS = 3000; // how long Disconnect waits for the agent to leave first
 const ACTIVE = new Set(['waiting', 'connected', 'retrying']);
 
@@ -80,113 +94,6 @@ const isCurrent = (generation) => generation === session.generation;
 const isAgent = (participant) => participant.kind === ParticipantKind.AGENT;
 const findAgent = (room) => [...room.remoteParticipants.values()].find(isAgent);
 const seconds = (value) => `${Number(value.toFixed(2))} s`;
-
-// --- problems the page explains -------------------------------------------------------
-
-class PageProblem extends Error {
-  // kind: microphone | server-unreachable | token-refused | agent-missing
-  constructor(kind, title, message, help = []) {
-    super(message);
-    this.kind = kind;
-    this.title = title;
-    this.help = help; // [text, command?] pairs
-  }
-}
-
-function pageServerUnreachable() {
-  return new PageProblem(
-    'server-unreachable',
-    "The page's server is not answering",
-    'The page could not reach the server that hands out room tokens.',
-    [
-      ['Check that the voice system is running:', 'room-recovery status'],
-      ['Start it if it is not:', 'room-recovery up'],
-      ['Then reload this page.'],
-    ],
-  );
-}
-
-function livekitUnreachable(url, error) {
-  return new PageProblem(
-    'server-unreachable',
-    'The LiveKit server is unreachable',
-    `Could not connect to the LiveKit server at ${url} (${error?.message || error}).`,
-    [
-      ['Check that LiveKit is running and healthy:', 'room-recovery status'],
-      ["Read LiveKit's log:", 'room-recovery logs livekit'],
-      ['Restart everything (the nuclear option):', './restart_voice_system.sh'],
-    ],
-  );
-}
-
-function tokenRefused(detail, byLiveKit) {
-  const help = byLiveKit
-    ? [
-        ["The page's server signs tokens with LIVEKIT_API_KEY and LIVEKIT_API_SECRET;"
-          + " they must match a key pair in the LiveKit server's config."],
-        ['Check the settings in .env, then restart:', './restart_voice_system.sh'],
-      ]
-    : [
-        ['Reload the page and choose an agent from the list.'],
-        ["If it happens again, read the page server's log:", 'room-recovery logs web'],
-      ];
-  return new PageProblem(
-    'token-refused',
-    byLiveKit ? 'LiveKit refused the token' : 'The server refused to give a token',
-    detail,
-    help,
-  );
-}
-
-function microphoneProblem(error) {
-  const failure = MediaDeviceFailure.getFailure(error);
-  if (failure === MediaDeviceFailure.NotFound) {
-    exposed.microphone = 'missing';
-    return new PageProblem(
-      'microphone',
-      'No microphone found',
-      'The agent can talk to you, but it cannot hear you: this device has no microphone.',
-      [['Plug in a microphone or headset, then press Disconnect and Connect again.']],
-    );
-  }
-  exposed.microphone = 'refused';
-  return new PageProblem(
-    'microphone',
-    'Microphone access was refused',
-    'Microphone access was refused, so the agent cannot hear you. You can still hear it.',
-    [
-      ['Click the microphone (or padlock) icon in the address bar and choose Allow.'],
-      ["On a phone: the browser's site settings → Microphone → Allow."],
-      ['Then press Disconnect and Connect again.'],
-    ],
-  );
-}
-
-function agentMissing(attempts, detail) {
-  const agent = session.agent?.name ?? 'the agent';
-  return new PageProblem(
-    'agent-missing',
-    `Failed to connect after ${attempts} attempts`,
-    `No agent joined (last attempt: ${detail}). Each attempt used a new room, so the`
-      + ` agent "${agent}" is most likely not running or not registered with LiveKit.`,
-    [
-      ['Check that the voice agent is running and healthy:', 'room-recovery status'],
-      ['Ask why no agent came (it dispatches a test agent):', 'room-recovery doctor --probe'],
-      ["Read the agent's log for errors:", 'room-recovery logs agent'],
-      ['Look for rooms with stuck participants:', 'room-recovery rooms'],
-      ['Restart everything (the nuclear option):', './restart_voice_system.sh'],
-      ['Then press Connect again.'],
-    ],
-  );
-}
-
-function connectProblem(error, url) {
-  if (error instanceof PageProblem) return error;
-  if (error instanceof ConnectionError && error.reason === ConnectionErrorReason.NotAllowed) {
-    return tokenRefused(`LiveKit at ${url} refused the token (${error.message}).`, true);
-  }
-  return livekitUnreachable(url, error);
-}
 
 // --- what the person sees -------------------------------------------------------------
 
@@ -386,11 +293,7 @@ function agentJoined(room, participant, generation) {
   exposed.agentIdentity = participant.identity;
   endAttempt('joined', `${participant.identity} joined`);
   setStatus('connected', `Connected: ${session.agent.label} joined. You can talk now.`);
-  sendMessage(room, {
-    type: 'agent_selection',
-    agent_id: session.agent.name,
-    agent_name: session.agent.name,
-  });
+  sendMessage(room, selectionMessage(session.agent));
   enableMicrophone(room, generation);
 }
 
@@ -400,7 +303,9 @@ async function enableMicrophone(room, generation) {
     if (isCurrent(generation)) exposed.microphone = 'on';
   } catch (error) {
     if (!isCurrent(generation)) return;
-    showError(microphoneProblem(error));
+    const problem = microphoneProblem(error);
+    exposed.microphone = problem.microphone;
+    showError(problem);
     setStatus('connected', `Connected to ${session.agent.label}, but your microphone is off.`);
   }
 }
@@ -413,15 +318,10 @@ function onTrackSubscribed(track, publication, participant) {
   exposed.agentAudio = true;
 }
 
-// The watchdog marks a room it gave up on: {"room_recovery": {"status": "failed", ...}}.
+// The watchdog marks a room it gave up on (room-recovery's status in the metadata: failed).
 function onRoomMetadata(metadata, generation) {
-  let mark = null;
-  try {
-    mark = JSON.parse(metadata || 'null')?.room_recovery;
-  } catch {
-    return; // someone else's metadata
-  }
-  if (mark?.status === 'failed') {
+  const mark = roomStatus(metadata);
+  if (isFailed(mark)) {
     const reason = mark.reason ? `: ${mark.reason}` : '';
     attemptFailed(generation, 'marked-failed', `the room was marked failed${reason}`);
   }
@@ -440,7 +340,7 @@ function retryOrGiveUp(detail) {
   const { max_retries: maxRetries, retry_step: step } = session.config;
   if (session.retries >= maxRetries) {
     // the first attempt and its retries (counted again from each agent join)
-    const problem = agentMissing(session.retries + 1, detail);
+    const problem = agentMissing(session.retries + 1, detail, session.agent?.name);
     setStatus('failed', 'Not connected: the agent did not join.');
     showError(problem);
     return;
@@ -517,26 +417,10 @@ function agentLeaves(room, timeoutMs) {
   });
 }
 
-function cleanupMessage(room) {
-  return { type: 'room_cleanup', timestamp: new Date().toISOString(), room: room.name };
-}
-
 async function sendMessage(room, message) {
-  const bytes = new TextEncoder().encode(JSON.stringify(message));
   const record = { type: message.type, room: room.name, ok: false };
   exposed.messages.push(record);
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error('timed out')), SEND_TIMEOUT_MS);
-  });
-  try {
-    await Promise.race([room.localParticipant.publishData(bytes, { reliable: true }), timeout]);
-    record.ok = true;
-  } catch (error) {
-    console.warn(`could not send ${message.type}`, error);
-  } finally {
-    clearTimeout(timer);
-  }
+  record.ok = await publish(room, message);
   return record.ok;
 }
 
@@ -551,8 +435,9 @@ function leaveOnPageHide() {
   room.removeAllListeners();
   const leave = () => room.disconnect().catch(() => {});
   if (room.state === ConnectionState.Connected) {
-    const bytes = new TextEncoder().encode(JSON.stringify(cleanupMessage(room)));
-    room.localParticipant.publishData(bytes, { reliable: true }).then(leave, leave);
+    room.localParticipant
+      .publishData(encode(cleanupMessage(room)), publishOptions())
+      .then(leave, leave);
   } else {
     leave();
   }
@@ -597,6 +482,7 @@ async function loadConfig() {
     showError(pageServerUnreachable());
     return;
   }
+  useProtocol(config.protocol);
   session.config = withOverrides(config, params);
   exposed.config = { ...session.config };
   fillAgents(session.config.agents, params.get('agent'));
