@@ -81,7 +81,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "already up to date"
 else
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[agent,demo,test]'
   echo "$want" > "$stamp"
   echo "installed"
 fi
