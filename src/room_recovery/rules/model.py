@@ -6,11 +6,13 @@ rule in this package decides over them alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 MAX_ROOM_NAME_BYTES = 256  # livekit-server's default limit.max_room_name_length
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # an agent's dispatch name
 
 
 class Kind(StrEnum):
@@ -68,6 +70,11 @@ def room_name_problem(name: str) -> str | None:
     if len(name.encode()) > MAX_ROOM_NAME_BYTES:
         return f"a room name must be at most {MAX_ROOM_NAME_BYTES} bytes, got {len(name.encode())}"
     return None
+
+
+def valid_agent_name(name: str) -> bool:
+    """Whether `name` can be an agent's dispatch name here (letters, digits, `-_.`, ≤ 64)."""
+    return AGENT_NAME.fullmatch(name) is not None
 
 
 def has_a_person(participants: Iterable[ParticipantView]) -> bool:

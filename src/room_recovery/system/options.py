@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from ..core.errors import ConfigurationError
 from ..core.settings import Settings
-from ..web.rules import valid_agent_name
+from ..rules.model import valid_agent_name
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 PART_NAMES = ("livekit", "agent", "web", "watch")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,15 +23,9 @@ from urllib.parse import urlparse
 from ..core.errors import ConfigurationError
 from ..core.settings import Settings
 from ..core.tokens import DEFAULT_TOKEN_TTL, person_token
-from ..rules.model import room_name_problem
+from ..rules.model import room_name_problem, valid_agent_name
 
 DEFAULT_AGENT = "demo-agent"
-AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # an agent's dispatch name
-
-
-def valid_agent_name(name: str) -> bool:
-    """Whether `name` can be an agent's dispatch name here (letters, digits, `-_.`, ≤ 64)."""
-    return AGENT_NAME.fullmatch(name) is not None
 
 
 def content_security_policy(settings: Settings) -> str:
