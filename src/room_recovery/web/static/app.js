@@ -8,7 +8,8 @@
 // tab also sends a beacon so that the page server deletes the room (see web/server.py).
 //
 // The messages and the room status it reads use the names the server sends in /api/config
-// (protocol.js); what it explains when it cannot connect is problems.js.
+// (protocol.js); what it explains when it cannot connect is problems.js; the page's
+// elements and how they are drawn, view.js.
 // Tests read `window.roomRecovery` (status, attempts, messages sent, error shown).
 
 import {
@@ -35,26 +36,18 @@ import {
   selectionMessage,
   useProtocol,
 } from '/static/protocol.js';
+import {
+  fillAgents,
+  hideProblem,
+  showAttempts,
+  showProblem,
+  showStatus,
+  ui,
+} from '/static/view.js';
 
 const DEFAULTS = { join_timeout: 15, max_retries: 3, retry_step: 1 };
 const GOODBYE_WAIT_MS = 3000; // how long Disconnect waits for the agent to leave first
 const ACTIVE = new Set(['waiting', 'connected', 'retrying']);
-
-const $ = (id) => document.getElementById(id);
-const ui = {
-  form: $('session-form'),
-  agentSelect: $('agent-select'),
-  connectButton: $('connect-button'),
-  disconnectButton: $('disconnect-button'),
-  status: $('status'),
-  audioButton: $('audio-button'),
-  error: $('error'),
-  errorTitle: $('error-title'),
-  errorMessage: $('error-message'),
-  errorHelp: $('error-help'),
-  attempts: $('attempts'),
-  agentAudio: $('agent-audio'),
-};
 
 // What tests and curious people can read from the console.
 const exposed = {
@@ -100,55 +93,22 @@ const seconds = (value) => `${Number(value.toFixed(2))} s`;
 function setStatus(status, text) {
   exposed.status = status;
   exposed.statusText = text;
-  document.body.dataset.state = status;
-  ui.status.textContent = text;
   const active = ACTIVE.has(status);
   const busy = active || status === 'loading' || status === 'disconnecting';
-  ui.connectButton.disabled = busy || session.config.agents.length === 0;
-  ui.agentSelect.disabled = busy;
-  ui.disconnectButton.disabled = !active;
+  showStatus(status, text, { active, busy, canConnect: session.config.agents.length > 0 });
 }
 
 function showError(problem) {
   exposed.error = { kind: problem.kind, title: problem.title };
-  ui.errorTitle.textContent = problem.title;
-  ui.errorMessage.textContent = problem.message;
-  ui.errorHelp.replaceChildren(helpList(problem.help));
-  ui.error.hidden = false;
-}
-
-function helpList(help) {
-  const list = document.createElement('ol');
-  for (const [text, command] of help) {
-    const item = document.createElement('li');
-    item.append(text);
-    if (command) {
-      const code = document.createElement('code');
-      code.textContent = command;
-      item.append(' ', code);
-    }
-    list.append(item);
-  }
-  return list;
+  showProblem(problem);
 }
 
 function clearError() {
   exposed.error = null;
-  ui.error.hidden = true;
-  ui.errorHelp.replaceChildren();
+  hideProblem();
 }
 
-function renderAttempts() {
-  ui.attempts.replaceChildren(
-    ...exposed.attempts.map((attempt) => {
-      const item = document.createElement('li');
-      const room = attempt.room ?? '(no room yet)';
-      const detail = attempt.detail ? `: ${attempt.detail}` : '';
-      item.textContent = `${room}: ${attempt.outcome}${detail}`;
-      return item;
-    }),
-  );
-}
+const renderAttempts = () => showAttempts(exposed.attempts);
 
 // --- attempts -------------------------------------------------------------------------
 
@@ -462,12 +422,6 @@ function withOverrides(config, params) {
   number('retry_step', (v) => v >= 0);
   number('max_retries', (v) => Number.isInteger(v) && v >= 0);
   return result;
-}
-
-function fillAgents(agents, preferred) {
-  ui.agentSelect.replaceChildren(
-    ...agents.map((agent) => new Option(agent.label, agent.name, false, agent.name === preferred)),
-  );
 }
 
 async function loadConfig() {
