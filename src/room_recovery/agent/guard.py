@@ -2,13 +2,13 @@
 
 Layer 4 of the spec. Call `guard_session(ctx)` in the entrypoint, after `ctx.connect()`:
 
-* A `room_cleanup` message (see `messages`) from a non-agent participant of the room ends
+* A `room_cleanup` message (see `protocol.messages`) from a non-agent participant of the room ends
   the job: the agent leaves. Messages from agents, from the server API (no sender), naming
   another room, or malformed, are ignored with a warning.
 * When the last person leaves without a message (a closed tab), the job ends after
   `grace` seconds, unless someone comes back. When nobody comes at all, after
   `first_join_timeout`.
-* Every 0.5 s it sets the agent's heartbeat attribute (see `heartbeat`), so the watchdog
+* Every 0.5 s it sets the agent's heartbeat attribute (see `agent.heartbeat`), so the watchdog
   can tell within seconds that the agent's process died, long before the server does.
 * When the guard ended the job and no one but agents (or the person who just said
   goodbye) is left, it deletes the room, so the room does not linger for the server's

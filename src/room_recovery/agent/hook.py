@@ -37,7 +37,7 @@ from ..protocol.messages import PERSON_KEY, dispatch_metadata, person_from_metad
 
 logger = logging.getLogger(__name__)
 
-# Re-exported: the metadata format lives in `messages`, importable without livekit-agents.
+# Re-exported: the metadata format lives in `protocol.messages`, importable without livekit-agents.
 __all__ = [
     "PERSON_KEY",
     "PrejoinCleanup",

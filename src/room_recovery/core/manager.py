@@ -1,6 +1,6 @@
 """RoomManager: the spec's room management utility, over livekit-api's RoomService.
 
-It fetches, asks `policy` what to do, acts, and reports. Use it either way:
+It fetches, asks `rules` what to do, acts, and reports. Use it either way:
 
     async with RoomManager() as manager:        # one HTTP session for many calls
         await manager.cleanup_stale_rooms()

@@ -1,9 +1,9 @@
-"""The demo voice agent: no account, no network, no model. The demo's default agent.
+"""The demo agent's worker: its AgentServer and health endpoint. No account, no network, no model.
 
 It joins the room it is dispatched to (explicit dispatch by agent name, so the page can
 choose among agents), publishes an audio track, greets the person (espeak-ng, or a tone
 when espeak-ng is missing) and plays back what it hears. It runs with the pre-join cleanup
-(`agent_hook`) and the graceful shutdown (`session_guard`) of this package.
+(`agent.hook`) and the graceful shutdown (`agent.guard`) of this package.
 
     python -m room_recovery.demo [--agent-name demo-agent] [--health-port 8081]
 

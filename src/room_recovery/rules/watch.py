@@ -57,7 +57,7 @@ def assess_room(
     `heartbeat_silence` maps an agent's identity to the seconds its heartbeat has been
     silent (None when it sends none: then the server's view of it is trusted). An agent is
     a ghost when that exceeds `watch.heartbeat_timeout`, or its own, longer allowance in
-    `heartbeat_allowance` (learned from its rhythm, see `heartbeat.HeartbeatTracker`).
+    `heartbeat_allowance` (learned from its rhythm, see `liveness.HeartbeatTracker`).
     """
     allowance = heartbeat_allowance or {}
     agents = [p for p in participants if p.kind is Kind.AGENT]
