@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,27 @@ def run_cli(server: ServerInfo | None, *args: str, **env: str) -> subprocess.Com
         cwd=ROOT / "tests",
         timeout=30,
     )
+
+
+def run_on_terminal(server: ServerInfo, *args: str, **env: str) -> str:
+    """Run the CLI on a terminal (a pty from util-linux `script`); returns what it showed."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ROOM_"))}
+    environment |= server.env() | {"TERM": "xterm-256color"} | env
+    command = shlex.join([sys.executable, "-m", "room_recovery.cli", *args])
+    result = subprocess.run(
+        ["script", "--quiet", "--return", "--command", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=ROOT / "tests",
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+needs_script = pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script")
 
 
 async def make_room(server: ServerInfo, name: str) -> None:
@@ -125,3 +148,58 @@ def test_a_room_name_livekit_refuses_is_a_clear_error(livekit_server: ServerInfo
 def test_a_room_outside_the_prefix_is_refused(livekit_server: ServerInfo) -> None:
     result = run_cli(livekit_server, "--prefix", "voice-", "delete", "someone-elses-room")
     assert result.returncode == 2 and "ROOM_PREFIX" in result.stderr
+
+
+async def test_global_options_also_go_after_the_command(
+    livekit_server: ServerInfo, room_name: str
+) -> None:
+    await make_room(livekit_server, room_name)
+    result = run_cli(livekit_server, "rooms", "--prefix", room_name, "--json")
+    assert result.returncode == 0, result.stderr
+    assert [room["name"] for room in json.loads(result.stdout)] == [room_name]
+
+
+async def test_a_table_piped_to_another_program_has_no_escape_codes(
+    livekit_server: ServerInfo, room_name: str
+) -> None:
+    await make_room(livekit_server, room_name)
+    # FORCE_COLOR="" undoes a FORCE_COLOR the test run may have been given
+    result = run_cli(livekit_server, "--prefix", room_name, "rooms", FORCE_COLOR="")
+    assert result.returncode == 0, result.stderr
+    assert room_name in result.stdout and "1 active room(s)" in result.stdout
+    assert "\x1b[" not in result.stdout + result.stderr
+
+
+@needs_script
+async def test_no_color_leaves_out_escape_codes_on_a_terminal(
+    livekit_server: ServerInfo, room_name: str
+) -> None:
+    await make_room(livekit_server, room_name)
+    shown = run_on_terminal(livekit_server, "--prefix", room_name, "rooms", NO_COLOR="1")
+    assert room_name in shown and "ROOM" in shown
+    assert "\x1b[" not in shown
+
+
+def test_a_port_out_of_range_is_one_line_naming_the_option() -> None:
+    result = run_cli(None, "up", "--web-port", "70000")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "--web-port" in line and "65535" in line
+
+
+@needs_script
+async def test_clean_stale_on_a_terminal_shows_its_progress(
+    livekit_server: ServerInfo, room_name: str
+) -> None:
+    await make_room(livekit_server, room_name)
+    shown = run_on_terminal(
+        livekit_server,
+        "--prefix",
+        room_name,
+        "clean-stale",
+        "--dry-run",
+        ROOM_STALE_TIMEOUT="0.001",
+        NO_COLOR="1",  # plain words; the bar still draws
+    )
+    assert "cleaning stale rooms" in shown and "1/1" in shown
+    assert f"would delete room {room_name}" in shown

@@ -5,9 +5,9 @@ Needs livekit-agents: `pip install 'room-recovery[agent]'`.
     from room_recovery.agent import request_handler, guard_session, job_load
 """
 
-from ..core.extras import require_extra
+from ..core.extras import AGENT_MODULES, require_extra
 
-require_extra("agent", "livekit.agents", "livekit.rtc", what="room_recovery.agent")
+require_extra("agent", *AGENT_MODULES, what="room_recovery.agent")
 
 from .guard import GuardOptions, SessionGuard, guard_session  # noqa: E402
 from .hook import make_request_handler, request_handler  # noqa: E402

@@ -1,98 +1,165 @@
-"""The long-running services of `room-recovery`: watch (and agent, web), and doctor."""
+"""The long-running services, and the doctor: watch, web, doctor."""
 
 from __future__ import annotations
 
-import argparse
-import json
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Annotated
 
-from ..core.settings import Settings
+import typer
+from rich.console import Group
+from rich.text import Text
+
 from ..rules.watch import WatchPolicy
-from .system import _port
+from ..web.rules import DEFAULT_AGENT, PageConfig
+from ..web.server import DEFAULT_HOST, DEFAULT_PORT
+from . import output
+from .invocation import Run, command
+
+if TYPE_CHECKING:
+    from ..doctor import Check
+
+app = typer.Typer()
+
+SMALLEST_SECONDS = 0.01  # Typer's ranges include their ends; these must be more than 0
+_PAGE = PageConfig()
+_MARKS = {"ok": ("✅", "green"), "fail": ("❌", "red"), "skipped": ("⏭️", "dim")}
+
+Host = Annotated[str, typer.Option("--host", help="address to listen on")]
 
 
-def add_service_commands(commands: Any, command: Any) -> None:
-    """Add the commands to the CLI's subparsers (`command` is cli.py's helper)."""
-    sub = command(
-        "watch",
-        _watch,
-        "Run the watchdog: receive LiveKit webhooks, dispatch an agent to anyone waiting "
-        "without one, replace dead agents, clean stale rooms, export metrics.",
-    )
-    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    sub.add_argument("--port", type=_port, default=8082, help="port for /webhook and /metrics")
-    sub.add_argument(
-        "--agent", default="demo-agent", help="agent to dispatch when a room's own is unknown"
-    )
-    sub.add_argument(
-        "--grace", type=float, default=3.0, help="seconds a person waits before we act (3)"
-    )
-    sub.add_argument(
-        "--max-dispatches",
-        type=int,
-        default=3,
-        help="dispatches before a room is marked failed (3)",
-    )
-    sub.add_argument(
-        "--cleanup-interval", type=float, default=60.0, help="seconds between stale cleanups"
-    )
-    sub.add_argument(
-        "--room-alert", type=int, default=100, help="alert when more rooms than this are open"
-    )
+@command(
+    app,
+    "Run the watchdog: receive LiveKit webhooks, dispatch an agent to anyone waiting "
+    "without one, replace dead agents, clean stale rooms, export metrics.",
+)
+def watch(
+    run: Run,
+    host: Host = DEFAULT_HOST,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="port for /webhook and /metrics")
+    ] = 8082,
+    agent: Annotated[
+        str, typer.Option("--agent", help="agent to dispatch when a room's own is unknown")
+    ] = DEFAULT_AGENT,
+    grace: Annotated[
+        float, typer.Option("--grace", min=0, help="seconds a person waits before we act")
+    ] = 3.0,
+    max_dispatches: Annotated[
+        int,
+        typer.Option("--max-dispatches", min=0, help="dispatches before a room is marked failed"),
+    ] = 3,
+    cleanup_interval: Annotated[
+        float,
+        typer.Option(
+            "--cleanup-interval", min=SMALLEST_SECONDS, help="seconds between stale cleanups"
+        ),
+    ] = 60.0,
+    room_alert: Annotated[
+        int, typer.Option("--room-alert", min=0, help="alert when more rooms than this are open")
+    ] = 100,
+) -> int:
+    from ..watchdog import WatchdogOptions, serve
 
-    from .. import web
-
-    sub = command(
-        "web",
-        web.web_command,
-        "Serve the voice agent page: agent selector, join timeout, retries with fresh rooms.",
+    options = WatchdogOptions(
+        agent_name=agent,
+        cleanup_interval=cleanup_interval,
+        room_alert_threshold=room_alert,
+        watch=WatchPolicy(grace=grace, max_dispatches=max_dispatches),
     )
-    web.add_web_arguments(sub)
-
-    sub = command(
-        "doctor",
-        _doctor,
-        "Explain why no agent came: checks the server, keys, worker, agent names, waiting "
-        "people, ghosts and room count, and says what to do. Exit 0 only when all is well.",
-    )
-    sub.add_argument(
-        "--agent-health-url",
-        help="the agent worker's health URL (default: the one `up` runs, else port 8081)",
-    )
-    sub.add_argument(
-        "--page-url", help="the page's server (default: the one `up` runs, else port 8080)"
-    )
-    sub.add_argument("--room-alert", type=int, default=100, help="too many rooms above this")
-    sub.add_argument(
-        "--probe",
-        action="store_true",
-        help="also dispatch each of the page's agents into a throwaway room and wait for it "
-        "to join (proves that a worker really serves it)",
-    )
-    sub.add_argument(
-        "--probe-agent",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="probe this agent name (implies --probe); repeat for more",
-    )
-    sub.add_argument(
-        "--probe-timeout", type=_positive, default=10.0, help="seconds to wait for it (10)"
-    )
+    asyncio.run(serve(run.settings, host, port, options))
+    return 0
 
 
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds")
-    return number
+@command(app, "Serve the voice agent page: agent selector, join timeout, retries with fresh rooms.")
+def web(
+    run: Run,
+    host: Host = DEFAULT_HOST,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="port; 0 picks a free one")
+    ] = DEFAULT_PORT,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent",
+            metavar="NAME[=LABEL]",
+            help=f"an agent to offer, by dispatch name; repeat for more (default {DEFAULT_AGENT})",
+            show_default=False,
+        ),
+    ] = None,
+    join_timeout: Annotated[
+        float,
+        typer.Option(
+            "--join-timeout",
+            min=SMALLEST_SECONDS,
+            help="seconds to wait for the agent per attempt",
+        ),
+    ] = _PAGE.join_timeout,
+    max_retries: Annotated[
+        int,
+        typer.Option("--max-retries", min=0, help="new rooms to try after the first attempt"),
+    ] = _PAGE.max_retries,
+    retry_step: Annotated[
+        float,
+        typer.Option("--retry-step", min=0, help="the n-th retry waits n times this many seconds"),
+    ] = _PAGE.retry_step,
+) -> int:
+    from ..web import serve
+
+    page = PageConfig(join_timeout=join_timeout, max_retries=max_retries, retry_step=retry_step)
+    asyncio.run(
+        serve(run.settings, host=host, port=port, agents=agent or [DEFAULT_AGENT], page_config=page)
+    )
+    return 0
 
 
-async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from .. import doctor
+@command(
+    app,
+    "Explain why no agent came: checks the server, keys, worker, agent names, waiting "
+    "people, ghosts and room count, and says what to do. Exit 0 only when all is well.",
+)
+def doctor(
+    run: Run,
+    agent_health_url: Annotated[
+        str | None,
+        typer.Option(
+            "--agent-health-url",
+            help="the agent worker's health URL (default: the one `up` runs, else port 8081)",
+        ),
+    ] = None,
+    page_url: Annotated[
+        str | None,
+        typer.Option(
+            "--page-url", help="the page's server (default: the one `up` runs, else port 8080)"
+        ),
+    ] = None,
+    room_alert: Annotated[
+        int, typer.Option("--room-alert", min=0, help="too many rooms above this")
+    ] = 100,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="also dispatch each of the page's agents into a throwaway room and wait for "
+            "it to join (proves that a worker really serves it)",
+        ),
+    ] = False,
+    probe_agent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--probe-agent",
+            metavar="NAME",
+            help="probe this agent name (implies --probe); repeat for more",
+            show_default=False,
+        ),
+    ] = None,
+    probe_timeout: Annotated[
+        float,
+        typer.Option(
+            "--probe-timeout", min=SMALLEST_SECONDS, help="seconds to wait for it to join"
+        ),
+    ] = 10.0,
+) -> int:
+    from .. import doctor as diagnosis
     from ..system.options import default_state_dir
     from ..system.status import read_status
 
@@ -100,32 +167,39 @@ async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     ports = (
         {name: part.get("port") for name, part in parts.items()} if isinstance(parts, dict) else {}
     )
-    agent_url = args.agent_health_url or f"http://127.0.0.1:{ports.get('agent') or 8081}/health"
-    page = (args.page_url or f"http://127.0.0.1:{ports.get('web') or 8080}").rstrip("/")
-    options = doctor.DoctorOptions(
+    agent_url = agent_health_url or f"http://127.0.0.1:{ports.get('agent') or 8081}/health"
+    page = (page_url or f"http://127.0.0.1:{ports.get('web') or 8080}").rstrip("/")
+    options = diagnosis.DoctorOptions(
         agent_url,
         f"{page}/api/config",
-        args.room_alert,
-        probe=args.probe or bool(args.probe_agent),
-        probe_agents=tuple(args.probe_agent),
-        probe_timeout=args.probe_timeout,
+        room_alert,
+        probe=probe or bool(probe_agent),
+        probe_agents=tuple(probe_agent or ()),
+        probe_timeout=probe_timeout,
     )
-    checks = await doctor.diagnose(settings, options)
-    if args.json:
-        print(json.dumps(doctor.to_json(checks), indent=2))
+    checks = asyncio.run(diagnosis.diagnose(run.settings, options))
+    if run.json:
+        output.print_json(diagnosis.to_json(checks), indent=2)
+    elif output.on_terminal():
+        _show_verdict(checks)
     else:
-        print(doctor.render(checks))
-    return 0 if doctor.to_json(checks)["ok"] else 1
+        output.line(diagnosis.render(checks))
+    return 0 if diagnosis.to_json(checks)["ok"] else 1
 
 
-async def _watch(args: argparse.Namespace, settings: Settings) -> int:
-    from ..watchdog import WatchdogOptions, serve
-
-    options = WatchdogOptions(
-        agent_name=args.agent,
-        cleanup_interval=args.cleanup_interval,
-        room_alert_threshold=args.room_alert,
-        watch=WatchPolicy(grace=args.grace, max_dispatches=args.max_dispatches),
+def _show_verdict(checks: list[Check]) -> None:
+    """The diagnosis as a table, a check a row, with the fix under each failure."""
+    verdict = output.table("", "CHECK", "RESULT")
+    for check in checks:
+        mark, style = _MARKS[check.status]
+        result = Text(check.detail)
+        if check.fix and check.status == "fail":
+            result = Text.assemble(check.detail, "\n", (f"→ {check.fix}", "yellow"))
+        verdict.add_row(mark, Text(check.name, style=style), result)
+    failed = [c for c in checks if c.status == "fail"]
+    summary = (
+        Text("all is well", "bold green")
+        if not failed
+        else Text(f"{len(failed)} problem(s) found", "bold red")
     )
-    await serve(settings, args.host, args.port, options)
-    return 0
+    output.show(Group(Text("room-recovery doctor: why no agent came", "bold"), verdict, summary))

@@ -1,115 +1,145 @@
-"""The system commands of `room-recovery`: up, down, restart, status, logs."""
+"""The system commands: up, down, restart, status, logs."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import asyncio
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+from typer.core import TyperGroup
 
 from ..core.errors import ConfigurationError
-from ..core.settings import Settings
+from ..core.extras import DEMO_MODULES, missing_modules
 from ..system import lifecycle
 from ..system import status as system_status
 from ..system.options import ExtraAgent, SystemOptions, default_state_dir, parse_agent_command
+from . import output
+from .invocation import Run, command
 
+app = typer.Typer()
 
-def add_system_commands(commands: Any, command: Any) -> None:
-    """Add the commands to the CLI's subparsers (`command` is cli.py's helper)."""
-    sub = command(
-        "up",
-        _up,
-        "Start the whole voice system: LiveKit server, startup cleanup, agent, page, watchdog.",
-    )
-    _system_options(sub)
-    sub.add_argument("--detach", action="store_true", help="run in the background and return")
-    sub.add_argument("--no-agent", action="store_true", help="do not start the demo agent")
-    sub.add_argument("--no-web", action="store_true", help="do not start the page's web server")
-    sub.add_argument("--no-watch", action="store_true", help="do not start the watchdog")
-    sub.add_argument("--agent-name", default="demo-agent", help="the demo agent's dispatch name")
-    sub.add_argument(
-        "--agent-command",
-        action="append",
-        default=[],
-        metavar="NAME=COMMAND",
-        help="also run your own agent worker, registered as NAME, with COMMAND (for example "
-        "'letta-agent=python letta_voice_agent.py start'); repeat for more",
-    )
-    sub.add_argument("--web-port", type=_port, default=8080, help="the page's port (8080)")
-    sub.add_argument(
-        "--agent-health-port", type=_port, default=8081, help="the agent's health port (8081)"
-    )
-    sub.add_argument("--watch-port", type=_port, default=8082, help="the watchdog's port (8082)")
-    sub.add_argument(
-        "--wait", type=float, default=120, help="with --detach: seconds to wait for health"
-    )
+SMALLEST_WAIT = 0.1  # seconds; Typer's ranges include their ends, and a wait must be > 0
 
-    sub = command("down", _down, "Stop everything `up` started (and nothing else).")
-    _system_options(sub)
-
-    sub = command(
-        "restart",
-        _restart,
-        "The nuclear option: stop what `up` started, wipe its generated state, start afresh "
-        "in the background with the options the running system was started with.",
-    )
-    _system_options(sub)
-
-    sub = command("status", _status, "Show each part: pid, port, healthy or not; and the rooms.")
-    _system_options(sub)
-
-    sub = command("logs", _logs, "Show the logs of the parts (all when none is named).")
-    _system_options(sub)
-    sub.add_argument("parts", nargs="*", help="supervisor, livekit, agent, web, watch")
-    sub.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    sub.add_argument("-n", "--lines", type=int, default=40, help="lines of each log to show")
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1 to 65535)")
-    return port
-
-
-def _system_options(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
         "--state-dir",
-        type=Path,
-        default=None,
         help="where pidfiles, logs and generated config live "
         "(ROOM_RECOVERY_STATE, default ~/.local/state/room-recovery)",
-    )
+        show_default=False,
+    ),
+]
 
 
-def _options(args: argparse.Namespace) -> SystemOptions:
-    state_dir = args.state_dir or default_state_dir()
-    if not hasattr(args, "web_port"):
-        return SystemOptions(state_dir=state_dir)
-    return SystemOptions(
+def _port(name: str, help: str) -> Any:
+    return typer.Option(name, min=1, max=65535, help=help)
+
+
+@command(
+    app, "Start the whole voice system: LiveKit server, startup cleanup, agent, page, watchdog."
+)
+def up(
+    run: Run,
+    state_dir: StateDir = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="run in the background and return")
+    ] = False,
+    no_agent: Annotated[
+        bool, typer.Option("--no-agent", help="do not start the demo agent")
+    ] = False,
+    no_web: Annotated[
+        bool, typer.Option("--no-web", help="do not start the page's web server")
+    ] = False,
+    no_watch: Annotated[bool, typer.Option("--no-watch", help="do not start the watchdog")] = False,
+    agent_name: Annotated[
+        str, typer.Option("--agent-name", help="the demo agent's dispatch name")
+    ] = "demo-agent",
+    agent_command: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent-command",
+            metavar="NAME=COMMAND",
+            help="also run your own agent worker, registered as NAME, with COMMAND (for "
+            "example 'letta-agent=python letta_voice_agent.py start'); repeat for more",
+            show_default=False,
+        ),
+    ] = None,
+    web_port: Annotated[int, _port("--web-port", "the page's port")] = 8080,
+    agent_health_port: Annotated[
+        int, _port("--agent-health-port", "the agent's health port")
+    ] = 8081,
+    watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = 8082,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", min=SMALLEST_WAIT, help="with --detach: seconds to wait for health"),
+    ] = 120,
+) -> int:
+    options = up_options(
         state_dir=state_dir,
-        agent_name=args.agent_name,
-        agent_health_port=args.agent_health_port,
-        web_port=args.web_port,
-        watch_port=args.watch_port,
-        with_agent=not args.no_agent,
-        with_web=not args.no_web,
-        with_watch=not args.no_watch,
-        extra_agents=_extra_agents(args),
+        agent_name=agent_name,
+        agent_health_port=agent_health_port,
+        web_port=web_port,
+        watch_port=watch_port,
+        no_agent=no_agent,
+        no_web=no_web,
+        no_watch=no_watch,
+        agent_command=agent_command or [],
+    )
+    if detach:
+        argv = [arg for arg in run.argv if arg != "--detach"]
+        return lifecycle.up_detached(run.settings, options, argv, wait)
+    return asyncio.run(lifecycle.up(run.settings, options))
+
+
+def up_options(
+    *,
+    state_dir: Path | str | None,
+    agent_name: str,
+    agent_health_port: int,
+    web_port: int,
+    watch_port: int,
+    no_agent: bool,
+    no_web: bool,
+    no_watch: bool,
+    agent_command: Sequence[str],
+) -> SystemOptions:
+    """The SystemOptions of `up`'s options; raises ConfigurationError for bad ones.
+
+    Also when the demo agent is to run but its extra is not installed, so that `up`
+    fails before it starts anything.
+    """
+    extra_agents = _extra_agents(agent_command, agent_name, with_demo=not no_agent)
+    missing = missing_modules(*DEMO_MODULES)
+    if not no_agent and missing:
+        raise ConfigurationError(
+            f"up starts the demo agent, which needs {missing[0]} (not installed): "
+            "pip install 'room-recovery[demo]', or pass --no-agent to leave it out"
+        )
+    return SystemOptions(
+        state_dir=Path(state_dir) if state_dir else default_state_dir(),
+        agent_name=agent_name,
+        agent_health_port=agent_health_port,
+        web_port=web_port,
+        watch_port=watch_port,
+        with_agent=not no_agent,
+        with_web=not no_web,
+        with_watch=not no_watch,
+        extra_agents=extra_agents,
     )
 
 
-def _extra_agents(args: argparse.Namespace) -> tuple[ExtraAgent, ...]:
-    agents = tuple(parse_agent_command(spec) for spec in args.agent_command)
+def _extra_agents(
+    specs: Sequence[str], demo_name: str, *, with_demo: bool
+) -> tuple[ExtraAgent, ...]:
+    agents = tuple(parse_agent_command(spec) for spec in specs)
     names = [agent.name for agent in agents]
     for name in names:
         if names.count(name) > 1:
             raise ConfigurationError(f"--agent-command names agent {name!r} twice")
-        if name == args.agent_name and not args.no_agent:
+        if name == demo_name and with_demo:
             raise ConfigurationError(
                 f"--agent-command: {name!r} is the demo agent's name; choose another name, "
                 "or leave the demo agent out with --no-agent"
@@ -117,73 +147,133 @@ def _extra_agents(args: argparse.Namespace) -> tuple[ExtraAgent, ...]:
     return agents
 
 
-async def _up(args: argparse.Namespace, settings: Settings) -> int:
-    options = _options(args)
-    if args.detach:
-        argv = [a for a in sys.argv[1:] if a != "--detach"]
-        return lifecycle.up_detached(settings, options, argv, args.wait)
-    return await lifecycle.up(settings, options)
+def _up_options_of(run: Run, argv: list[str]) -> SystemOptions:
+    """The options of `room-recovery ARGV`, an `up` (as saved in the supervisor's pidfile)."""
+    root = run.context.find_root()
+    group = root.command
+    assert isinstance(group, TyperGroup)
+    unusable = f"cannot start the system again with {' '.join(argv)!r}"
+    try:
+        with group.make_context(root.info_name, list(argv)) as saved:
+            name_at = len(argv) - len(saved.args) - 1
+            up_command = group.get_command(saved, "up")
+            if name_at < 0 or argv[name_at] != "up" or up_command is None:
+                raise ConfigurationError(f"{unusable}: they do not start `up`")
+            with up_command.make_context("up", list(saved.args), parent=saved) as parsed:
+                params: Mapping[str, Any] = parsed.params
+    except typer.TyperException as exc:
+        raise ConfigurationError(f"{unusable}: {exc.format_message()}") from None
+    return up_options(
+        state_dir=params["state_dir"],
+        agent_name=params["agent_name"],
+        agent_health_port=params["agent_health_port"],
+        web_port=params["web_port"],
+        watch_port=params["watch_port"],
+        no_agent=params["no_agent"],
+        no_web=params["no_web"],
+        no_watch=params["no_watch"],
+        agent_command=params["agent_command"] or [],
+    )
 
 
-async def _down(args: argparse.Namespace, settings: Settings) -> int:
-    stopped = lifecycle.down(_options(args))
-    if args.json:
-        print(json.dumps({"stopped": stopped}))
+@command(app, "Stop everything `up` started (and nothing else).")
+def down(run: Run, state_dir: StateDir = None) -> int:
+    stopped = lifecycle.down(SystemOptions(state_dir=state_dir or default_state_dir()))
+    if run.json:
+        output.print_json({"stopped": stopped})
     else:
-        print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+        output.line("stopped " + ", ".join(stopped) if stopped else "nothing was running")
     return 0
 
 
-async def _restart(args: argparse.Namespace, settings: Settings) -> int:
-    options = _options(args)
-    previous = lifecycle.running_up_arguments(options)
+@command(
+    app,
+    "The nuclear option: stop what `up` started, wipe its generated state, start afresh "
+    "in the background with the options the running system was started with.",
+)
+def restart(run: Run, state_dir: StateDir = None) -> int:
+    options = SystemOptions(state_dir=state_dir or default_state_dir())
+    # start again as it was started (same ports, same agents), or as a plain `up`
+    argv = lifecycle.running_up_arguments(options) or ["up"]
+    if state_dir and "--state-dir" not in argv:
+        argv = [*argv, "--state-dir", str(state_dir)]
+    started = _up_options_of(run, argv)  # before anything stops: it may refuse them
     for stopped in lifecycle.down(options):
-        print(f"stopped {stopped}")
+        output.line(f"stopped {stopped}")
     lifecycle.wipe_data(options)
-    if previous is not None:  # start again as it was started: same ports, same agents
-        from .main import build_parser  # main imports this module
+    return lifecycle.up_detached(run.settings, started, argv, wait=120)
 
-        argv = previous
-        if args.state_dir and "--state-dir" not in argv:
-            argv = [*argv, "--state-dir", str(args.state_dir)]
-        options = _options(build_parser().parse_args(argv))
+
+@command(app, "Show each part: pid, port, healthy or not; and the rooms.")
+def status(run: Run, state_dir: StateDir = None) -> int:
+    options = SystemOptions(state_dir=state_dir or default_state_dir())
+    report = asyncio.run(system_status.collect_status(run.settings, options))
+    if run.json:
+        output.print_json(report, indent=2, default=str)
     else:
-        argv = ["up"] + (["--state-dir", str(args.state_dir)] if args.state_dir else [])
-    return lifecycle.up_detached(settings, options, argv, wait=120)
-
-
-async def _status(args: argparse.Namespace, settings: Settings) -> int:
-    status = await system_status.collect_status(settings, _options(args))
-    if args.json:
-        print(json.dumps(status, indent=2, default=str))
-    else:
-        _print_status(status)
-    parts = status["parts"]
+        _print_status(report)
+    parts = report["parts"]
     healthy = isinstance(parts, dict) and all(p.get("healthy") for p in parts.values())
-    return 0 if status["running"] and healthy else 1
+    return 0 if report["running"] and healthy else 1
 
 
 def _print_status(status: dict[str, Any]) -> None:
     if not status["running"]:
-        print("the voice system is not running (start it with `room-recovery up`)")
+        output.line(
+            Text("the voice system is not running (start it with `room-recovery up`)", "yellow")
+        )
     else:
-        print(f"supervisor: pid {status['supervisor_pid']}")
-    width = max((len(name) for name in status["parts"]), default=8)
-    for name, part in status["parts"].items():
-        health = "healthy" if part.get("healthy") else "NOT healthy"
-        if part.get("state") == "failed":
-            health = "FAILED (kept crashing; see its log, then `room-recovery restart`)"
-        pid = part.get("pid") if part.get("running") else "-"
-        port = part.get("port") or "-"
-        restarts = part["restarts"]
-        print(f"  {name:<{width}} pid {pid!s:<8} port {port!s:<6} {health}, restarts {restarts}")
+        output.line(f"supervisor: pid {status['supervisor_pid']}")
+    if status["parts"]:
+        parts = output.table(show_header=False)
+        for name, part in status["parts"].items():
+            parts.add_row(
+                Text(name, style="bold"),
+                f"pid {part.get('pid') if part.get('running') else '-'}",
+                f"port {part.get('port') or '-'}",
+                _health(part),
+                f"restarts {part['restarts']}",
+            )
+        output.show(parts, indent=2)
+    failed = [name for name, part in status["parts"].items() if part.get("state") == "failed"]
+    if failed:
+        output.line(
+            Text(
+                f"FAILED: {', '.join(failed)} kept crashing; see the log "
+                f"(`room-recovery logs {failed[0]}`), then `room-recovery restart`",
+                "red",
+            )
+        )
     if status.get("page_url") and status["running"]:
-        print(f"page:  {status['page_url']}")
-    print(f"rooms: {status['rooms']}")
-    print(f"logs:  {status['log_dir']}")
+        output.line(f"page:  {status['page_url']}")
+    output.line(f"rooms: {status['rooms']}")
+    output.line(f"logs:  {status['log_dir']}")
 
 
-async def _logs(args: argparse.Namespace, settings: Settings) -> int:
-    paths = system_status.log_paths(_options(args), args.parts)
-    system_status.follow(paths, args.lines, args.follow)
+def _health(part: dict[str, Any]) -> Text:
+    if part.get("state") == "failed":
+        return Text("FAILED", "bold red")
+    if part.get("healthy"):
+        return Text("healthy", "green")
+    return Text("NOT healthy", "red")
+
+
+@command(app, "Show the logs of the parts (all when none is named).")
+def logs(
+    run: Run,
+    parts: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PART", help="supervisor, livekit, agent, web, watch", show_default=False
+        ),
+    ] = None,
+    state_dir: StateDir = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="keep printing new lines")] = False,
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", min=0, help="lines of each log to show")
+    ] = 40,
+) -> int:
+    options = SystemOptions(state_dir=state_dir or default_state_dir())
+    paths = system_status.log_paths(options, parts or [])
+    system_status.follow(paths, lines, follow)
     return 0

@@ -11,6 +11,9 @@ import importlib.util
 
 from .errors import MissingExtraError
 
+AGENT_MODULES = ("livekit.agents", "livekit.rtc")  # what the [agent] extra brings
+DEMO_MODULES = (*AGENT_MODULES, "numpy")  # what the [demo] extra brings
+
 
 def missing_modules(*modules: str) -> list[str]:
     """The modules of `modules` that cannot be imported here."""

@@ -6,6 +6,6 @@
 Needs `pip install 'room-recovery[demo]'`.
 """
 
-from ..core.extras import require_extra
+from ..core.extras import DEMO_MODULES, require_extra
 
-require_extra("demo", "livekit.agents", "livekit.rtc", "numpy", what="the demo agent")
+require_extra("demo", *DEMO_MODULES, what="the demo agent")

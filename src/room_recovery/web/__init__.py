@@ -5,6 +5,6 @@ rules   what it decides without I/O: agents, timing, rooms, grants, leave keys, 
 static  the page itself (index.html, app.js, style.css)
 """
 
-from .server import add_web_arguments, create_app, running, serve, web_command
+from .server import create_app, running, serve
 
-__all__ = ["add_web_arguments", "create_app", "running", "serve", "web_command"]
+__all__ = ["create_app", "running", "serve"]

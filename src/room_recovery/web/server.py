@@ -23,13 +23,12 @@ room, which ends the agent's job at once, instead of after the agent's grace per
                                           alone in it with agents
     GET  /healthz                         200 "ok"
 
-Run it with `await serve(settings, agents=["demo-agent"])`, or from the command line
-through `add_web_arguments` and `web_command`.
+Run it with `await serve(settings, agents=["demo-agent"])`, or from the command line with
+`room-recovery web` (its options are in `room_recovery.cli.services`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -65,7 +64,7 @@ from .rules import (
     room_name_for,
 )
 
-__all__ = ["add_web_arguments", "create_app", "running", "serve", "web_command"]
+__all__ = ["create_app", "running", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -350,49 +349,3 @@ async def serve(
         if own_stop:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-
-
-def add_web_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `room-recovery web` (see `web_command`)."""
-    defaults = PageConfig()
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (8080)")
-    parser.add_argument(
-        "--agent",
-        action="append",
-        metavar="NAME[=LABEL]",
-        help=f"an agent to offer, by dispatch name; repeat for more (default {DEFAULT_AGENT})",
-    )
-    parser.add_argument(
-        "--join-timeout",
-        type=float,
-        default=defaults.join_timeout,
-        help="seconds to wait for the agent per attempt (%(default)s)",
-    )
-    parser.add_argument(
-        "--max-retries",
-        type=int,
-        default=defaults.max_retries,
-        help="new rooms to try after the first attempt (%(default)s)",
-    )
-    parser.add_argument(
-        "--retry-step",
-        type=float,
-        default=defaults.retry_step,
-        help="the n-th retry waits n times this many seconds (%(default)s)",
-    )
-
-
-async def web_command(args: argparse.Namespace, settings: Settings) -> int:
-    """`room-recovery web`: serve the page until SIGINT/SIGTERM. Returns the exit code."""
-    page = PageConfig(
-        join_timeout=args.join_timeout, max_retries=args.max_retries, retry_step=args.retry_step
-    )
-    await serve(
-        settings,
-        host=args.host,
-        port=args.port,
-        agents=args.agent or [DEFAULT_AGENT],
-        page_config=page,
-    )
-    return 0
