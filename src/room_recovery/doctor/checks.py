@@ -34,7 +34,7 @@ from ..core.settings import Settings
 from ..core.views import is_agent_info, participant_view
 from ..protocol.heartbeat import heartbeat_of
 from ..rules.liveness import HEARTBEAT_TIMEOUT, HeartbeatTracker
-from ..rules.model import Kind, is_person
+from ..rules.model import Kind, State, is_person
 from ..rules.staleness import StalePolicy, stale_removals
 
 WAITING_GRACE = 5.0  # seconds a person may wait for an agent before the doctor calls it a cause
@@ -217,8 +217,11 @@ async def _agent_comes(manager: RoomManager, agent_name: str, options: DoctorOpt
     try:
         await manager.dispatch_agent(room, agent_name)
         while (elapsed := time.monotonic() - started) < options.probe_timeout:
-            infos = await manager.list_participants(room)
-            if any(is_agent_info(info) for info in infos):
+            # Only an agent that is fully connected (ACTIVE) counts, and only then is the
+            # room deleted: an agent still joining reconnects to a deleted room, which
+            # creates it again, empty, until LiveKit's empty_timeout (measured here).
+            views = [participant_view(info) for info in await manager.list_participants(room)]
+            if any(v.kind is Kind.AGENT and v.state is State.ACTIVE for v in views):
                 return Check(name, "ok", f"an agent joined test room {room} in {elapsed:.1f} s")
             await asyncio.sleep(0.2)
     except RoomRecoveryError as exc:
