@@ -7,7 +7,7 @@ import pytest
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE, heartbeat_of
 from room_recovery.rules.liveness import HEARTBEAT_TIMEOUT, MAX_ALLOWANCE, HeartbeatTracker
 from room_recovery.rules.model import Kind, ParticipantView, State
-from room_recovery.rules.watch import RoomHistory, WatchPolicy, assess_room
+from room_recovery.rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
 
 NOW = 5_000.0
 WATCH = WatchPolicy(grace=3, dispatch_wait=4, max_dispatches=3, heartbeat_timeout=1.5)
@@ -120,3 +120,17 @@ def test_a_stall_that_was_survived_doubles_into_the_allowance_up_to_a_cap() -> N
     assert tracker.allowance("room", "agent") == MAX_ALLOWANCE
     tracker.forget("room", "agent")
     assert tracker.allowance("room", "agent") == HEARTBEAT_TIMEOUT
+
+
+# --- which agent a room gets again ------------------------------------------------------
+
+
+def test_the_room_gets_again_the_agent_it_was_dispatched_by_name() -> None:
+    assert room_agent(["letta-agent"], fallback="demo-agent") == "letta-agent"
+
+
+def test_the_servers_own_unnamed_dispatch_is_not_the_rooms_agent() -> None:
+    # LiveKit lists it first about half the time; it must never be sent again as ""
+    assert room_agent(["", "letta-agent"], fallback="demo-agent") == "letta-agent"
+    assert room_agent([""], fallback="demo-agent") == "demo-agent"
+    assert room_agent([], fallback="demo-agent") == "demo-agent"

@@ -88,6 +88,24 @@ async def test_a_person_waiting_while_the_worker_was_down_gets_an_agent_without_
     assert recoveries is not None and recoveries >= 1
 
 
+async def test_a_person_who_joined_without_a_dispatch_gets_the_watchdogs_agent(
+    livekit_server: ServerInfo,
+    quick_watchdog: Watchdog,
+    agent_name: str,
+    wd_room: str,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    # A plain token, as the user's own page makes: the room carries only the server's
+    # unnamed dispatch, which is no agent's name; the watchdog's own agent must come.
+    worker = WorkerProcess.demo(livekit_server, agent_name, tmp_path / "worker.log")
+    workers.append(worker)
+    await worker.registered()
+    async with person(livekit_server, wd_room, "user-5", publish=True) as someone:
+        agent = await someone.wait_for_agent(timeout=15)
+        assert agent.identity == f"agent-{wd_room}"
+
+
 async def test_a_room_without_any_worker_is_marked_failed_for_the_page(
     livekit_server: ServerInfo, agent_name: str, wd_room: str
 ) -> None:

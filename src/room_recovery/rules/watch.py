@@ -44,6 +44,16 @@ class RoomAssessment:
     cause: str | None = None  # why an agent is dispatched: "agent_missing" or "agent_died"
 
 
+def room_agent(dispatched_names: Sequence[str], fallback: str) -> str:
+    """The agent to send into a room again: the first it was dispatched by name, else `fallback`.
+
+    A room created by a plain join carries the server's own automatic dispatch, whose
+    agent name is empty. That is not the room's agent: a dispatch to "" reaches no worker
+    of a named agent and is dropped, so it never counts.
+    """
+    return next((name for name in dispatched_names if name), fallback)
+
+
 def assess_room(
     participants: Sequence[ParticipantView],
     heartbeat_silence: dict[str, float | None],

@@ -34,7 +34,7 @@ from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED
 from ..rules.liveness import HeartbeatTracker
 from ..rules.model import ParticipantView, is_person
-from ..rules.watch import RoomHistory, WatchPolicy, assess_room
+from ..rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -258,7 +258,8 @@ class Watchdog:
     ) -> None:
         if state.agent_name is None:
             dispatched = await self.manager.dispatched_agents(room)
-            state.agent_name = dispatched[0][0] if dispatched else self.options.agent_name
+            names = [name for name, _metadata in dispatched]
+            state.agent_name = room_agent(names, self.options.agent_name)
         person = next((v.identity for v in views if is_person(v)), "")
         await self.manager.dispatch_agent(
             room, state.agent_name, dispatch_metadata(person) if person else ""
