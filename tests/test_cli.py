@@ -203,3 +203,16 @@ async def test_clean_stale_on_a_terminal_shows_its_progress(
     )
     assert "cleaning stale rooms" in shown and "1/1" in shown
     assert f"would delete room {room_name}" in shown
+
+
+def test_doctor_does_not_ask_for_a_demo_agent_the_running_system_has_not(
+    livekit_server: ServerInfo, tmp_path: Path
+) -> None:
+    # `up --no-agent` with your own agent: status.json lists no demo agent part
+    parts = {"livekit": {"port": 7880}, "agent-letta": {"port": None}, "web": {"port": 1}}
+    (tmp_path / "status.json").write_text(json.dumps({"parts": parts}))
+    result = run_cli(livekit_server, "doctor", "--json", ROOM_RECOVERY_STATE=str(tmp_path))
+    checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    registered = checks["agent worker registered"]
+    assert registered["status"] == "skipped", registered
+    assert "doctor --probe" in registered["detail"]

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from livekit.agents.worker import ServerEnvOption
 
 from room_recovery.core.errors import ProcessError
+from room_recovery.demo.worker import DEFAULT_HEALTH_PORT
 from room_recovery.rules.restart import RestartPolicy
 from room_recovery.system.livekit_server import free_port
+from room_recovery.system.options import SystemOptions
 from room_recovery.system.supervisor import PartSpec, Supervisor
 from tests.support.livekit import ServerInfo
 from tests.support.system import System, alive
@@ -300,3 +303,14 @@ def test_your_own_agent_that_exits_at_once_fails_the_start_and_names_its_log(
     assert "agent-broken-agent exited with code 3 while starting" in result.stderr
     assert "agent-broken-agent.log" in result.stderr
     assert system.cli("status").returncode == 1
+
+
+def test_the_demo_agents_health_port_is_not_the_one_livekit_agents_takes_itself() -> None:
+    # A worker of yours started with `start` binds livekit-agents' production port; the
+    # demo agent next to it must not want the same one.
+    from livekit.agents import WorkerOptions
+
+    taken = WorkerOptions(entrypoint_fnc=print).port
+    assert isinstance(taken, ServerEnvOption)
+    assert SystemOptions(state_dir=Path("unused")).agent_health_port != taken.prod_default
+    assert DEFAULT_HEALTH_PORT != taken.prod_default

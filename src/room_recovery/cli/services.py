@@ -123,7 +123,7 @@ def doctor(
         str | None,
         typer.Option(
             "--agent-health-url",
-            help="the agent worker's health URL (default: the one `up` runs, else port 8081)",
+            help="the demo agent's health URL (default: the one `up` runs, else port 8083)",
         ),
     ] = None,
     page_url: Annotated[
@@ -160,14 +160,17 @@ def doctor(
     ] = 10.0,
 ) -> int:
     from .. import doctor as diagnosis
-    from ..system.options import default_state_dir
+    from ..system.options import DEFAULT_AGENT_HEALTH_PORT, default_state_dir
     from ..system.status import read_status
 
     parts = (read_status(default_state_dir()) or {}).get("parts")
     ports = (
         {name: part.get("port") for name, part in parts.items()} if isinstance(parts, dict) else {}
     )
-    agent_url = agent_health_url or f"http://127.0.0.1:{ports.get('agent') or 8081}/health"
+    agent_url: str | None = agent_health_url
+    if agent_url is None and (ports.get("agent") or not ports):
+        agent_url = f"http://127.0.0.1:{ports.get('agent') or DEFAULT_AGENT_HEALTH_PORT}/health"
+    # else the running system has no demo agent (`up --no-agent`): nothing to ask
     page = (page_url or f"http://127.0.0.1:{ports.get('web') or 8080}").rstrip("/")
     options = diagnosis.DoctorOptions(
         agent_url,

@@ -15,7 +15,13 @@ from ..core.errors import ConfigurationError
 from ..core.extras import DEMO_MODULES, missing_modules
 from ..system import lifecycle
 from ..system import status as system_status
-from ..system.options import ExtraAgent, SystemOptions, default_state_dir, parse_agent_command
+from ..system.options import (
+    DEFAULT_AGENT_HEALTH_PORT,
+    ExtraAgent,
+    SystemOptions,
+    default_state_dir,
+    parse_agent_command,
+)
 from . import output
 from .invocation import Run, command
 
@@ -70,7 +76,7 @@ def up(
     web_port: Annotated[int, _port("--web-port", "the page's port")] = 8080,
     agent_health_port: Annotated[
         int, _port("--agent-health-port", "the agent's health port")
-    ] = 8081,
+    ] = DEFAULT_AGENT_HEALTH_PORT,
     watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = 8082,
     wait: Annotated[
         float,

@@ -5,7 +5,7 @@ choose among agents), publishes an audio track, greets the person (espeak-ng, or
 when espeak-ng is missing) and plays back what it hears. It runs with the pre-join cleanup
 (`agent.hook`) and the graceful shutdown (`agent.guard`) of this package.
 
-    python -m room_recovery.demo [--agent-name demo-agent] [--health-port 8081]
+    python -m room_recovery.demo [--agent-name demo-agent] [--health-port 8083]
 
 or `await run_worker(settings, DemoAgentOptions(...))` from Python. Its health endpoint,
 `GET /health` on `--health-port`, answers 200 `{"registered": true, ...}` only while the
@@ -35,7 +35,9 @@ from .session import DemoAgentOptions, entrypoint, prewarm
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HEALTH_PORT = 8081
+# Not 8081: livekit-agents' own HTTP server takes 8081 in production mode (`start`), so a
+# worker of yours run next to the demo agent would find it taken and exit.
+DEFAULT_HEALTH_PORT = 8083
 
 
 @dataclass

@@ -56,7 +56,7 @@ class Check:
 
 @dataclass(frozen=True)
 class DoctorOptions:
-    agent_health_url: str = "http://127.0.0.1:8081/health"
+    agent_health_url: str | None = "http://127.0.0.1:8083/health"  # None: no demo agent
     page_config_url: str | None = "http://127.0.0.1:8080/api/config"
     room_alert_threshold: int = 100
     probe: bool = False  # dispatch each agent into a throwaway room and wait for it
@@ -150,6 +150,12 @@ async def _worker_registered(
 ) -> Check:
     name = "agent worker registered"
     url = options.agent_health_url
+    if url is None:
+        return _skipped(
+            name,
+            "the running system has no demo agent (`up --no-agent`); "
+            "`room-recovery doctor --probe` proves that your own agents come",
+        )
     try:
         async with http.get(url) as response:
             body: dict[str, Any] = await response.json(content_type=None)

@@ -12,6 +12,9 @@ from ..core.errors import ConfigurationError
 from ..core.settings import Settings
 from ..rules.model import valid_agent_name
 
+# The demo agent's health port is not livekit-agents' production default, 8081: a worker
+# of yours started with `start` binds that one, next to ours.
+DEFAULT_AGENT_HEALTH_PORT = 8083
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 PART_NAMES = ("livekit", "agent", "web", "watch")
 
@@ -62,7 +65,7 @@ class SystemOptions:
 
     state_dir: Path
     agent_name: str = "demo-agent"
-    agent_health_port: int = 8081
+    agent_health_port: int = DEFAULT_AGENT_HEALTH_PORT
     web_port: int = 8080
     watch_port: int = 8082
     with_agent: bool = True
