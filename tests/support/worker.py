@@ -20,7 +20,7 @@ from pathlib import Path
 from livekit import api, rtc
 
 from room_recovery.agent.hook import dispatch_metadata
-from tests.support.livekit import ROOT, ServerInfo
+from tests.support.livekit import ROOT, ServerInfo, leave
 
 REGISTERED = "registered: "
 
@@ -242,7 +242,7 @@ async def person(
             await someone.room.local_participant.publish_track(track, options)
         yield someone
     finally:
-        await someone.room.disconnect()
+        await leave(someone.room)
 
 
 def job_processes(worker: WorkerProcess, server_url: str) -> list[int]:
