@@ -25,6 +25,10 @@ _PAGE = PageConfig()
 _MARKS = {"ok": ("✅", "green"), "fail": ("❌", "red"), "skipped": ("⏭️", "dim")}
 
 Host = Annotated[str, typer.Option("--host", help="address to listen on")]
+ROOM_ALERT = 100  # rooms open at once before the watchdog alerts and doctor calls it a problem
+RoomAlert = Annotated[
+    int, typer.Option("--room-alert", min=0, help="alert when more rooms than this are open")
+]
 
 
 @command(
@@ -54,9 +58,7 @@ def watch(
             "--cleanup-interval", min=SMALLEST_SECONDS, help="seconds between stale cleanups"
         ),
     ] = 60.0,
-    room_alert: Annotated[
-        int, typer.Option("--room-alert", min=0, help="alert when more rooms than this are open")
-    ] = 100,
+    room_alert: RoomAlert = ROOM_ALERT,
 ) -> int:
     from ..watchdog import WatchdogOptions, serve
 
@@ -132,9 +134,7 @@ def doctor(
             "--page-url", help="the page's server (default: the one `up` runs, else port 8080)"
         ),
     ] = None,
-    room_alert: Annotated[
-        int, typer.Option("--room-alert", min=0, help="too many rooms above this")
-    ] = 100,
+    room_alert: RoomAlert = ROOM_ALERT,
     probe: Annotated[
         bool,
         typer.Option(

@@ -11,7 +11,6 @@ import json
 
 ROOM_STATUS_KEY = "room_recovery"  # the key of room-recovery's status in room metadata
 STATUS_FAILED = "failed"  # the watchdog gave up on the room: no agent will come
-STATUSES = (STATUS_FAILED,)
 
 
 def metadata_object(metadata: str) -> dict[str, object]:

@@ -76,7 +76,7 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
             "LIVEKIT_API_SECRET": settings.livekit_api_secret,
         }
         # livekit-agents logs "registered worker" once LiveKit will send it jobs; a worker
-        # that logs less is counted as started after `settle` seconds alive, as before.
+        # that never logs it counts as started after AGENT_SETTLE seconds alive.
         parts.append(
             PartSpec(
                 name=agent.part_name,
