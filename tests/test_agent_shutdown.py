@@ -45,7 +45,7 @@ async def test_room_cleanup_makes_the_agent_leave_and_the_room_disappear(
     livekit_server: ServerInfo, worker: WorkerProcess, room_name: str, manager: RoomManager
 ) -> None:
     async with person(livekit_server, room_name, "user1", worker.agent_name) as user:
-        await user.wait_for_agent()
+        await user.wait_for_guarded_agent()
         await user.send(room_cleanup().to_bytes())
         await user.wait_for_no_agent(timeout=10)
     await room_is_gone(manager, room_name)
@@ -56,7 +56,7 @@ async def test_a_room_cleanup_from_an_agent_is_ignored(
     livekit_server: ServerInfo, worker: WorkerProcess, room_name: str, manager: RoomManager
 ) -> None:
     async with person(livekit_server, room_name, "user1", worker.agent_name) as user:
-        await user.wait_for_agent()
+        await user.wait_for_guarded_agent()
         async with person(livekit_server, room_name, "impostor", kind="agent") as impostor:
             await worker.wait_for_log(f"agent impostor joined room {room_name}")
             await impostor.send(room_cleanup().to_bytes())
@@ -68,7 +68,7 @@ async def test_a_room_cleanup_sent_by_the_server_api_is_ignored(
     livekit_server: ServerInfo, worker: WorkerProcess, room_name: str, manager: RoomManager
 ) -> None:
     async with person(livekit_server, room_name, "user1", worker.agent_name) as user:
-        await user.wait_for_agent()
+        await user.wait_for_guarded_agent()
         async with api.LiveKitAPI(
             livekit_server.url, livekit_server.api_key, livekit_server.api_secret
         ) as lkapi:
@@ -85,7 +85,7 @@ async def test_a_room_cleanup_naming_another_room_is_ignored(
     livekit_server: ServerInfo, worker: WorkerProcess, room_name: str, manager: RoomManager
 ) -> None:
     async with person(livekit_server, room_name, "user1", worker.agent_name) as user:
-        await user.wait_for_agent()
+        await user.wait_for_guarded_agent()
         await user.send(room_cleanup(room="someone-elses-room").to_bytes())
         await worker.wait_for_log(f"Ignoring room_cleanup in room {room_name} naming another")
         assert user.agents() and await manager.get_room_info(room_name) is not None
@@ -99,8 +99,8 @@ async def test_a_room_cleanup_in_another_room_leaves_this_one_alone(
         person(livekit_server, room_name, "user1", worker.agent_name) as user,
         person(livekit_server, other_room, "user2", worker.agent_name) as other,
     ):
-        await user.wait_for_agent()
-        await other.wait_for_agent()
+        await user.wait_for_guarded_agent()
+        await other.wait_for_guarded_agent()
         await other.send(room_cleanup().to_bytes())
         await other.wait_for_no_agent(timeout=10)
         await room_is_gone(manager, other_room)
@@ -127,7 +127,7 @@ async def test_malformed_messages_change_nothing(
     livekit_server: ServerInfo, worker: WorkerProcess, room_name: str, manager: RoomManager
 ) -> None:
     async with person(livekit_server, room_name, "user1", worker.agent_name) as user:
-        agent = await user.wait_for_agent()
+        agent = await user.wait_for_guarded_agent()
         for payload in MALFORMED:
             if payload:  # an empty packet cannot be published; it still is malformed
                 await user.send(payload)
@@ -147,7 +147,7 @@ async def test_a_person_who_leaves_without_a_message_is_followed_by_the_agent_an
     livekit_server: ServerInfo, worker: WorkerProcess, room_name: str, manager: RoomManager
 ) -> None:
     async with person(livekit_server, room_name, "user1", worker.agent_name) as user:
-        await user.wait_for_agent()
+        await user.wait_for_guarded_agent()
     # the tab closed: no room_cleanup; the agent leaves after GRACE, the room goes with it
     await worker.wait_for_log(f"user1 left room {room_name} without saying goodbye")
     await room_is_gone(manager, room_name)
@@ -157,7 +157,7 @@ async def test_the_agent_stays_when_the_person_comes_back_within_the_grace_perio
     livekit_server: ServerInfo, worker: WorkerProcess, room_name: str, manager: RoomManager
 ) -> None:
     async with person(livekit_server, room_name, "user1", worker.agent_name) as user:
-        agent = await user.wait_for_agent()
+        agent = await user.wait_for_guarded_agent()
     async with person(livekit_server, room_name, "user1") as back:
         await worker.wait_for_log(f"participant user1 joined room {room_name}; staying")
         await asyncio.sleep(GRACE * 1.5)  # proving an absence takes time: the timer is off

@@ -20,6 +20,7 @@ from pathlib import Path
 from livekit import api, rtc
 
 from room_recovery.agent.hook import dispatch_metadata
+from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE
 from tests.support.livekit import ROOT, ServerInfo, leave
 
 REGISTERED = "registered: "
@@ -178,6 +179,7 @@ class Person:
         self.room.on("participant_connected", lambda p: self._record("joined", p))
         self.room.on("participant_disconnected", lambda p: self._record("left", p))
         self.room.on("disconnected", lambda *_: self._changed.set())
+        self.room.on("participant_attributes_changed", lambda *_: self._changed.set())
 
     def _record(self, event: str, participant: rtc.RemoteParticipant) -> None:
         self.events.append((event, participant.identity, participant.sid))
@@ -206,6 +208,21 @@ class Person:
     async def wait_for_agent(self, timeout: float = 15.0) -> rtc.RemoteParticipant:
         await self.wait_for("an agent to join", lambda: bool(self.agents()), timeout)
         return self.agents()[0]
+
+    async def wait_for_guarded_agent(self, timeout: float = 15.0) -> rtc.RemoteParticipant:
+        """Until an agent joined and its session guard listens (its heartbeat is set).
+
+        An agent is visible a moment before its entrypoint runs `guard_session`; a message
+        sent in between reaches no handler and is lost.
+        """
+
+        def guarded() -> list[rtc.RemoteParticipant]:
+            return [a for a in self.agents() if HEARTBEAT_ATTRIBUTE in a.attributes]
+
+        await self.wait_for(
+            "an agent whose session guard listens", lambda: bool(guarded()), timeout
+        )
+        return guarded()[0]
 
     async def wait_for_no_agent(self, timeout: float = 15.0) -> None:
         """Until the agent left, or the room was deleted (which disconnects the person too)."""
