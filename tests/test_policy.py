@@ -93,10 +93,28 @@ def test_keep_protects_a_stale_looking_participant() -> None:
     assert stale_removals(room, NOW, POLICY, keep={"user"}) == []
 
 
-def test_prejoin_removes_every_agent_already_in_the_room() -> None:
+def test_prejoin_removes_an_agent_left_over_from_an_earlier_session() -> None:
     room = [agent("old-agent", age=2), person("user", age=1)]
     removals = prejoin_removals(room, NOW, POLICY, keep={"user"})
     assert [r.identity for r in removals] == ["old-agent"]
+    assert "earlier session" in removals[0].reason
+
+
+def test_prejoin_never_removes_a_live_agent_serving_the_person() -> None:
+    # it joined after the person and may be alive: a second job must not cut it off
+    serving = ParticipantView(
+        "agent-1", Kind.AGENT, State.ACTIVE, NOW - 5, 1, heartbeat_at=NOW - 0.4
+    )
+    silent = ParticipantView("agent-2", Kind.AGENT, State.ACTIVE, NOW - 5, 1)
+    room = [person("user", age=10), serving, silent]
+    assert prejoin_removals(room, NOW, POLICY, keep={"user"}) == []
+
+
+def test_prejoin_removes_an_agent_shown_dead_even_when_it_came_for_the_person() -> None:
+    dead = ParticipantView("agent-1", Kind.AGENT, State.ACTIVE, NOW - 5, 1, heartbeat_at=NOW - 4)
+    gone = ParticipantView("agent-2", Kind.AGENT, State.DISCONNECTED, NOW - 5, 1)
+    removals = prejoin_removals([person("user", age=10), dead, gone], NOW, POLICY, keep={"user"})
+    assert sorted(r.identity for r in removals) == ["agent-1", "agent-2"]
 
 
 def test_prejoin_keeps_the_person_who_triggered_the_job_even_when_not_yet_active() -> None:

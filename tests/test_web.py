@@ -21,7 +21,12 @@ from room_recovery.core.settings import Settings, load_settings
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE
 from room_recovery.protocol.messages import AGENT_SELECTION, ROOM_CLEANUP
 from room_recovery.protocol.page import page_protocol
-from room_recovery.protocol.room_status import ROOM_STATUS_KEY, STATUS_FAILED
+from room_recovery.protocol.room_status import (
+    RECOVERY_WAIT,
+    ROOM_STATUS_KEY,
+    STATUS_FAILED,
+    STATUS_RECOVERING,
+)
 from room_recovery.web import create_app, running
 from room_recovery.web.rules import AgentChoice, PageConfig, mint_grant, parse_agents
 from tests.support.livekit import ServerInfo, participant
@@ -187,8 +192,8 @@ async def test_the_config_gives_the_page_its_timing_and_agents(
         "max_retries": 4,
         "retry_step": 0.5,
         "agents": [
-            {"name": "demo-agent", "label": "demo-agent"},
-            {"name": "helper", "label": "The Helper"},
+            {"name": "demo-agent", "label": "demo-agent", "automatic": False},
+            {"name": "helper", "label": "The Helper", "automatic": False},
         ],
         "protocol": page_protocol(),
     }
@@ -201,13 +206,18 @@ async def test_the_config_gives_the_page_the_protocols_names_from_python(
     protocol = (await get(client, "/api/config")).json()["protocol"]
     assert protocol["messages"]["room_cleanup"] == ROOM_CLEANUP
     assert protocol["messages"]["agent_selection"] == AGENT_SELECTION
-    assert protocol["room_status"] == {"key": ROOM_STATUS_KEY, "failed": STATUS_FAILED}
+    assert protocol["room_status"] == {
+        "key": ROOM_STATUS_KEY,
+        "failed": STATUS_FAILED,
+        "recovering": STATUS_RECOVERING,
+        "recovery_wait": RECOVERY_WAIT,
+    }
     assert protocol["attributes"] == {"heartbeat": HEARTBEAT_ATTRIBUTE}
 
 
 def test_the_pages_scripts_write_none_of_the_protocols_names_themselves() -> None:
     # One definition, in Python: a name changed there cannot leave the page behind.
-    names = [ROOM_CLEANUP, AGENT_SELECTION, ROOM_STATUS_KEY, HEARTBEAT_ATTRIBUTE]
+    names = [ROOM_CLEANUP, AGENT_SELECTION, ROOM_STATUS_KEY, HEARTBEAT_ATTRIBUTE, STATUS_RECOVERING]
     for script in STATIC.glob("*.js"):
         text = script.read_text()
         for name in names:
@@ -322,6 +332,19 @@ def test_agents_can_carry_a_label() -> None:
 def test_out_of_range_page_settings_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError, match="out of range"):
         PageConfig(**options)  # type: ignore[arg-type]
+
+
+def test_an_automatic_agents_token_names_no_agent_so_livekits_automatic_dispatch_applies() -> None:
+    settings = settings_for_tests(room_prefix="voice-")
+    [letta] = parse_agents(["auto:letta=Letta"])
+    assert letta == AgentChoice("letta", "Letta", automatic=True)
+    grant = mint_grant(settings, letta)
+    assert grant.room.startswith("voice-letta-")
+    claims = api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret).verify(
+        grant.token
+    )
+    # a room with an explicit dispatch gets no automatic one: the token must name none
+    assert claims.room_config is None or not claims.room_config.agents
 
 
 def test_the_page_defaults_are_the_specs() -> None:

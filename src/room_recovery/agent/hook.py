@@ -34,6 +34,7 @@ from ..core.manager import RoomManager
 from ..core.report import CleanupReport
 from ..core.settings import Settings, load_settings
 from ..protocol.messages import PERSON_KEY, dispatch_metadata, person_from_metadata
+from . import monitor
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ class PrejoinCleanup:
 
     async def __call__(self, request: JobRequest) -> None:
         room_name = request.room.name
+        server = monitor.server_of_request(request)
+        if server is not None:
+            monitor.attach(server, self._settings)
         if self.clean:
             await self.clean_room(room_name, person_from_metadata(request.job.metadata))
         await request.accept(identity=self.identity(room_name), name=request.agent_name or "agent")
@@ -154,6 +158,9 @@ def make_request_handler(
     """
     return PrejoinCleanup(settings, timeout=timeout, identity=identity, clean=clean)
 
+
+# A worker that imports this module is watched from its registration on (`agent.monitor`).
+monitor.install()
 
 # The spec's name: `from room_recovery.agent_hook import request_handler`. Settings come
 # from the environment and `.env`, read when the first job request arrives.

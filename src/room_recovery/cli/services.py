@@ -9,6 +9,7 @@ import typer
 from rich.console import Group
 from rich.text import Text
 
+from ..rules.model import agent_ref
 from ..rules.watch import WatchPolicy
 from ..web.rules import DEFAULT_AGENT, PageConfig
 from ..web.server import DEFAULT_HOST, DEFAULT_PORT
@@ -43,8 +44,13 @@ def watch(
         int, typer.Option("--port", min=1, max=65535, help="port for /webhook and /metrics")
     ] = 8082,
     agent: Annotated[
-        str, typer.Option("--agent", help="agent to dispatch when a room's own is unknown")
-    ] = DEFAULT_AGENT,
+        list[str] | None,
+        typer.Option(
+            "--agent",
+            help="agent to dispatch when a room's own is unknown (the first named one); "
+            "auto:LABEL for a worker without agent_name; repeat for more",
+        ),
+    ] = None,
     grace: Annotated[
         float, typer.Option("--grace", min=0, help="seconds a person waits before we act")
     ] = 3.0,
@@ -62,8 +68,11 @@ def watch(
 ) -> int:
     from ..watchdog import WatchdogOptions, serve
 
+    refs = [agent_ref(spec) for spec in agent or [DEFAULT_AGENT]]
+    named = [name for name, automatic in refs if not automatic]
     options = WatchdogOptions(
-        agent_name=agent,
+        agent_name=named[0] if named else "",
+        automatic=any(automatic for _, automatic in refs),
         cleanup_interval=cleanup_interval,
         room_alert_threshold=room_alert,
         watch=WatchPolicy(grace=grace, max_dispatches=max_dispatches),

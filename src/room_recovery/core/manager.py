@@ -329,6 +329,12 @@ class RoomManager:
             dispatch = await self._transport.dispatch(lkapi, room_name, agent_name, metadata)
         return dispatch.id
 
+    async def create_room(self, room_name: str, agent_name: str | None) -> None:
+        """Create a room whose creation dispatches `agent_name` (None: automatic dispatch)."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            await self._transport.create_room(lkapi, room_name, agent_name)
+
     async def dispatched_agents(self, room_name: str) -> list[tuple[str, str]]:
         """The (agent name, metadata) of every dispatch the room has had, oldest first."""
         self._check_room(room_name)

@@ -158,6 +158,17 @@ class Transport:
         )
         return list(dispatches or [])
 
+    async def create_room(
+        self, lkapi: api.LiveKitAPI, room_name: str, agent_name: str | None
+    ) -> api.Room:
+        """Create a room as a person's first join would: with `agent_name`'s dispatch in its
+        configuration, or (None) with none, so LiveKit's automatic dispatch applies."""
+        agents = [] if agent_name is None else [api.RoomAgentDispatch(agent_name=agent_name)]
+        request = api.CreateRoomRequest(name=room_name, agents=agents)
+        return await self.call(
+            f"create room {room_name!r}", lambda: lkapi.room.create_room(request)
+        )
+
     async def update_metadata(self, lkapi: api.LiveKitAPI, room_name: str, metadata: str) -> None:
         request = api.UpdateRoomMetadataRequest(room=room_name, metadata=metadata)
         await self.call(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from livekit import api
 
+from ..protocol.heartbeat import heartbeat_of, heartbeat_time
 from ..rules.model import Kind, ParticipantView, State
 
 _KINDS = {
@@ -30,6 +31,7 @@ def participant_view(info: api.ParticipantInfo) -> ParticipantView:
         state=_STATES.get(info.state, State.DISCONNECTED),
         joined_at=joined_at,
         track_count=len(info.tracks),
+        heartbeat_at=heartbeat_time(heartbeat_of(info.attributes)),
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from livekit.agents import AgentServer
 
+from ..agent import monitor
 from ..agent.hook import make_request_handler
 from ..agent.load import job_load
 from ..core.errors import RoomRecoveryError
@@ -134,6 +135,9 @@ async def run_worker(
 
     def registered(worker_id: str, _server_info: object) -> None:
         status.worker_id = worker_id
+        watcher = monitor.attach(server, settings)  # after "registered worker": no-op then
+        if watcher is not None:
+            watcher.registered_again()
         logger.info(
             "✅ Agent %s registered",
             options.agent_name,

@@ -34,7 +34,7 @@ from ..core.settings import Settings
 from ..core.views import is_agent_info, participant_view
 from ..protocol.heartbeat import heartbeat_of
 from ..rules.liveness import HEARTBEAT_TIMEOUT, HeartbeatTracker
-from ..rules.model import Kind, State, is_person
+from ..rules.model import AUTOMATIC, Kind, State, agent_ref, is_person
 from ..rules.staleness import StalePolicy, stale_removals
 
 WAITING_GRACE = 5.0  # seconds a person may wait for an agent before the doctor calls it a cause
@@ -215,13 +215,19 @@ async def _probe_agents(options: DoctorOptions, manager: RoomManager, facts: _Fa
     return list(await asyncio.gather(*(_agent_comes(manager, n, options) for n in names)))
 
 
-async def _agent_comes(manager: RoomManager, agent_name: str, options: DoctorOptions) -> Check:
-    """Dispatch `agent_name` into a new room of our own and wait for an agent to join it."""
-    name = f"agent {agent_name!r} comes when dispatched"
+async def _agent_comes(manager: RoomManager, ref: str, options: DoctorOptions) -> Check:
+    """Create a room the way the page's first join does (with `ref`'s dispatch in it, or none
+    for an automatic agent) and wait for an agent to join it."""
+    agent_name, automatic = agent_ref(ref)
+    name = (
+        f"an automatic-dispatch agent ({agent_name}) comes to a new room"
+        if automatic
+        else f"agent {agent_name!r} comes when dispatched"
+    )
     room = f"{manager.settings.room_prefix}doctor-probe-{secrets.token_hex(4)}"
     started = time.monotonic()
     try:
-        await manager.dispatch_agent(room, agent_name)
+        await manager.create_room(room, None if automatic else agent_name)
         while (elapsed := time.monotonic() - started) < options.probe_timeout:
             # Only an agent that is fully connected (ACTIVE) counts, and only then is the
             # room deleted: an agent still joining reconnects to a deleted room, which
@@ -235,6 +241,18 @@ async def _agent_comes(manager: RoomManager, agent_name: str, options: DoctorOpt
     finally:
         with contextlib.suppress(RoomRecoveryError):
             await manager.delete_room(room)
+    if automatic:
+        return Check(
+            name,
+            "fail",
+            f"no agent joined test room {room} within {options.probe_timeout:g} s: no worker "
+            "without an agent_name is registered, or it is full (a worker on a busy machine "
+            "reports its CPU as load and gets no jobs above load_threshold 0.7), or its "
+            "request handler rejects or fails the job",
+            "start your worker without agent_name, give it load_fnc=job_load and "
+            "load_threshold=1.0 (see the README), and read its log (`room-recovery logs "
+            f"agent-{agent_name}`)",
+        )
     return Check(
         name,
         "fail",
@@ -252,7 +270,7 @@ def _agent_names(agents: object) -> list[str]:
         if isinstance(agent, str):
             names.append(agent)
         elif isinstance(agent, dict) and isinstance(agent.get("name"), str):
-            names.append(agent["name"])
+            names.append(f"{AUTOMATIC}{agent['name']}" if agent.get("automatic") else agent["name"])
     return names
 
 

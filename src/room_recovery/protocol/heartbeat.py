@@ -23,3 +23,13 @@ def heartbeat_value(count: int, now: float) -> str:
 def heartbeat_of(attributes: Mapping[str, str]) -> str | None:
     """A participant's current heartbeat value, or None when it sends none."""
     return attributes.get(HEARTBEAT_ATTRIBUTE)
+
+
+def heartbeat_time(value: str | None) -> float | None:
+    """The wall-clock time a heartbeat value was sent at, or None when it has none."""
+    if not value:
+        return None
+    try:
+        return float(value.rsplit(":", 1)[-1])
+    except ValueError:
+        return None

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from .heartbeat import HEARTBEAT_ATTRIBUTE
 from .messages import AGENT_SELECTION, MESSAGE_TOPIC, ROOM_CLEANUP
-from .room_status import ROOM_STATUS_KEY, STATUS_FAILED
+from .room_status import RECOVERY_WAIT, ROOM_STATUS_KEY, STATUS_FAILED, STATUS_RECOVERING
 
 
-def page_protocol() -> dict[str, dict[str, str]]:
+def page_protocol() -> dict[str, dict[str, str | float]]:
     """The message types, room-status names and agent attributes, for the page."""
     return {
         "messages": {
@@ -20,6 +20,11 @@ def page_protocol() -> dict[str, dict[str, str]]:
             "agent_selection": AGENT_SELECTION,
             "topic": MESSAGE_TOPIC,
         },
-        "room_status": {"key": ROOM_STATUS_KEY, "failed": STATUS_FAILED},
+        "room_status": {
+            "key": ROOM_STATUS_KEY,
+            "failed": STATUS_FAILED,
+            "recovering": STATUS_RECOVERING,
+            "recovery_wait": RECOVERY_WAIT,
+        },
         "attributes": {"heartbeat": HEARTBEAT_ATTRIBUTE},
     }

@@ -29,3 +29,12 @@ def with_status(metadata: str, status: dict[str, str]) -> str:
     merged = metadata_object(metadata)
     merged[ROOM_STATUS_KEY] = status
     return json.dumps(merged)
+
+
+STATUS_RECOVERING = "recovering"  # an agent is being replaced in this room: wait in it
+RECOVERY_WAIT = 10.0  # seconds a page waits in a recovering room before it tries a new one
+
+
+def recovering(cause: str, wait: float = RECOVERY_WAIT) -> dict[str, str]:
+    """The status that tells pages to stay: a replacement agent is on its way."""
+    return {"status": STATUS_RECOVERING, "reason": cause, "wait": f"{wait:g}"}

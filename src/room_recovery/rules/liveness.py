@@ -7,15 +7,15 @@ send no heartbeat are judged by the server's state alone.
 An agent on a loaded machine may beat late without being dead. The tracker remembers the
 longest gap it has seen between an agent's changes and allows that agent twice as much
 silence (at most `MAX_ALLOWANCE`), the way adaptive failure detectors (phi accrual) learn
-each peer's rhythm: a healthy agent keeps the 1.5 s limit, one that once stalled for 1.2 s
-gets 2.4 s instead of being replaced in the middle of a sentence.
+each peer's rhythm: a healthy agent keeps the 3 s limit, one that once stalled for 2 s
+gets 4 s instead of being replaced in the middle of a sentence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-HEARTBEAT_TIMEOUT = 1.5  # seconds of silence after which an agent is a ghost
+HEARTBEAT_TIMEOUT = 3.0  # seconds of silence after which an agent is a ghost (a 2 s stall is not)
 STALL_FACTOR = 2.0  # an agent may be silent this many times its longest gap seen so far
 MAX_ALLOWANCE = 5.0  # but never longer: the server itself needs about 20 s
 

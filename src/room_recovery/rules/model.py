@@ -53,6 +53,7 @@ class ParticipantView:
     state: State
     joined_at: float  # seconds since the epoch
     track_count: int
+    heartbeat_at: float | None = None  # when its last heartbeat was sent (epoch s), if any
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,16 @@ def room_name_problem(name: str) -> str | None:
     if len(name.encode()) > MAX_ROOM_NAME_BYTES:
         return f"a room name must be at most {MAX_ROOM_NAME_BYTES} bytes, got {len(name.encode())}"
     return None
+
+
+AUTOMATIC = "auto:"  # `auto:LABEL`: an agent of LiveKit's automatic dispatch (no agent_name)
+
+
+def agent_ref(spec: str) -> tuple[str, bool]:
+    """`NAME` (dispatched by name) or `auto:LABEL` (automatic dispatch) as (name, automatic)."""
+    if spec.startswith(AUTOMATIC):
+        return spec.removeprefix(AUTOMATIC), True
+    return spec, False
 
 
 def valid_agent_name(name: str) -> bool:

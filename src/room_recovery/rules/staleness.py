@@ -11,8 +11,11 @@ The rule, in one place:
   (egress participants, which never publish, are exempt).
 * An agent is stale when it is alone in its room (no participant other than agents) and
   joined more than `agent_alone_grace` seconds ago: an agent waits for a person only that long.
-* Before a new agent joins (`prejoin_removals`) every agent already in the room is a ghost:
-  the job that is starting is the one that should serve the room.
+* Before a new agent joins (`prejoin_removals`) an agent already in the room is removed
+  when it is shown dead (DISCONNECTED, or its heartbeat is older than `dead_heartbeat`) or
+  left over from an earlier session (it joined before every person now in the room). An
+  agent that joined after the person and may be alive is serving them: it stays. (The
+  spec removes every agent; but a live agent is a person's conversation.)
 * Whoever is in `keep` is never removed: that is the person the agent is joining for.
 """
 
@@ -32,6 +35,7 @@ class StalePolicy:
 
     stale_timeout: float = 300.0
     agent_alone_grace: float = DEFAULT_AGENT_ALONE_GRACE
+    dead_heartbeat: float = 3.0  # an agent whose heartbeat is older than this is dead
 
 
 def is_stale_room(room: RoomView, now: float, policy: StalePolicy) -> bool:
@@ -77,22 +81,37 @@ def stale_removals(
     return removals
 
 
+def agent_death(agent: ParticipantView, now: float, policy: StalePolicy) -> str | None:
+    """Why an agent is shown dead, or None when it may be alive."""
+    if agent.state is State.DISCONNECTED:
+        return "disconnected"
+    if agent.heartbeat_at is not None and now - agent.heartbeat_at > policy.dead_heartbeat:
+        return f"heartbeat silent for {now - agent.heartbeat_at:.1f}s"
+    return None
+
+
 def prejoin_removals(
     participants: Sequence[ParticipantView],
     now: float,
     policy: StalePolicy,
     keep: Collection[str] = (),
 ) -> list[Removal]:
-    """Whom to remove before a new agent joins: agents already there, and stale participants.
+    """Whom to remove before a new agent joins: dead agents, and stale participants.
 
     The people in `keep` (the person the agent is joining for) always stay.
     """
     removals = []
+    people = [p.joined_at for p in participants if p.kind is not Kind.AGENT]
+    first_person = min(people) if people else None
     for participant in participants:
         if participant.identity in keep:
             continue
         if participant.kind is Kind.AGENT:
-            removals.append(Removal(participant.identity, "ghost agent: a new agent is joining"))
+            reason = agent_death(participant, now, policy)
+            if reason is None and (first_person is None or participant.joined_at < first_person):
+                reason = "left over from an earlier session"
+            if reason is not None:
+                removals.append(Removal(participant.identity, f"agent {reason}"))
             continue
         reason = staleness(participant, participants, now, policy)
         if reason is not None:

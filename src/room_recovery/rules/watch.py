@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .liveness import HEARTBEAT_TIMEOUT
 from .model import Kind, ParticipantView, Removal, is_person
 
 
@@ -19,7 +20,10 @@ class WatchPolicy:
     grace: float = 3.0  # a person may wait this long for the first agent before we act
     dispatch_wait: float = 4.0  # how long a dispatched agent gets to arrive
     max_dispatches: int = 3  # then the room is marked failed, so the page gives up early
-    heartbeat_timeout: float = 1.5  # an agent whose heartbeat is silent this long is a ghost
+    heartbeat_timeout: float = (
+        HEARTBEAT_TIMEOUT  # an agent whose heartbeat is silent this long is a ghost
+    )
+    start_wait: float = 15.0  # an agent its worker says is starting gets this long to join
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,19 @@ class RoomAssessment:
     cause: str | None = None  # why an agent is dispatched: "agent_missing" or "agent_died"
 
 
-def room_agent(dispatched_names: Sequence[str], fallback: str) -> str:
-    """The agent to send into a room again: the first it was dispatched by name, else `fallback`.
+def room_agent(dispatched_names: Sequence[str], fallback: str, automatic: bool = False) -> str:
+    """The agent to send into a room again: the first it was dispatched by name, else "" when
+    an automatic-dispatch worker serves the deployment (`automatic`), else `fallback`.
 
-    A room created by a plain join carries the server's own automatic dispatch, whose
-    agent name is empty. That is not the room's agent: a dispatch to "" reaches no worker
-    of a named agent and is dropped, so it never counts.
+    A room created without a named dispatch carries the server's own automatic dispatch,
+    whose agent name is empty. For a named agent that is not the room's agent: a dispatch
+    to "" reaches no named worker and is dropped. For an automatic-dispatch worker it is:
+    a dispatch to "" sends it into the existing room again (measured).
     """
-    return next((name for name in dispatched_names if name), fallback)
+    named = next((name for name in dispatched_names if name), None)
+    if named is not None:
+        return named
+    return "" if automatic else fallback
 
 
 def assess_room(
@@ -61,6 +70,7 @@ def assess_room(
     now: float,
     watch: WatchPolicy,
     heartbeat_allowance: Mapping[str, float] | None = None,
+    agent_on_its_way: bool = False,
 ) -> RoomAssessment:
     """Decide, for a room, which ghost agents to remove and whether to dispatch an agent.
 
@@ -68,6 +78,9 @@ def assess_room(
     silent (None when it sends none: then the server's view of it is trusted). An agent is
     a ghost when that exceeds `watch.heartbeat_timeout`, or its own, longer allowance in
     `heartbeat_allowance` (learned from its rhythm, see `liveness.HeartbeatTracker`).
+
+    `agent_on_its_way`: a worker reported a job for this room whose agent has not joined
+    yet. No second agent is dispatched then (it would make two), for up to `watch.start_wait`.
     """
     allowance = heartbeat_allowance or {}
     agents = [p for p in participants if p.kind is Kind.AGENT]
@@ -94,6 +107,8 @@ def assess_room(
     if not agent_died and now - since < watch.grace:
         return nothing
     if history.dispatches and now - history.dispatches[-1] < watch.dispatch_wait:
+        return nothing
+    if agent_on_its_way and now - since < watch.start_wait:
         return nothing
     if len(history.dispatches) >= watch.max_dispatches:
         failed = RoomHistory(since, history.dispatches, True, agent_died)

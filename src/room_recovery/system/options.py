@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from ..core.errors import ConfigurationError
 from ..core.settings import Settings
-from ..rules.model import valid_agent_name
+from ..rules.model import AUTOMATIC, agent_ref, valid_agent_name
 
 # The demo agent's health port is not livekit-agents' production default, 8081: a worker
 # of yours started with `start` binds that one, next to ours.
@@ -23,8 +23,14 @@ PART_NAMES = ("livekit", "agent", "web", "watch")
 class ExtraAgent:
     """An agent of the user's own that `up` runs next to the demo one (`--agent-command`)."""
 
-    name: str  # the name it registers for explicit dispatch
+    name: str  # the name it registers for explicit dispatch (a label when `automatic`)
     argv: tuple[str, ...]
+    automatic: bool = False  # it registers without agent_name: LiveKit's automatic dispatch
+
+    @property
+    def ref(self) -> str:
+        """How the page and the watchdog name it: NAME, or auto:NAME."""
+        return f"{AUTOMATIC}{self.name}" if self.automatic else self.name
 
     @property
     def part_name(self) -> str:
@@ -32,10 +38,14 @@ class ExtraAgent:
 
 
 def parse_agent_command(spec: str) -> ExtraAgent:
-    """`NAME=COMMAND` (`letta-agent=python letta_voice_agent.py start`) as an ExtraAgent."""
+    """`NAME=COMMAND` (`letta-agent=python letta_voice_agent.py start`) as an ExtraAgent.
+
+    `auto:NAME=COMMAND` is a worker without an agent_name (LiveKit's automatic dispatch):
+    NAME is then only its label on the page and in `status`.
+    """
     example = "for example --agent-command 'letta-agent=python letta_voice_agent.py start'"
-    name, sep, command = spec.partition("=")
-    name = name.strip()
+    ref, sep, command = spec.partition("=")
+    name, automatic = agent_ref(ref.strip())
     if not sep or not command.strip():
         raise ConfigurationError(f"--agent-command {spec!r} must be NAME=COMMAND, {example}")
     if not valid_agent_name(name):
@@ -47,7 +57,7 @@ def parse_agent_command(spec: str) -> ExtraAgent:
         argv = tuple(shlex.split(command))
     except ValueError as exc:
         raise ConfigurationError(f"--agent-command for {name!r}: {exc} in {command!r}") from None
-    return ExtraAgent(name, argv)
+    return ExtraAgent(name, argv, automatic)
 
 
 def default_state_dir() -> Path:
@@ -77,7 +87,7 @@ class SystemOptions:
     def agent_names(self) -> list[str]:
         """Every agent the page offers and the watchdog knows: the demo one, then the user's."""
         demo = [self.agent_name] if self.with_agent or not self.extra_agents else []
-        return demo + [agent.name for agent in self.extra_agents]
+        return demo + [agent.ref for agent in self.extra_agents]
 
     @property
     def supervisor_pidfile(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..core.settings import Settings
+from ..protocol.links import WATCHDOG_URL_VARIABLE
 from .livekit_server import ServerConfig, find_server_binary
 from .options import SystemOptions, server_is_local, server_port
 from .supervisor import PartSpec
@@ -25,13 +26,23 @@ def livekit_config(settings: Settings, options: SystemOptions) -> ServerConfig:
     )
 
 
-def _python_part(name: str, args: list[str], health_url: str, port: int) -> PartSpec:
+def _python_part(
+    name: str, args: list[str], health_url: str, port: int, env: dict[str, str] | None = None
+) -> PartSpec:
     return PartSpec(
         name=name,
         argv=(sys.executable, "-m", "room_recovery.cli", *args),
         health_url=health_url,
         port=port,
+        env=env or {},
     )
+
+
+def _link_env(options: SystemOptions) -> dict[str, str]:
+    """Where agent workers find the watchdog for their link (`protocol.links`)."""
+    if not options.with_watch:
+        return {}
+    return {WATCHDOG_URL_VARIABLE: f"http://127.0.0.1:{options.watch_port}"}
 
 
 def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
@@ -65,6 +76,7 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
                 ],
                 f"http://127.0.0.1:{options.agent_health_port}/health",
                 options.agent_health_port,
+                _link_env(options),
             )
         )
     for agent in options.extra_agents:
@@ -74,7 +86,7 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
             "LIVEKIT_URL": settings.ws_url,
             "LIVEKIT_API_KEY": settings.livekit_api_key,
             "LIVEKIT_API_SECRET": settings.livekit_api_secret,
-        }
+        } | _link_env(options)
         # livekit-agents logs "registered worker" once LiveKit will send it jobs; a worker
         # that never logs it counts as started after AGENT_SETTLE seconds alive.
         parts.append(
@@ -99,7 +111,7 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
         parts.append(
             _python_part(
                 "watch",
-                ["watch", "--port", str(options.watch_port), "--agent", options.agent_names[0]],
+                ["watch", "--port", str(options.watch_port), *_agent_flags(options)],
                 f"http://127.0.0.1:{options.watch_port}/healthz",
                 options.watch_port,
             )

@@ -1,4 +1,5 @@
-"""The watchdog's HTTP side: POST /webhook (verified), GET /metrics, GET /healthz."""
+"""The watchdog's HTTP side: POST /webhook (verified), GET /metrics, GET /healthz, and the
+worker links (`GET /api/workers`, a WebSocket, see `links`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..core.settings import Settings
+from ..protocol.links import LINK_PATH
 from .metrics import CONTENT_TYPE
 from .service import Watchdog, WatchdogOptions
 
@@ -40,6 +42,7 @@ def create_app(watchdog: Watchdog) -> web.Application:
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get(LINK_PATH, watchdog.links.handle)
     app.cleanup_ctx.append(lifetime)
     return app
 

@@ -10,6 +10,9 @@ watchdog acts on the server side instead:
   A person waiting past the grace gets an agent dispatched (a bounded number of times,
   then the room is marked failed in its metadata so the page stops waiting at once). An
   agent whose heartbeat went silent is a ghost: removed, and replaced immediately.
+* Agent workers that run room-recovery's monitor keep a link open (`links.WorkerLinks`):
+  agents their worker vouches for are never taken for ghosts, a job on its way blocks a
+  second dispatch, and a worker whose link drops has its agents replaced at once.
 * Stale rooms are cleaned every `cleanup_interval` (the spec's daily cron line), and a
   room count above `room_alert_threshold` raises an alert in the log and the metrics.
 
@@ -27,14 +30,17 @@ from livekit import api
 
 from ..core.errors import RoomRecoveryError
 from ..core.manager import RoomManager
+from ..core.recovery import replace_agent
 from ..core.settings import Settings
 from ..core.views import is_agent_info, participant_view
 from ..protocol.heartbeat import heartbeat_of
+from ..protocol.links import JobRecord
 from ..protocol.messages import dispatch_metadata
-from ..protocol.room_status import STATUS_FAILED
+from ..protocol.room_status import STATUS_FAILED, recovering
 from ..rules.liveness import HeartbeatTracker
 from ..rules.model import ParticipantView, is_person
 from ..rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
+from .links import WorkerLinks
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -45,6 +51,7 @@ class WatchdogOptions:
     """How the watchdog works; the defaults suit a small deployment."""
 
     agent_name: str = "demo-agent"  # dispatched when the room's own dispatch is unknown
+    automatic: bool = False  # an automatic-dispatch worker serves rooms without a named one
     poll_interval: float = 0.25  # seconds between looks at each watched room
     sweep_interval: float = 5.0  # seconds between listings of every room
     cleanup_interval: float = 60.0  # seconds between stale cleanups
@@ -59,6 +66,7 @@ class _Room:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     agent_name: str | None = None
     join_recorded: bool = False
+    unserved: bool = False  # the last dispatch found no linked worker for its agent
 
 
 class Watchdog:
@@ -71,9 +79,11 @@ class Watchdog:
         self.options = options
         self.metrics = metrics or Metrics()
         self.manager = RoomManager(settings=settings, request_timeout=5)
-        self.receiver = api.WebhookReceiver(
-            api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
-        )
+        verifier = api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
+        self.receiver = api.WebhookReceiver(verifier)
+        self.links = WorkerLinks(verifier)
+        self.links.on_lost = self._workers_lost
+        self.links.on_ready = self._worker_ready
         self.heartbeats = HeartbeatTracker()
         self.rooms: dict[str, _Room] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -97,6 +107,7 @@ class Watchdog:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self.links.on_lost = self.links.on_ready = None  # links close as we stop: no deaths
         for task in [*self._tasks, *self._checks]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._checks, return_exceptions=True)
@@ -205,18 +216,27 @@ class Watchdog:
                 return False
             now = time.monotonic()
             views = [participant_view(info) for info in infos]
+            vouched = self.links.vouched(name)  # their worker says they run: trust it
             silence = {
-                info.identity: self.heartbeats.silence(
+                info.identity: None
+                if info.identity in vouched
+                else self.heartbeats.silence(
                     name, info.identity, heartbeat_of(info.attributes), now
                 )
                 for info in infos
                 if is_agent_info(info)
             }
+            present = {info.identity for info in infos}
+            on_its_way = any(identity not in present for identity in vouched)
             allowance = {
                 identity: self.heartbeats.allowance(name, identity) for identity in silence
             }
             self._record_join(state, infos)
-            result = assess_room(views, silence, state.history, now, self.options.watch, allowance)
+            result = assess_room(
+                views, silence, state.history, now, self.options.watch, allowance, on_its_way
+            )
+            if result.ghosts and result.waiting:
+                await self.manager.update_room_status(name, recovering("agent_died"))
             for ghost in result.ghosts:
                 if await self.manager.remove_participant(name, ghost.identity):
                     self.heartbeats.forget(name, ghost.identity)
@@ -259,8 +279,9 @@ class Watchdog:
         if state.agent_name is None:
             dispatched = await self.manager.dispatched_agents(room)
             names = [name for name, _metadata in dispatched]
-            state.agent_name = room_agent(names, self.options.agent_name)
+            state.agent_name = room_agent(names, self.options.agent_name, self.options.automatic)
         person = next((v.identity for v in views if is_person(v)), "")
+        state.unserved = self.links.serves(state.agent_name) is False
         await self.manager.dispatch_agent(
             room, state.agent_name, dispatch_metadata(person) if person else ""
         )
@@ -283,3 +304,52 @@ class Watchdog:
         await self.manager.update_room_status(room, {"status": STATUS_FAILED, "reason": reason})
         self.metrics.recoveries.labels("room_failed").inc()
         logger.warning("❌ Room %s: %s", room, reason, extra={"room": room})
+
+    # --- what the worker links report ----------------------------------------------------
+
+    async def _workers_lost(self, jobs: list[JobRecord]) -> None:
+        """A worker died with these jobs: replace each agent at once, where a person waits."""
+        await asyncio.gather(*(self._replace_lost(job) for job in jobs))
+
+    async def _replace_lost(self, job: JobRecord) -> None:
+        if not self.settings.in_scope(job.room):
+            return
+        state = self.rooms.setdefault(job.room, _Room())
+        async with self._gate, state.lock:
+            try:
+                infos = await self.manager.list_participants(job.room)
+                if not any(is_person(participant_view(i)) for i in infos):
+                    return
+                state.agent_name = job.agent_name
+                state.unserved = self.links.serves(job.agent_name) is False
+                now = time.monotonic()
+                await replace_agent(
+                    self.manager,
+                    job.room,
+                    job.identity,
+                    job.agent_name,
+                    job.metadata,
+                    cause="worker_died",
+                )
+            except RoomRecoveryError as exc:
+                self._log_error(exc)
+                return
+            self.heartbeats.forget(job.room, job.identity)
+            state.history = RoomHistory(now, (now,), False, agent_died=True)
+            self.metrics.recoveries.labels("worker_died").inc()
+
+    async def _worker_ready(self, agent_name: str) -> None:
+        """A worker for `agent_name` linked: rooms whose dispatch found none get one now."""
+        for name, state in list(self.rooms.items()):
+            if state.unserved and state.agent_name == agent_name and state.history.dispatches:
+                # that dispatch was dropped (no worker then): it does not count
+                state.history = RoomHistory(
+                    state.history.waiting_since,
+                    state.history.dispatches[:-1],
+                    False,
+                    state.history.agent_died,
+                )
+                state.unserved = False
+                check = asyncio.create_task(self._check_quietly(name))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)

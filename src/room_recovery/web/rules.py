@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from ..core.errors import ConfigurationError
 from ..core.settings import Settings
 from ..core.tokens import DEFAULT_TOKEN_TTL, person_token
-from ..rules.model import room_name_problem, valid_agent_name
+from ..rules.model import AUTOMATIC, agent_ref, room_name_problem, valid_agent_name
 
 DEFAULT_AGENT = "demo-agent"
 
@@ -56,13 +56,14 @@ class AgentChoice:
 
     name: str
     label: str = ""
+    automatic: bool = False  # LiveKit's automatic dispatch: the token names no agent
 
     @property
     def display(self) -> str:
         return self.label or self.name
 
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "label": self.display}
+    def to_dict(self) -> dict[str, str | bool]:
+        return {"name": self.name, "label": self.display, "automatic": self.automatic}
 
 
 @dataclass(frozen=True)
@@ -142,18 +143,19 @@ def parse_agents(specs: Iterable[AgentChoice | str]) -> tuple[AgentChoice, ...]:
     choices: list[AgentChoice] = []
     for spec in specs:
         if isinstance(spec, AgentChoice):
-            name, label = spec.name, spec.label
+            name, label, automatic = spec.name, spec.label, spec.automatic
         else:
-            name, _, label = spec.partition("=")
-            name, label = name.strip(), label.strip()
+            ref, _, label = spec.partition("=")
+            (name, automatic), label = agent_ref(ref.strip()), label.strip()
         if not valid_agent_name(name):
             raise ConfigurationError(
                 f"agent name {name!r} is invalid: use letters, digits, '-', '_' or '.' "
-                "(at most 64, for example --agent demo-agent)"
+                f"(at most 64, for example --agent demo-agent, or {AUTOMATIC}my-agent for a "
+                "worker without agent_name)"
             )
         if any(choice.name == name for choice in choices):
             raise ConfigurationError(f"agent {name!r} is listed twice; list each agent once")
-        choices.append(AgentChoice(name, label))
+        choices.append(AgentChoice(name, label, automatic))
     if not choices:
         raise ConfigurationError("no agent to choose from: name one, e.g. --agent demo-agent")
     return tuple(choices)
@@ -186,13 +188,17 @@ def mint_grant(
 ) -> Grant:
     """A token for a new room, joinable by one person only, that dispatches `agent`.
 
+    An automatic agent is not named in the token: LiveKit dispatches it to every new room,
+    and a room with an explicit dispatch gets no automatic one.
+
     The dispatch metadata names the person, so the agent's pre-join cleanup keeps them.
     Raises ConfigurationError when the room name would be refused by LiveKit.
     """
     room = room_name_for(settings.room_prefix, agent.name, session_id or new_session_id())
     check_room_name(room)
     identity = identity or f"user-{secrets.token_hex(4)}"
-    token = person_token(settings, room, identity, agent.name, ttl=ttl, name="Person")
+    dispatch = None if agent.automatic else agent.name
+    token = person_token(settings, room, identity, dispatch, ttl=ttl, name="Person")
     key = leave_key(settings, room, identity)
     return Grant(settings.ws_url, token, room, identity, int(ttl), key)
 

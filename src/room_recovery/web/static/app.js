@@ -1,8 +1,10 @@
 // The voice agent page (the spec's voice-agent-selector.html), layer 3 of room recovery.
 //
 // Connect: ask the page's server for a token for a fresh room (it dispatches the chosen
-// agent), join, and wait at most `join_timeout` seconds for an agent. When none comes, or
-// the watchdog marks the room failed, leave and retry in a NEW room after 1 s, 2 s, 3 s
+// agent), join, and wait at most `join_timeout` seconds for an agent. When the agent is
+// lost while the room says a replacement is on its way (room status `recovering`, written
+// by the worker monitor or the watchdog), stay in the room and wait for it (bounded).
+// When no agent comes, or the room is marked failed, leave and retry in a NEW room after 1 s, 2 s, 3 s
 // (retry_step × n); after `max_retries` retries, show what to check. Disconnect (and,
 // best effort, closing the tab) sends `room_cleanup` to the agent, then leaves; a closing
 // tab also sends a beacon so that the page server deletes the room (see web/server.py).
@@ -30,7 +32,9 @@ import {
   cleanupMessage,
   encode,
   isFailed,
+  isRecovering,
   publish,
+  recoveryWait,
   publishOptions,
   roomStatus,
   selectionMessage,
@@ -47,6 +51,10 @@ import {
 
 const DEFAULTS = { join_timeout: 15, max_retries: 3, retry_step: 1 };
 const GOODBYE_WAIT_MS = 3000; // how long Disconnect waits for the agent to leave first
+// After the agent left: how long to wait in the room for a `recovering` mark before leaving
+// for a new room (the mark is written before a dead agent is removed; this covers a page
+// that hears of the departure first).
+const MARK_WAIT_MS = 1500;
 const ACTIVE = new Set(['waiting', 'connected', 'retrying']);
 
 // What tests and curious people can read from the console.
@@ -64,6 +72,7 @@ const exposed = {
   microphone: 'off', // off | on | refused | missing
   agentAudio: false,
   agentLeftFirst: null, // after Disconnect: did the agent leave before the page did?
+  recoveries: 0, // times the agent was lost and the page waited in its room for another
 };
 window.roomRecovery = exposed;
 
@@ -78,6 +87,8 @@ const session = {
   generation: 0,
   joinTimer: null,
   retryTimer: null,
+  recoveryTimer: null,
+  joinExtended: false,
   leave: null, // {room, identity, leave_key}: for the beacon when the tab closes
 };
 
@@ -146,8 +157,10 @@ function endAttempt(outcome, detail) {
 function clearTimers() {
   clearTimeout(session.joinTimer);
   clearTimeout(session.retryTimer);
+  clearTimeout(session.recoveryTimer);
   session.joinTimer = null;
   session.retryTimer = null;
+  session.recoveryTimer = null;
 }
 
 function takeRoom() {
@@ -174,10 +187,8 @@ async function startAttempt() {
   const attempt = recordAttempt();
   setStatus('waiting', 'Waiting for agent to join...');
   const timeout = session.config.join_timeout;
-  session.joinTimer = setTimeout(
-    () => attemptFailed(generation, 'timeout', `no agent joined within ${seconds(timeout)}`),
-    timeout * 1000,
-  );
+  session.joinExtended = false;
+  session.joinTimer = setTimeout(() => joinTimedOut(generation, timeout), timeout * 1000);
   let grant = null;
   try {
     grant = await requestToken(session.agent.name);
@@ -226,9 +237,7 @@ function newRoom(generation) {
       if (isAgent(participant)) agentJoined(room, participant, generation);
     })
     .on(RoomEvent.ParticipantDisconnected, (participant) => {
-      if (isAgent(participant) && !findAgent(room)) {
-        attemptFailed(generation, 'agent-left', `the agent ${participant.identity} left`);
-      }
+      if (isAgent(participant) && !findAgent(room)) agentLost(room, participant, generation);
     })
     .on(RoomEvent.RoomMetadataChanged, (metadata) => onRoomMetadata(metadata, generation))
     .on(RoomEvent.TrackSubscribed, onTrackSubscribed)
@@ -249,6 +258,8 @@ function agentJoined(room, participant, generation) {
   if (!isCurrent(generation) || room.state !== ConnectionState.Connected) return;
   if (exposed.status !== 'waiting') return;
   clearTimeout(session.joinTimer);
+  clearTimeout(session.recoveryTimer);
+  session.recoveryTimer = null;
   session.retries = 0;
   exposed.agentIdentity = participant.identity;
   endAttempt('joined', `${participant.identity} joined`);
@@ -278,18 +289,62 @@ function onTrackSubscribed(track, publication, participant) {
   exposed.agentAudio = true;
 }
 
-// The watchdog marks a room it gave up on (room-recovery's status in the metadata: failed).
+// The watchdog marks a room it gave up on (room-recovery's status in the metadata: failed),
+// and a room whose agent is being replaced (recovering).
 function onRoomMetadata(metadata, generation) {
   const mark = roomStatus(metadata);
   if (isFailed(mark)) {
     const reason = mark.reason ? `: ${mark.reason}` : '';
     attemptFailed(generation, 'marked-failed', `the room was marked failed${reason}`);
+  } else if (isRecovering(mark) && session.recoveryTimer && exposed.status === 'waiting'
+    && isCurrent(generation)) {
+    waitForReplacement(generation, recoveryWait(mark)); // the mark came after the departure
   }
+}
+
+// The agent left. Stay in the room while a replacement is on its way; else try a new room.
+function agentLost(room, participant, generation) {
+  if (!isCurrent(generation) || exposed.status !== 'connected') return;
+  const detail = `the agent ${participant.identity} left`;
+  exposed.agentIdentity = null;
+  exposed.recoveries += 1;
+  setStatus('waiting', 'Your agent dropped out; a new one is on its way...');
+  const mark = roomStatus(room.metadata);
+  if (isRecovering(mark)) {
+    waitForReplacement(generation, recoveryWait(mark));
+    return;
+  }
+  clearTimeout(session.recoveryTimer);
+  session.recoveryTimer = setTimeout(() => {
+    session.recoveryTimer = null;
+    attemptFailed(generation, 'agent-left', detail);
+  }, MARK_WAIT_MS);
+}
+
+function waitForReplacement(generation, waitSeconds) {
+  clearTimeout(session.recoveryTimer);
+  session.recoveryTimer = setTimeout(() => {
+    session.recoveryTimer = null;
+    attemptFailed(generation, 'agent-left', `no new agent within ${seconds(waitSeconds)}`);
+  }, waitSeconds * 1000);
+}
+
+// No agent within join_timeout: leave, unless the room says one is on its way (once).
+function joinTimedOut(generation, timeout) {
+  const mark = roomStatus(session.room?.metadata);
+  if (isRecovering(mark) && !session.joinExtended && isCurrent(generation)) {
+    session.joinExtended = true;
+    const wait = recoveryWait(mark);
+    session.joinTimer = setTimeout(() => joinTimedOut(generation, timeout + wait), wait * 1000);
+    return;
+  }
+  attemptFailed(generation, 'timeout', `no agent joined within ${seconds(timeout)}`);
 }
 
 async function attemptFailed(generation, outcome, detail) {
   if (!isCurrent(generation) || !['waiting', 'connected'].includes(exposed.status)) return;
   const next = ++session.generation;
+  session.recoveryTimer = null;
   clearTimers();
   endAttempt(outcome, detail);
   await leave(takeRoom(), false);

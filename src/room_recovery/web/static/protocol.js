@@ -61,3 +61,12 @@ export function roomStatus(metadata) {
 }
 
 export const isFailed = (status) => status?.status === names.room_status.failed;
+
+export const isRecovering = (status) => status?.status === names.room_status.recovering;
+
+// How long to wait in a recovering room for the replacement agent, in seconds.
+export function recoveryWait(status) {
+  const wait = Number(status?.wait);
+  const bound = names.room_status.recovery_wait;
+  return Number.isFinite(wait) && wait > 0 ? Math.min(wait, 2 * bound) : bound;
+}

@@ -1,0 +1,148 @@
+"""The watchdog's end of the worker links (`protocol.links`): who is alive, who just died.
+
+Each agent worker that runs room-recovery's monitor holds a WebSocket open to
+`GET /api/workers` and reports its jobs. From that the watchdog knows, without asking the
+server:
+
+* which agents are alive (`vouched`): their worker says their process runs, so a silent
+  heartbeat means a stall, not a death, and they are never removed;
+* which rooms have an agent on its way (`starting`): a job started there whose agent has
+  not joined yet, so dispatching another would make two;
+* that a whole worker died (`on_lost` is called with its jobs) the moment its socket closes;
+* that a worker for an agent name is (again) there (`on_ready`), so a person waiting for it
+  gets it at once instead of at the next retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+from livekit import api
+
+from ..protocol import links
+from ..protocol.links import JobRecord, MalformedLinkMessage
+
+logger = logging.getLogger(__name__)
+
+LostHandler = Callable[[list[JobRecord]], Awaitable[None]]
+ReadyHandler = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class WorkerLink:
+    """One connected worker: its id, the agent it serves, and its running jobs."""
+
+    worker: str = ""
+    agent_name: str | None = None  # None until its hello arrives
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+
+
+class WorkerLinks:
+    """Every open worker link, and what they say about rooms."""
+
+    def __init__(self, verifier: api.TokenVerifier) -> None:
+        self._verifier = verifier
+        self._open: dict[int, WorkerLink] = {}
+        self.on_lost: LostHandler | None = None
+        self.on_ready: ReadyHandler | None = None
+        self.lost_workers = 0
+
+    # --- what the links say ------------------------------------------------------------
+
+    def jobs_in(self, room: str) -> list[JobRecord]:
+        return [
+            job for link in self._open.values() for job in link.jobs.values() if job.room == room
+        ]
+
+    def vouched(self, room: str) -> set[str]:
+        """Identities in `room` whose worker says their job process runs."""
+        return {job.identity for job in self.jobs_in(room)}
+
+    def serves(self, agent_name: str) -> bool | None:
+        """Whether a linked worker serves `agent_name`; None when no worker is linked at all."""
+        if not self._open:
+            return None
+        return any(link.agent_name == agent_name for link in self._open.values())
+
+    def count(self) -> int:
+        return len(self._open)
+
+    # --- the endpoint ------------------------------------------------------------------
+
+    def authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip()
+        try:
+            claims = self._verifier.verify(token)
+        except Exception:  # the SDK raises bare Exceptions for bad tokens
+            return False
+        return bool(claims.video and claims.video.agent)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """`GET /api/workers`: a worker's link, for as long as the worker lives."""
+        if not self.authorized(request):
+            return web.Response(
+                status=401, text="a worker link needs a token signed with the API secret\n"
+            )
+        ws = web.WebSocketResponse(heartbeat=links.LINK_HEARTBEAT)
+        await ws.prepare(request)
+        link = WorkerLink()
+        self._open[id(ws)] = link
+        try:
+            async for message in ws:  # ends when the worker's socket closes
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                try:
+                    await self._apply(link, links.decode(message.data))
+                except MalformedLinkMessage as exc:
+                    logger.warning("ignored a worker link message: %s", exc)
+        except asyncio.CancelledError:
+            link.jobs.clear()  # the watchdog is stopping, not the worker
+            raise
+        finally:
+            del self._open[id(ws)]
+            await self._closed(link)
+        return ws
+
+    async def _apply(self, link: WorkerLink, message: dict[str, object]) -> None:
+        kind = message["type"]
+        if kind == links.HELLO:
+            jobs = message.get("jobs")
+            link.worker = str(message.get("worker", ""))
+            link.agent_name = str(message.get("agent_name", ""))
+            link.jobs = {
+                j.job_id: j
+                for j in map(JobRecord.from_dict, jobs if isinstance(jobs, list) else [])
+            }
+            logger.info(
+                "🔗 worker %s linked (agent %r, %d job(s))",
+                link.worker,
+                link.agent_name,
+                len(link.jobs),
+                extra={"worker": link.worker, "agent_name": link.agent_name},
+            )
+            if self.on_ready is not None:
+                await self.on_ready(link.agent_name)
+            return
+        job = JobRecord.from_dict(message.get("job"))
+        if kind == links.JOB_STARTED:
+            link.jobs[job.job_id] = job
+        else:
+            link.jobs.pop(job.job_id, None)
+
+    async def _closed(self, link: WorkerLink) -> None:
+        if not link.jobs:
+            return
+        self.lost_workers += 1
+        logger.warning(
+            "💀 worker %s is gone with %d job(s): replacing their agents",
+            link.worker or "(unnamed)",
+            len(link.jobs),
+            extra={"worker": link.worker, "rooms": sorted({j.room for j in link.jobs.values()})},
+        )
+        if self.on_lost is not None:
+            await self.on_lost(list(link.jobs.values()))
