@@ -45,7 +45,13 @@ def options(health_url: str | None = None, threshold: int = 100) -> DoctorOption
 
 @pytest.fixture
 def worker(livekit_server: ServerInfo, tmp_path: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess.demo(livekit_server, "doc-agent", tmp_path / "worker.log")
+    # without its monitor, which would replace a dead agent before doctor could see the ghost
+    process = WorkerProcess.demo(
+        livekit_server,
+        "doc-agent",
+        tmp_path / "worker.log",
+        env={"ROOM_RECOVERY_WORKER_MONITOR": "off"},
+    )
     yield process
     process.close()
 

@@ -17,6 +17,8 @@ from ..protocol.heartbeat import HEARTBEAT_ATTRIBUTE, HEARTBEAT_INTERVAL, heartb
 
 logger = logging.getLogger(__name__)
 
+SEND_TIMEOUT = 1.0  # a beat that cannot be sent in this long is skipped, never waited for
+
 
 async def beat(participant: rtc.LocalParticipant, interval: float = HEARTBEAT_INTERVAL) -> None:
     """Set the heartbeat attribute to a new value every `interval` seconds, until cancelled."""
@@ -24,11 +26,12 @@ async def beat(participant: rtc.LocalParticipant, interval: float = HEARTBEAT_IN
     while True:
         count += 1
         try:
-            await participant.set_attributes(
-                {HEARTBEAT_ATTRIBUTE: heartbeat_value(count, time.time())}
-            )
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await participant.set_attributes(
+                    {HEARTBEAT_ATTRIBUTE: heartbeat_value(count, time.time())}
+                )
         except Exception as exc:  # a slow or closing connection must not end the job
-            logger.debug("heartbeat not sent: %s", exc)
+            logger.debug("heartbeat not sent: %s", exc or type(exc).__name__)
         await asyncio.sleep(interval)
 
 

@@ -48,6 +48,7 @@ from ..rules.model import is_person
 
 logger = logging.getLogger(__name__)
 
+MONITOR_SWITCH = "ROOM_RECOVERY_WORKER_MONITOR"  # "off": do not watch (benchmarks' baseline)
 REGISTERED_MESSAGE = "registered worker"  # livekit-agents' log line on (re)registration
 RECOVERY_TIMEOUT = 5.0  # bound on one in-place replacement
 LINK_RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach the watchdog
@@ -252,6 +253,8 @@ class WorkerMonitor:
 
 def attach(server: Any, settings: Settings | None = None) -> WorkerMonitor | None:
     """Watch `server` (an AgentServer), once; the running monitor if it already is."""
+    if os.environ.get(MONITOR_SWITCH, "").lower() == "off":
+        return None
     monitor = _monitors.get(server)
     if monitor is not None:
         monitor._settings = settings or monitor._settings

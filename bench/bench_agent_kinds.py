@@ -1,0 +1,307 @@
+"""Benchmark: any agent, as the user wired it, killed mid-session; how soon is one back?
+
+    .venv/bin/python bench/bench_agent_kinds.py [--kills 10] [--baseline 2]
+
+On a real livekit-server, with the watchdog (in this process, its worker links on) and
+real workers of two kinds:
+
+* demo:  the demo agent (named dispatch, pre-join hook, session guard with heartbeat);
+* spec:  `tests/workers/letta_voice_agent.py`, wired as the spec says: automatic dispatch
+         (no agent_name) and only the spec's request-handler snippet; no room-recovery code
+         in its entrypoint.
+
+Faults, each `--kills` times per kind:
+
+* job:    the agent's job process is SIGKILLed (its worker lives on);
+* worker: the serving worker is SIGKILLed with its jobs, while a second worker of the same
+          agent is registered (the killed one is started again before the next trial).
+
+Each trial: a person (rtc, in this process) joins a fresh room and gets an agent; the
+fault; the clock runs until a *new* agent is visible to the person. Also counted: agents
+that joined after the fault (more than one is a duplicate) and room changes (the person
+never leaves: recovery is in place, so always 0 here).
+
+Baseline, measured in the same run (`--baseline` trials): the spec's client-only path, with
+room-recovery's server side off (`ROOM_RECOVERY_WORKER_MONITOR=off`, no watchdog): the ghost
+stays ~20 s, then the page retries in a new room after 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+from livekit import api, rtc
+
+from room_recovery.core.settings import Settings, load_settings
+from room_recovery.protocol.links import WATCHDOG_URL_VARIABLE
+from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
+from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
+from room_recovery.web import running
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "benchkey"
+DEMO = "bench-demo"
+PREFIX = "bk-"
+AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+
+
+def agents_of(room: rtc.Room) -> list[rtc.RemoteParticipant]:
+    return [p for p in room.remote_participants.values() if p.kind == AGENT]
+
+
+async def until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout}s")
+        await asyncio.sleep(0.005)
+
+
+class Worker:
+    """One worker process of a kind, in its own process group."""
+
+    def __init__(self, kind: str, settings: Settings, log: Path, env: dict[str, str]) -> None:
+        self.kind, self.settings, self.log, self.env = kind, settings, log, env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        if self.kind == "demo":
+            argv = ["-m", "room_recovery.demo", "--agent-name", DEMO, "--health-port", "0"]
+        else:
+            argv = [str(ROOT / "tests" / "workers" / "letta_voice_agent.py"), "start"]
+        env = (
+            os.environ
+            | self.env
+            | {
+                "LIVEKIT_URL": self.settings.livekit_url,
+                "LIVEKIT_API_KEY": self.settings.livekit_api_key,
+                "LIVEKIT_API_SECRET": self.settings.livekit_api_secret,
+                "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
+            }
+        )
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(  # noqa: ASYNC220 (starts at once)
+                [sys.executable, *argv],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=ROOT,
+            )
+        ready = "linked to the watchdog" if WATCHDOG_URL_VARIABLE in self.env else "registered"
+
+        def registered() -> bool:
+            with self.log.open("rb") as log:
+                log.seek(offset)
+                return ready.encode() in log.read()
+
+        await until(registered, 60, f"{self.kind} worker ready")
+
+    def job_pids(self, port: int) -> list[int]:
+        assert self.process is not None
+        pids = []
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                if any(c.raddr and c.raddr.port == port for c in child.net_connections("tcp")):
+                    pids.append(child.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return pids
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+        with_group = self.process.pid
+        try:
+            os.killpg(with_group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(5)
+
+
+def token(settings: Settings, room: str, kind: str) -> str:
+    grant = (
+        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+        .with_identity(f"person-{uuid.uuid4().hex[:6]}")
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+    )
+    if kind == "demo":
+        dispatch = api.RoomAgentDispatch(agent_name=DEMO)
+        grant = grant.with_room_config(api.RoomConfiguration(agents=[dispatch]))
+    return grant.to_jwt()
+
+
+async def trial(
+    settings: Settings, kind: str, fault: str, pool: list[Worker], port: int
+) -> tuple[float, int]:
+    """One kill; returns (seconds to a new agent, agents that joined after the kill)."""
+    room = rtc.Room()
+    joined: list[str] = []
+    room.on("participant_connected", lambda p: joined.append(p.sid) if p.kind == AGENT else None)
+    await room.connect(settings.ws_url, token(settings, f"{PREFIX}{uuid.uuid4().hex[:8]}", kind))
+    try:
+        await until(lambda: agents_of(room), 30, "first agent")
+        first = agents_of(room)[0].sid
+        await until(lambda: any(w.job_pids(port) for w in pool), 10, "job process")
+        serving = next(w for w in pool if w.job_pids(port))
+        await asyncio.sleep(0.5)  # a session under way, heartbeat running
+        joined.clear()
+        if fault == "job":
+            os.kill(serving.job_pids(port)[0], signal.SIGKILL)
+        else:
+            serving.kill()
+        started = time.perf_counter()
+        await until(lambda: any(a.sid != first for a in agents_of(room)), 40, "new agent")
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(1.0)  # a duplicate dispatch would show up within this
+        return elapsed, len(set(joined))
+    finally:
+        await asyncio.wait_for(room.disconnect(), 10)
+        if fault == "worker":
+            await serving.start()  # back to two workers for the next trial
+        await until(lambda: not any(w.job_pids(port) for w in pool), 30, "the job to end")
+
+
+async def baseline_trial(settings: Settings, worker: Worker, port: int) -> float:
+    """The spec's client path: wait out the ghost, then retry in a new room after 1 s."""
+    room = rtc.Room()
+    await room.connect(settings.ws_url, token(settings, f"{PREFIX}{uuid.uuid4().hex[:8]}", "spec"))
+    try:
+        await until(lambda: agents_of(room), 30, "first agent")
+        first = agents_of(room)[0].sid
+        await asyncio.sleep(0.5)
+        os.kill(worker.job_pids(port)[0], signal.SIGKILL)
+        started = time.perf_counter()
+        await until(lambda: not any(a.sid == first for a in agents_of(room)), 40, "ghost to go")
+    finally:
+        await asyncio.wait_for(room.disconnect(), 10)
+    await asyncio.sleep(1.0)  # the spec's first retry delay
+    retry = rtc.Room()
+    await retry.connect(settings.ws_url, token(settings, f"{PREFIX}{uuid.uuid4().hex[:8]}", "spec"))
+    try:
+        await until(lambda: agents_of(retry), 30, "agent after retry")
+        return time.perf_counter() - started
+    finally:
+        await asyncio.wait_for(retry.disconnect(), 10)
+        await until(lambda: not worker.job_pids(port), 30, "the job to end")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def row(name: str, seconds: list[float], duplicates: int) -> str:
+    return (
+        f"| {name:<28} | {len(seconds):>2} | {statistics.median(seconds):5.2f} | "
+        f"{percentile(seconds, 0.95):5.2f} | {max(seconds):5.2f} | 0 | {duplicates} |"
+    )
+
+
+async def main(kills: int, baseline: int) -> int:
+    secret = secrets.token_urlsafe(32)
+    config = ServerConfig.on_free_ports({KEY: secret}, log_level="warn")
+    settings = load_settings(
+        livekit_url=config.url, livekit_api_key=KEY, livekit_api_secret=secret, room_prefix=PREFIX
+    )
+    rows: list[str] = []
+    medians: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        async with LiveKitServer(config, Path(folder)):
+            for kind in ("demo", "spec"):
+                options = WatchdogOptions(
+                    agent_name=DEMO if kind == "demo" else "", automatic=kind == "spec"
+                )
+                watchdog = Watchdog(settings, options)
+                async with running(create_app(watchdog), "127.0.0.1", 0) as url:
+                    env = {WATCHDOG_URL_VARIABLE: url}
+                    pool = [
+                        Worker(kind, settings, Path(folder) / f"{kind}-{n}.log", env)
+                        for n in (0, 1)
+                    ]
+                    try:
+                        for fault in ("job", "worker"):
+                            workers = pool if fault == "worker" else pool[:1]
+                            for worker in workers:
+                                if worker.process is None or worker.process.poll() is not None:
+                                    await worker.start()
+                            times, duplicates = [], 0
+                            for number in range(kills):
+                                elapsed, new = await trial(
+                                    settings, kind, fault, workers, config.http_port
+                                )
+                                times.append(elapsed)
+                                duplicates += max(0, new - 1)
+                                print(
+                                    f"{kind} {fault} {number + 1}: {elapsed:.2f} s, {new} new",
+                                    flush=True,
+                                )
+                            name = f"{kind}, {fault} killed"
+                            medians[name] = statistics.median(times)
+                            rows.append(row(name, times, duplicates))
+                    finally:
+                        for worker in pool:
+                            worker.stop()
+            spec_times: list[float] = []
+            if baseline:
+                plain = Worker(
+                    "spec",
+                    settings,
+                    Path(folder) / "plain.log",
+                    {"ROOM_RECOVERY_WORKER_MONITOR": "off"},
+                )
+                await plain.start()
+                try:
+                    for number in range(baseline):
+                        spec_times.append(await baseline_trial(settings, plain, config.http_port))
+                        print(f"baseline {number + 1}: {spec_times[-1]:.2f} s", flush=True)
+                finally:
+                    plain.stop()
+    print()
+    print("time from the SIGKILL to a new agent visible to the person (seconds)")
+    print(
+        "| agent, fault                 |  n |   p50 |   p95 |   max | room changes | duplicates |"
+    )
+    print(
+        "|------------------------------|----|-------|-------|-------|--------------|------------|"
+    )
+    for line in rows:
+        print(line)
+    if spec_times:
+        baseline_row = row("spec's client path (baseline)", spec_times, 0)
+        print(baseline_row.replace("| 0 | 0 |", "| 1 | 0 |"))
+        base = statistics.median(spec_times)
+        for name, median in medians.items():
+            print(f"{name}: {base / median:.1f}x faster than the baseline (medians)")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--baseline", type=int, default=2)
+    arguments = parser.parse_args()
+    sys.exit(asyncio.run(main(arguments.kills, arguments.baseline)))
