@@ -152,7 +152,14 @@ async def test_an_agent_whose_job_process_is_killed_is_replaced_within_seconds(
     workers: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    worker = WorkerProcess.demo(livekit_server, agent_name, tmp_path / "worker.log")
+    # the watchdog's own signal, the heartbeat: the worker's monitor (which would replace the
+    # agent first) is off here; it is tested in test_recovery_protocol.py
+    worker = WorkerProcess.demo(
+        livekit_server,
+        agent_name,
+        tmp_path / "worker.log",
+        env={"ROOM_RECOVERY_WORKER_MONITOR": "off"},
+    )
     workers.append(worker)
     await worker.registered()
     async with person(livekit_server, wd_room, "user-4", agent_name, publish=True) as someone:
