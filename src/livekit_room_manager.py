@@ -26,9 +26,7 @@ class _WorkerWatch(logging.Handler):
             from room_recovery.agent import monitor
         except Exception:  # no livekit-agents here, or it changed: nothing to watch
             return
-        logging.getLogger("livekit.agents").removeHandler(self)
-        monitor.install()
-        monitor.handle_registration(record)
+        monitor.handle_registration(record)  # attaches once; later registrations are its own
 
 
 def _watch_worker() -> None:

@@ -12,6 +12,7 @@ import pytest
 from room_recovery.core.manager import RoomManager
 from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
 from tests.support.livekit import ParticipantProcess, ServerInfo
+from tests.support.worker import WorkerProcess
 
 API_KEY = "testkey"
 
@@ -53,3 +54,12 @@ def spawn_participant(livekit_server: ServerInfo) -> Iterator[type[ParticipantPr
     yield spawn  # type: ignore[misc]
     for proc in started:
         proc.close()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    """Agent workers started by one test (append them); every one is stopped after it."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.close()

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +47,6 @@ async def agent_name(
         await worker.registered()
         yield name
     finally:
-        worker.close()
-
-
-@pytest.fixture
-def workers(livekit_server: ServerInfo, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    """Start workers for one test; every one is stopped after it."""
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
         worker.close()
 
 

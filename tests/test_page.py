@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +92,6 @@ async def agent_worker(
 def agent_name(agent_worker: WorkerProcess) -> str:
     """The name of the module's running demo agent."""
     return AGENT
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    """Workers started by one test; every one is stopped after it."""
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.close()
 
 
 async def page_for(

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -45,14 +45,6 @@ PREFIX = "rp-"
 @pytest.fixture
 def room() -> str:
     return f"{PREFIX}{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.close()
 
 
 async def spec_worker(
@@ -132,6 +124,7 @@ async def test_a_spec_shaped_workers_dead_job_is_replaced_in_place_with_no_entry
         assert user.room.isconnected() and user.room.name == room
         status = json.loads(user.room.metadata)[ROOM_STATUS_KEY]
         assert status["status"] == STATUS_RECOVERING and status["reason"] == "agent_died"
+        assert status["agent"] == first.identity  # the mark names the agent it replaces
     await worker.wait_for_log("died (its job process exited with code -9); replacing it")
 
 

@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -38,14 +38,6 @@ def agent_name() -> str:
 @pytest.fixture
 def wd_room() -> str:
     return f"{PREFIX}{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.close()
 
 
 async def watchdog_for(server: ServerInfo, agent_name: str, **watch: float) -> Watchdog:

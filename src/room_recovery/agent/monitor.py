@@ -67,6 +67,16 @@ def record_of(info: Any) -> JobRecord:
     )
 
 
+def link_problem(url: str, exc: BaseException) -> str:
+    """What went wrong with the link to the watchdog, said so that it can be fixed."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status == 401:
+        return (
+            f"the watchdog at {url} refused this worker's link: the worker's and the "
+            "watchdog's LIVEKIT_API_KEY/LIVEKIT_API_SECRET differ; give both the same keys"
+        )
+    return f"cannot reach the watchdog at {url}: {exc or type(exc).__name__}"
+
+
 class WorkerMonitor:
     """Watches one AgentServer's job processes and keeps its link to the watchdog."""
 
@@ -79,7 +89,6 @@ class WorkerMonitor:
             watchdog_url = os.environ.get(links.WATCHDOG_URL_VARIABLE, "")
         self.watchdog_url = watchdog_url.rstrip("/")
         self.jobs: dict[str, JobRecord] = {}
-        self.recoveries = 0
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._link: asyncio.Task[None] | None = None
@@ -98,6 +107,8 @@ class WorkerMonitor:
             return False
         pool.on("process_job_launched", self._launched)
         pool.on("process_closed", self._closed)
+        # a re-registration (after a server restart) brings a new worker id: say hello again
+        self.server.on("worker_registered", lambda *_: self._send(self._hello()))
         for info in self._active_jobs():
             self.jobs[info.job.id] = record_of(info)
         if self.watchdog_url and self._link is None:
@@ -108,16 +119,6 @@ class WorkerMonitor:
             extra={"watchdog": self.watchdog_url or None},
         )
         return True
-
-    def registered_again(self) -> None:
-        """The worker (re)registered, maybe under a new id: tell the watchdog."""
-        self._send(self._hello())
-
-    async def aclose(self) -> None:
-        tasks = [t for t in (self._link, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _active_jobs(self) -> list[Any]:
         try:
@@ -171,7 +172,6 @@ class WorkerMonitor:
                         record.metadata,
                         cause="agent_died",
                     )
-                    self.recoveries += 1
         except (RoomRecoveryError, TimeoutError, OSError) as exc:
             logger.warning(
                 "could not replace the dead agent of room %s: %s (the watchdog, if any, will)",
@@ -218,10 +218,8 @@ class WorkerMonitor:
                 except (aiohttp.ClientError, OSError, TimeoutError, RoomRecoveryError) as exc:
                     if failures == 0:
                         logger.warning(
-                            "cannot reach the watchdog at %s: %s (retrying; dead agents are "
-                            "still replaced by this worker)",
-                            url,
-                            exc or type(exc).__name__,
+                            "%s (retrying; dead agents are still replaced by this worker)",
+                            link_problem(url, exc),
                         )
                     failures += 1
                 finally:
@@ -284,11 +282,7 @@ def handle_registration(record: logging.LogRecord) -> None:
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, AgentServer):
             try:
-                known = _monitors.get(candidate)
-                if known is not None:
-                    known.registered_again()
-                else:
-                    attach(candidate)
+                attach(candidate)
             except Exception:  # never break the worker's logging
                 logger.debug("could not attach the worker monitor", exc_info=True)
             return

@@ -9,9 +9,8 @@ import typer
 from rich.console import Group
 from rich.text import Text
 
-from ..rules.model import agent_ref
 from ..rules.watch import WatchPolicy
-from ..web.rules import DEFAULT_AGENT, PageConfig
+from ..web.rules import DEFAULT_AGENT, PageConfig, parse_agents
 from ..web.server import DEFAULT_HOST, DEFAULT_PORT
 from . import output
 from .invocation import Run, command
@@ -68,11 +67,11 @@ def watch(
 ) -> int:
     from ..watchdog import WatchdogOptions, serve
 
-    refs = [agent_ref(spec) for spec in agent or [DEFAULT_AGENT]]
-    named = [name for name, automatic in refs if not automatic]
+    choices = parse_agents(agent or [DEFAULT_AGENT])
+    named = [choice.name for choice in choices if not choice.automatic]
     options = WatchdogOptions(
         agent_name=named[0] if named else "",
-        automatic=any(automatic for _, automatic in refs),
+        automatic=any(choice.automatic for choice in choices),
         cleanup_interval=cleanup_interval,
         room_alert_threshold=room_alert,
         watch=WatchPolicy(grace=grace, max_dispatches=max_dispatches),

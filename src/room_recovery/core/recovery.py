@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from ..protocol.room_status import RECOVERY_WAIT, recovering
+from ..protocol.room_status import recovering
 from .errors import RoomRecoveryError
 from .manager import RoomManager
 
@@ -24,37 +24,27 @@ logger = logging.getLogger(__name__)
 async def replace_agent(
     manager: RoomManager,
     room: str,
-    dead: str | None,
+    dead: str,
     agent_name: str,
     metadata: str,
     *,
     cause: str,
-    wait: float = RECOVERY_WAIT,
 ) -> str | None:
-    """Replace agent `dead` (None: none to remove) in `room`. Returns the dispatch id, or None.
+    """Replace agent `dead` in `room`. Returns the dispatch id, or None.
 
     Raises nothing but cancellation: failures are logged as warnings.
     """
     fields = {"room": room, "identity": dead, "agent_name": agent_name, "cause": cause}
     try:
-        await manager.update_room_status(room, recovering(cause, wait))
+        await manager.update_room_status(room, recovering(cause, dead))
     except RoomRecoveryError as exc:
         logger.warning("could not mark room %s recovering: %s", room, exc, extra=fields)
-    if dead is not None:
-        try:
-            await manager.remove_participant(room, dead)
-        except RoomRecoveryError as exc:
-            logger.warning("could not remove dead agent %s: %s", dead, exc, extra=fields)
+    try:
+        await manager.remove_participant(room, dead)
+    except RoomRecoveryError as exc:
+        logger.warning("could not remove dead agent %s: %s", dead, exc, extra=fields)
     try:
         return await manager.dispatch_agent(room, agent_name, metadata)
     except RoomRecoveryError as exc:
         logger.warning("could not dispatch a new agent to room %s: %s", room, exc, extra=fields)
         return None
-
-
-async def clear_recovering(manager: RoomManager, room: str) -> None:
-    """Say the recovery is over (an agent is back); a page then stops treating it as such."""
-    try:
-        await manager.update_room_status(room, {"status": "ok"})
-    except RoomRecoveryError as exc:
-        logger.debug("could not clear room %s's recovery mark: %s", room, exc)

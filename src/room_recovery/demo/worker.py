@@ -135,9 +135,7 @@ async def run_worker(
 
     def registered(worker_id: str, _server_info: object) -> None:
         status.worker_id = worker_id
-        watcher = monitor.attach(server, settings)  # after "registered worker": no-op then
-        if watcher is not None:
-            watcher.registered_again()
+        monitor.attach(server, settings)  # usually attached already, at "registered worker"
         logger.info(
             "✅ Agent %s registered",
             options.agent_name,

@@ -35,6 +35,15 @@ STATUS_RECOVERING = "recovering"  # an agent is being replaced in this room: wai
 RECOVERY_WAIT = 10.0  # seconds a page waits in a recovering room before it tries a new one
 
 
-def recovering(cause: str, wait: float = RECOVERY_WAIT) -> dict[str, str]:
-    """The status that tells pages to stay: a replacement agent is on its way."""
-    return {"status": STATUS_RECOVERING, "reason": cause, "wait": f"{wait:g}"}
+def recovering(cause: str, agent: str) -> dict[str, str]:
+    """The status that tells pages to stay: a replacement for agent `agent` is on its way.
+
+    It names the agent it replaces, so that a page whose agent leaves later, for another
+    reason, does not take this old mark for a new recovery.
+    """
+    return {
+        "status": STATUS_RECOVERING,
+        "reason": cause,
+        "agent": agent,
+        "wait": f"{RECOVERY_WAIT:g}",
+    }

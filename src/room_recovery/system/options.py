@@ -43,11 +43,16 @@ def parse_agent_command(spec: str) -> ExtraAgent:
     `auto:NAME=COMMAND` is a worker without an agent_name (LiveKit's automatic dispatch):
     NAME is then only its label on the page and in `status`.
     """
-    example = "for example --agent-command 'letta-agent=python letta_voice_agent.py start'"
+    example = (
+        "for example --agent-command 'letta-agent=python letta_voice_agent.py start', or "
+        "'auto:letta=python letta_voice_agent.py start' for a worker without agent_name"
+    )
     ref, sep, command = spec.partition("=")
     name, automatic = agent_ref(ref.strip())
     if not sep or not command.strip():
-        raise ConfigurationError(f"--agent-command {spec!r} must be NAME=COMMAND, {example}")
+        raise ConfigurationError(
+            f"--agent-command {spec!r} must be NAME=COMMAND or auto:NAME=COMMAND, {example}"
+        )
     if not valid_agent_name(name):
         raise ConfigurationError(
             f"--agent-command: agent name {name!r} may use only letters, digits, '.', '_' "

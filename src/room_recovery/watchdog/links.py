@@ -6,8 +6,8 @@ server:
 
 * which agents are alive (`vouched`): their worker says their process runs, so a silent
   heartbeat means a stall, not a death, and they are never removed;
-* which rooms have an agent on its way (`starting`): a job started there whose agent has
-  not joined yet, so dispatching another would make two;
+* which rooms have an agent on its way: a vouched identity that has not joined the room
+  yet, so dispatching another would make two;
 * that a whole worker died (`on_lost` is called with its jobs) the moment its socket closes;
 * that a worker for an agent name is (again) there (`on_ready`), so a person waiting for it
   gets it at once instead of at the next retry.
@@ -47,29 +47,22 @@ class WorkerLinks:
     def __init__(self, verifier: api.TokenVerifier) -> None:
         self._verifier = verifier
         self._open: dict[int, WorkerLink] = {}
+        self._rooms: dict[str, dict[str, JobRecord]] = {}  # room → job id → job, all links
         self.on_lost: LostHandler | None = None
         self.on_ready: ReadyHandler | None = None
         self.lost_workers = 0
 
     # --- what the links say ------------------------------------------------------------
 
-    def jobs_in(self, room: str) -> list[JobRecord]:
-        return [
-            job for link in self._open.values() for job in link.jobs.values() if job.room == room
-        ]
-
     def vouched(self, room: str) -> set[str]:
         """Identities in `room` whose worker says their job process runs."""
-        return {job.identity for job in self.jobs_in(room)}
+        return {job.identity for job in self._rooms.get(room, {}).values()}
 
     def serves(self, agent_name: str) -> bool | None:
         """Whether a linked worker serves `agent_name`; None when no worker is linked at all."""
         if not self._open:
             return None
         return any(link.agent_name == agent_name for link in self._open.values())
-
-    def count(self) -> int:
-        return len(self._open)
 
     # --- the endpoint ------------------------------------------------------------------
 
@@ -101,12 +94,32 @@ class WorkerLinks:
                 except MalformedLinkMessage as exc:
                     logger.warning("ignored a worker link message: %s", exc)
         except asyncio.CancelledError:
-            link.jobs.clear()  # the watchdog is stopping, not the worker
+            self._forget(link)  # the watchdog is stopping, not the worker
             raise
         finally:
             del self._open[id(ws)]
             await self._closed(link)
         return ws
+
+    def _keep(self, link: WorkerLink, job: JobRecord) -> None:
+        link.jobs[job.job_id] = job
+        self._rooms.setdefault(job.room, {})[job.job_id] = job
+
+    def _drop(self, link: WorkerLink, job_id: str) -> None:
+        job = link.jobs.pop(job_id, None)
+        if job is None:
+            return
+        room = self._rooms.get(job.room, {})
+        room.pop(job_id, None)
+        if not room:
+            self._rooms.pop(job.room, None)
+
+    def _forget(self, link: WorkerLink) -> list[JobRecord]:
+        """Take every job of `link` out of the index; returns them."""
+        jobs = list(link.jobs.values())
+        for job in jobs:
+            self._drop(link, job.job_id)
+        return jobs
 
     async def _apply(self, link: WorkerLink, message: dict[str, object]) -> None:
         kind = message["type"]
@@ -114,10 +127,9 @@ class WorkerLinks:
             jobs = message.get("jobs")
             link.worker = str(message.get("worker", ""))
             link.agent_name = str(message.get("agent_name", ""))
-            link.jobs = {
-                j.job_id: j
-                for j in map(JobRecord.from_dict, jobs if isinstance(jobs, list) else [])
-            }
+            self._forget(link)
+            for job in map(JobRecord.from_dict, jobs if isinstance(jobs, list) else []):
+                self._keep(link, job)
             logger.info(
                 "🔗 worker %s linked (agent %r, %d job(s))",
                 link.worker,
@@ -130,19 +142,20 @@ class WorkerLinks:
             return
         job = JobRecord.from_dict(message.get("job"))
         if kind == links.JOB_STARTED:
-            link.jobs[job.job_id] = job
+            self._keep(link, job)
         else:
-            link.jobs.pop(job.job_id, None)
+            self._drop(link, job.job_id)
 
     async def _closed(self, link: WorkerLink) -> None:
-        if not link.jobs:
+        jobs = self._forget(link)
+        if not jobs:
             return
         self.lost_workers += 1
         logger.warning(
             "💀 worker %s is gone with %d job(s): replacing their agents",
             link.worker or "(unnamed)",
-            len(link.jobs),
-            extra={"worker": link.worker, "rooms": sorted({j.room for j in link.jobs.values()})},
+            len(jobs),
+            extra={"worker": link.worker, "rooms": sorted({j.room for j in jobs})},
         )
         if self.on_lost is not None:
-            await self.on_lost(list(link.jobs.values()))
+            await self.on_lost(jobs)

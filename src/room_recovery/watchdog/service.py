@@ -236,7 +236,8 @@ class Watchdog:
                 views, silence, state.history, now, self.options.watch, allowance, on_its_way
             )
             if result.ghosts and result.waiting:
-                await self.manager.update_room_status(name, recovering("agent_died"))
+                mark = recovering("agent_died", result.ghosts[0].identity)
+                await self.manager.update_room_status(name, mark)
             for ghost in result.ghosts:
                 if await self.manager.remove_participant(name, ghost.identity):
                     self.heartbeats.forget(name, ghost.identity)

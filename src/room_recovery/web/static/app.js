@@ -89,6 +89,7 @@ const session = {
   retryTimer: null,
   recoveryTimer: null,
   joinExtended: false,
+  lostAgent: null, // identity of the agent whose replacement the page is waiting for
   leave: null, // {room, identity, leave_key}: for the beacon when the tab closes
 };
 
@@ -296,8 +297,8 @@ function onRoomMetadata(metadata, generation) {
   if (isFailed(mark)) {
     const reason = mark.reason ? `: ${mark.reason}` : '';
     attemptFailed(generation, 'marked-failed', `the room was marked failed${reason}`);
-  } else if (isRecovering(mark) && session.recoveryTimer && exposed.status === 'waiting'
-    && isCurrent(generation)) {
+  } else if (isRecovering(mark, session.lostAgent) && session.recoveryTimer
+    && exposed.status === 'waiting' && isCurrent(generation)) {
     waitForReplacement(generation, recoveryWait(mark)); // the mark came after the departure
   }
 }
@@ -308,9 +309,10 @@ function agentLost(room, participant, generation) {
   const detail = `the agent ${participant.identity} left`;
   exposed.agentIdentity = null;
   exposed.recoveries += 1;
+  session.lostAgent = participant.identity;
   setStatus('waiting', 'Your agent dropped out; a new one is on its way...');
   const mark = roomStatus(room.metadata);
-  if (isRecovering(mark)) {
+  if (isRecovering(mark, participant.identity)) {
     waitForReplacement(generation, recoveryWait(mark));
     return;
   }

@@ -62,7 +62,10 @@ export function roomStatus(metadata) {
 
 export const isFailed = (status) => status?.status === names.room_status.failed;
 
-export const isRecovering = (status) => status?.status === names.room_status.recovering;
+// Whether the room says a replacement for agent `identity` is on its way (a mark naming
+// another agent is an old recovery's).
+export const isRecovering = (status, identity) => status?.status === names.room_status.recovering
+  && (!status.agent || !identity || status.agent === identity);
 
 // How long to wait in a recovering room for the replacement agent, in seconds.
 export function recoveryWait(status) {
