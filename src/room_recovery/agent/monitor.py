@@ -52,6 +52,7 @@ MONITOR_SWITCH = "ROOM_RECOVERY_WORKER_MONITOR"  # "off": do not watch (benchmar
 REGISTERED_MESSAGE = "registered worker"  # livekit-agents' log line on (re)registration
 RECOVERY_TIMEOUT = 5.0  # bound on one in-place replacement
 LINK_RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach the watchdog
+LINK_PATIENCE = 4  # failed attempts (about 10 s) before a warning
 
 _monitors: weakref.WeakKeyDictionary[Any, WorkerMonitor] = weakref.WeakKeyDictionary()
 
@@ -216,8 +217,9 @@ class WorkerMonitor:
                         await self._serve_link(ws)
                     logger.warning("the watchdog closed the link; reconnecting")
                 except (aiohttp.ClientError, OSError, TimeoutError, RoomRecoveryError) as exc:
-                    if failures == 0:
-                        logger.warning(
+                    if failures in (0, LINK_PATIENCE):  # `up` starts the watchdog after us
+                        logger.log(
+                            logging.INFO if failures == 0 else logging.WARNING,
                             "%s (retrying; dead agents are still replaced by this worker)",
                             link_problem(url, exc),
                         )
