@@ -8,13 +8,16 @@ real workers of two kinds:
 * demo:  the demo agent (named dispatch, pre-join hook, session guard with heartbeat);
 * spec:  `tests/workers/letta_voice_agent.py`, wired as the spec says: automatic dispatch
          (no agent_name) and only the spec's request-handler snippet; no room-recovery code
-         in its entrypoint.
+         in its entrypoint;
+* named: `tests/workers/named_agent.py`: named dispatch, our request_handler, no guard.
 
 Faults, each `--kills` times per kind:
 
-* job:    the agent's job process is SIGKILLed (its worker lives on);
-* worker: the serving worker is SIGKILLed with its jobs, while a second worker of the same
-          agent is registered (the killed one is started again before the next trial).
+* job:     the agent's job process is SIGKILLed (its worker lives on);
+* worker:  the serving worker is SIGKILLed with its jobs, while a second worker of the same
+           agent is registered (the killed one is started again before the next trial);
+* restart: the only worker is SIGKILLed and started again 1 s later, as `up`'s supervisor
+           does; its restart time (kill to linked again) is printed beside it.
 
 Each trial: a person (rtc, in this process) joins a fresh room and gets an agent; the
 fault; the clock runs until a *new* agent is visible to the person. Also counted: agents
@@ -53,6 +56,8 @@ from room_recovery.web import running
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "benchkey"
 DEMO = "bench-demo"
+NAMED = "bench-named"
+NAMES = {"demo": DEMO, "spec": "", "named": NAMED}
 PREFIX = "bk-"
 AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
@@ -80,7 +85,8 @@ class Worker:
         if self.kind == "demo":
             argv = ["-m", "room_recovery.demo", "--agent-name", DEMO, "--health-port", "0"]
         else:
-            argv = [str(ROOT / "tests" / "workers" / "letta_voice_agent.py"), "start"]
+            script = "letta_voice_agent.py" if self.kind == "spec" else "named_agent.py"
+            argv = [str(ROOT / "tests" / "workers" / script), "start"]
         env = (
             os.environ
             | self.env
@@ -89,6 +95,7 @@ class Worker:
                 "LIVEKIT_API_KEY": self.settings.livekit_api_key,
                 "LIVEKIT_API_SECRET": self.settings.livekit_api_secret,
                 "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
+                "AGENT_NAME": NAMED,
             }
         )
         offset = self.log.stat().st_size if self.log.exists() else 0
@@ -148,16 +155,24 @@ def token(settings: Settings, room: str, kind: str) -> str:
         .with_identity(f"person-{uuid.uuid4().hex[:6]}")
         .with_grants(api.VideoGrants(room_join=True, room=room))
     )
-    if kind == "demo":
-        dispatch = api.RoomAgentDispatch(agent_name=DEMO)
+    if NAMES[kind]:
+        dispatch = api.RoomAgentDispatch(agent_name=NAMES[kind])
         grant = grant.with_room_config(api.RoomConfiguration(agents=[dispatch]))
     return grant.to_jwt()
 
 
+async def restart(worker: Worker, started: float) -> float:
+    """Start `worker` again 1 s after its death, as `up` does; seconds from kill to ready."""
+    await asyncio.sleep(1.0)
+    await worker.start()
+    return time.perf_counter() - started
+
+
 async def trial(
     settings: Settings, kind: str, fault: str, pool: list[Worker], port: int
-) -> tuple[float, int]:
-    """One kill; returns (seconds to a new agent, agents that joined after the kill)."""
+) -> tuple[float, int, float | None]:
+    """One kill; returns (seconds to a new agent, agents that joined after the kill, and
+    for `restart` the seconds until the worker was ready again)."""
     room = rtc.Room()
     joined: list[str] = []
     room.on("participant_connected", lambda p: joined.append(p.sid) if p.kind == AGENT else None)
@@ -169,15 +184,18 @@ async def trial(
         serving = next(w for w in pool if w.job_pids(port))
         await asyncio.sleep(0.5)  # a session under way, heartbeat running
         joined.clear()
+        started = time.perf_counter()
+        back: asyncio.Task[float] | None = None
         if fault == "job":
             os.kill(serving.job_pids(port)[0], signal.SIGKILL)
         else:
             serving.kill()
-        started = time.perf_counter()
+            if fault == "restart":
+                back = asyncio.create_task(restart(serving, started))
         await until(lambda: any(a.sid != first for a in agents_of(room)), 40, "new agent")
         elapsed = time.perf_counter() - started
         await asyncio.sleep(1.0)  # a duplicate dispatch would show up within this
-        return elapsed, len(set(joined))
+        return elapsed, len(set(joined)), (await back if back else None)
     finally:
         await asyncio.wait_for(room.disconnect(), 10)
         if fault == "worker":
@@ -216,7 +234,7 @@ def percentile(values: list[float], share: float) -> float:
 
 def row(name: str, seconds: list[float], duplicates: int) -> str:
     return (
-        f"| {name:<28} | {len(seconds):>2} | {statistics.median(seconds):5.2f} | "
+        f"| {name:<30} | {len(seconds):>2} | {statistics.median(seconds):5.2f} | "
         f"{percentile(seconds, 0.95):5.2f} | {max(seconds):5.2f} | 0 | {duplicates} |"
     )
 
@@ -228,45 +246,12 @@ async def main(kills: int, baseline: int) -> int:
         livekit_url=config.url, livekit_api_key=KEY, livekit_api_secret=secret, room_prefix=PREFIX
     )
     rows: list[str] = []
+    notes: list[str] = []
     medians: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         async with LiveKitServer(config, Path(folder)):
-            for kind in ("demo", "spec"):
-                options = WatchdogOptions(
-                    agent_name=DEMO if kind == "demo" else "", automatic=kind == "spec"
-                )
-                watchdog = Watchdog(settings, options)
-                async with running(create_app(watchdog), "127.0.0.1", 0) as url:
-                    env = {WATCHDOG_URL_VARIABLE: url}
-                    pool = [
-                        Worker(kind, settings, Path(folder) / f"{kind}-{n}.log", env)
-                        for n in (0, 1)
-                    ]
-                    try:
-                        for fault in ("job", "worker"):
-                            workers = pool if fault == "worker" else pool[:1]
-                            for worker in workers:
-                                if worker.process is None or worker.process.poll() is not None:
-                                    await worker.start()
-                            times, duplicates = [], 0
-                            for number in range(kills):
-                                elapsed, new = await trial(
-                                    settings, kind, fault, workers, config.http_port
-                                )
-                                times.append(elapsed)
-                                duplicates += max(0, new - 1)
-                                print(
-                                    f"{kind} {fault} {number + 1}: {elapsed:.2f} s, {new} new",
-                                    flush=True,
-                                )
-                            name = f"{kind}, {fault} killed"
-                            medians[name] = statistics.median(times)
-                            rows.append(row(name, times, duplicates))
-                    finally:
-                        for worker in pool:
-                            worker.stop()
             spec_times: list[float] = []
-            if baseline:
+            if baseline:  # first, so that a cut-short run still has it
                 plain = Worker(
                     "spec",
                     settings,
@@ -280,13 +265,51 @@ async def main(kills: int, baseline: int) -> int:
                         print(f"baseline {number + 1}: {spec_times[-1]:.2f} s", flush=True)
                 finally:
                     plain.stop()
+            for kind in NAMES:
+                options = WatchdogOptions(agent_name=NAMES[kind], automatic=kind == "spec")
+                watchdog = Watchdog(settings, options)
+                async with running(create_app(watchdog), "127.0.0.1", 0) as url:
+                    env = {WATCHDOG_URL_VARIABLE: url}
+                    pool = [
+                        Worker(kind, settings, Path(folder) / f"{kind}-{n}.log", env)
+                        for n in (0, 1)
+                    ]
+                    try:
+                        for fault in ("job", "worker", "restart"):
+                            workers = pool if fault == "worker" else pool[:1]
+                            for worker in workers:
+                                if worker.process is None or worker.process.poll() is not None:
+                                    await worker.start()
+                            times, readies, duplicates = [], [], 0
+                            for number in range(kills):
+                                elapsed, new, ready = await trial(
+                                    settings, kind, fault, workers, config.http_port
+                                )
+                                times.append(elapsed)
+                                readies += [ready] if ready is not None else []
+                                duplicates += max(0, new - 1)
+                                print(
+                                    f"{kind} {fault} {number + 1}: {elapsed:.2f} s, {new} new"
+                                    + (f", worker ready after {ready:.2f} s" if ready else ""),
+                                    flush=True,
+                                )
+                            name = f"{kind}, {fault} killed"
+                            medians[name] = statistics.median(times)
+                            rows.append(row(name, times, duplicates))
+                            if readies:
+                                notes.append(
+                                    f"{name}: the worker was ready again after p50 "
+                                    f"{statistics.median(readies):.2f} s (kill, 1 s, start)"
+                                )
+                    finally:
+                        for worker in pool:
+                            worker.stop()
     print()
     print("time from the SIGKILL to a new agent visible to the person (seconds)")
+    header = "| agent, fault                   |  n |   p50 |   p95 |   max |"
+    print(header + " room changes | duplicates |")
     print(
-        "| agent, fault                 |  n |   p50 |   p95 |   max | room changes | duplicates |"
-    )
-    print(
-        "|------------------------------|----|-------|-------|-------|--------------|------------|"
+        "|--------------------------------|----|-------|-------|-------|--------------|------------|"
     )
     for line in rows:
         print(line)
@@ -296,6 +319,8 @@ async def main(kills: int, baseline: int) -> int:
         base = statistics.median(spec_times)
         for name, median in medians.items():
             print(f"{name}: {base / median:.1f}x faster than the baseline (medians)")
+    for note in notes:
+        print(note)
     return 0
 
 

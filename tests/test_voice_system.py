@@ -25,7 +25,7 @@ from room_recovery.rules.restart import RestartPolicy
 from room_recovery.system.livekit_server import free_port
 from room_recovery.system.options import SystemOptions
 from room_recovery.system.supervisor import PartSpec, Supervisor
-from tests.support.livekit import ServerInfo
+from tests.support.livekit import ServerInfo, eventually
 from tests.support.system import System, alive
 from tests.support.worker import person
 
@@ -273,6 +273,47 @@ async def test_your_own_agent_runs_next_to_the_demo_one_and_survives_a_restart(
     assert not alive(old_pid)
     assert set(system.status()) == {"livekit", "agent", "agent-helper-agent", "web"}
     await _person_gets_an_agent(system, agent_name="helper-agent")
+
+
+async def _linked_jobs(system: System) -> float:
+    url = f"http://127.0.0.1:{system.watch_port}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        text = await response.text()
+    [line] = [ln for ln in text.splitlines() if ln.startswith("room_recovery_linked_jobs ")]
+    return float(line.split()[1])
+
+
+async def test_an_automatic_agent_killed_under_up_comes_back_to_the_same_room_after_its_restart(
+    system: System,
+) -> None:
+    # the user's worker as the spec wires it; `up` restarts it when it dies
+    script = Path(__file__).parent / "workers" / "letta_voice_agent.py"
+    own = f"auto:letta={sys.executable} {script} start"
+    result = system.up("--no-agent", "--agent-command", own)
+    assert result.returncode == 0, result.stderr + result.stdout
+    server = ServerInfo(system.url, "devkey", "secret")
+    room = f"sys-{uuid.uuid4().hex[:8]}"
+    async with person(server, room, "user-sys", publish=True) as someone:  # a plain join
+        first = await someone.wait_for_agent(timeout=20)
+
+        async def reported() -> bool:
+            return await _linked_jobs(system) >= 1
+
+        await eventually(reported, timeout=10, what="the worker to report its job")
+        old_pid = system.pid_of("agent-letta")
+        os.kill(old_pid, signal.SIGKILL)  # its job process dies with it
+        started = time.monotonic()
+        await someone.wait_for(
+            "an agent again",
+            lambda: any(a.sid != first.sid for a in someone.agents()),
+            timeout=40,
+        )
+        back_after = time.monotonic() - started
+        assert someone.room.isconnected() and someone.room.name == room
+    assert system.pid_of("agent-letta") != old_pid
+    watch_log = (system.state_dir / "logs" / "watch.log").read_text()
+    assert "is gone with 1 job(s)" in watch_log
+    print(f"agent back {back_after:.1f} s after its worker was killed under up")
 
 
 @pytest.mark.parametrize(

@@ -149,11 +149,11 @@ def test_an_automatic_dispatch_deployment_sends_the_unnamed_agent_again() -> Non
 
 def test_no_second_dispatch_while_a_worker_says_an_agent_is_on_its_way() -> None:
     history = RoomHistory(waiting_since=NOW - 5)
-    held = assess_room([person()], {}, history, NOW, WATCH, agent_on_its_way=True)
+    held = assess_room([person()], {}, history, NOW, WATCH, hold=True)
     assert held.waiting and not held.dispatch
     # but not for ever: a start that takes longer than start_wait has failed
     late = RoomHistory(waiting_since=NOW - WATCH.start_wait - 1)
-    assert assess_room([person()], {}, late, NOW, WATCH, agent_on_its_way=True).dispatch
+    assert assess_room([person()], {}, late, NOW, WATCH, hold=True).dispatch
 
 
 def test_a_two_second_stall_is_not_a_death_with_the_default_timeout() -> None:

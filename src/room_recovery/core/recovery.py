@@ -29,8 +29,12 @@ async def replace_agent(
     metadata: str,
     *,
     cause: str,
+    dispatch: bool = True,
 ) -> str | None:
     """Replace agent `dead` in `room`. Returns the dispatch id, or None.
+
+    With `dispatch=False` (no worker can take the job now: it would be dropped) the room is
+    marked and the dead agent removed; the caller dispatches once a worker is there.
 
     Raises nothing but cancellation: failures are logged as warnings.
     """
@@ -43,6 +47,8 @@ async def replace_agent(
         await manager.remove_participant(room, dead)
     except RoomRecoveryError as exc:
         logger.warning("could not remove dead agent %s: %s", dead, exc, extra=fields)
+    if not dispatch:
+        return None
     try:
         return await manager.dispatch_agent(room, agent_name, metadata)
     except RoomRecoveryError as exc:

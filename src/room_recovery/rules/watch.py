@@ -70,7 +70,7 @@ def assess_room(
     now: float,
     watch: WatchPolicy,
     heartbeat_allowance: Mapping[str, float] | None = None,
-    agent_on_its_way: bool = False,
+    hold: bool = False,
 ) -> RoomAssessment:
     """Decide, for a room, which ghost agents to remove and whether to dispatch an agent.
 
@@ -79,8 +79,9 @@ def assess_room(
     a ghost when that exceeds `watch.heartbeat_timeout`, or its own, longer allowance in
     `heartbeat_allowance` (learned from its rhythm, see `liveness.HeartbeatTracker`).
 
-    `agent_on_its_way`: a worker reported a job for this room whose agent has not joined
-    yet. No second agent is dispatched then (it would make two), for up to `watch.start_wait`.
+    `hold`: a dispatch now would make two (a linked worker reported a job for this room
+    whose agent has not joined yet) or be dropped (no linked worker serves the agent now).
+    No agent is dispatched then, for up to `watch.start_wait` after the wait began.
     """
     allowance = heartbeat_allowance or {}
     agents = [p for p in participants if p.kind is Kind.AGENT]
@@ -108,7 +109,7 @@ def assess_room(
         return nothing
     if history.dispatches and now - history.dispatches[-1] < watch.dispatch_wait:
         return nothing
-    if agent_on_its_way and now - since < watch.start_wait:
+    if hold and now - since < watch.start_wait:
         return nothing
     if len(history.dispatches) >= watch.max_dispatches:
         failed = RoomHistory(since, history.dispatches, True, agent_died)

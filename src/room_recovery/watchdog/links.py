@@ -48,6 +48,7 @@ class WorkerLinks:
         self._verifier = verifier
         self._open: dict[int, WorkerLink] = {}
         self._rooms: dict[str, dict[str, JobRecord]] = {}  # room → job id → job, all links
+        self._known: set[str] = set()  # agent names whose workers have linked at some time
         self.on_lost: LostHandler | None = None
         self.on_ready: ReadyHandler | None = None
         self.lost_workers = 0
@@ -58,11 +59,20 @@ class WorkerLinks:
         """Identities in `room` whose worker says their job process runs."""
         return {job.identity for job in self._rooms.get(room, {}).values()}
 
+    def count(self) -> int:
+        """Open links."""
+        return len(self._open)
+
+    def job_count(self) -> int:
+        """Jobs the open links report running."""
+        return sum(len(jobs) for jobs in self._rooms.values())
+
     def serves(self, agent_name: str) -> bool | None:
-        """Whether a linked worker serves `agent_name`; None when no worker is linked at all."""
-        if not self._open:
-            return None
-        return any(link.agent_name == agent_name for link in self._open.values())
+        """Whether a linked worker serves `agent_name` now. None when no worker of that agent
+        has ever linked: its workers may run without a link, so nothing is known."""
+        if any(link.agent_name == agent_name for link in self._open.values()):
+            return True
+        return False if agent_name in self._known else None
 
     # --- the endpoint ------------------------------------------------------------------
 
@@ -127,6 +137,7 @@ class WorkerLinks:
             jobs = message.get("jobs")
             link.worker = str(message.get("worker", ""))
             link.agent_name = str(message.get("agent_name", ""))
+            self._known.add(link.agent_name)
             self._forget(link)
             for job in map(JobRecord.from_dict, jobs if isinstance(jobs, list) else []):
                 self._keep(link, job)

@@ -26,8 +26,8 @@ class Metrics:
         )
         self.recoveries = Counter(
             "room_recovery_recoveries",
-            "Recovery actions by cause: agent_missing and agent_died (an agent was dispatched), "
-            "ghost_removed, room_failed (gave up; the page is told)",
+            "Recovery actions by cause: agent_missing, agent_died and worker_died (an agent "
+            "was dispatched), ghost_removed, room_failed (gave up; the page is told)",
             ["cause"],
             registry=r,
         )
@@ -55,6 +55,13 @@ class Metrics:
             "room_recovery_webhooks_rejected",
             "Webhooks refused: unsigned, forged or malformed",
             registry=r,
+        )
+
+        self.worker_links = Gauge(
+            "room_recovery_worker_links", "Agent workers linked to the watchdog", registry=r
+        )
+        self.linked_jobs = Gauge(
+            "room_recovery_linked_jobs", "Jobs the linked workers report running", registry=r
         )
 
     def render(self) -> bytes:

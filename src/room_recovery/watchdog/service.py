@@ -22,9 +22,10 @@ Nothing outside ROOM_PREFIX is ever looked at or touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from livekit import api
 
@@ -67,6 +68,7 @@ class _Room:
     agent_name: str | None = None
     join_recorded: bool = False
     unserved: bool = False  # the last dispatch found no linked worker for its agent
+    replacing: str | None = None  # the dead agent whose replacement the room is waiting for
 
 
 class Watchdog:
@@ -84,6 +86,8 @@ class Watchdog:
         self.links = WorkerLinks(verifier)
         self.links.on_lost = self._workers_lost
         self.links.on_ready = self._worker_ready
+        self.metrics.worker_links.set_function(self.links.count)
+        self.metrics.linked_jobs.set_function(self.links.job_count)
         self.heartbeats = HeartbeatTracker()
         self.rooms: dict[str, _Room] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -228,16 +232,30 @@ class Watchdog:
             }
             present = {info.identity for info in infos}
             on_its_way = any(identity not in present for identity in vouched)
+            # a dispatch now would be dropped: the agent's workers link, and none is linked
+            no_worker = (
+                state.agent_name is not None and self.links.serves(state.agent_name) is False
+            )
             allowance = {
                 identity: self.heartbeats.allowance(name, identity) for identity in silence
             }
             self._record_join(state, infos)
             result = assess_room(
-                views, silence, state.history, now, self.options.watch, allowance, on_its_way
+                views,
+                silence,
+                state.history,
+                now,
+                self.options.watch,
+                allowance,
+                hold=on_its_way or no_worker,
             )
             if result.ghosts and result.waiting:
-                mark = recovering("agent_died", result.ghosts[0].identity)
-                await self.manager.update_room_status(name, mark)
+                state.replacing = result.ghosts[0].identity
+                await self.manager.update_room_status(
+                    name, recovering("agent_died", state.replacing)
+                )
+            elif not result.waiting:
+                state.replacing = None
             for ghost in result.ghosts:
                 if await self.manager.remove_participant(name, ghost.identity):
                     self.heartbeats.forget(name, ghost.identity)
@@ -322,7 +340,10 @@ class Watchdog:
                 if not any(is_person(participant_view(i)) for i in infos):
                     return
                 state.agent_name = job.agent_name
-                state.unserved = self.links.serves(job.agent_name) is False
+                state.replacing = job.identity
+                # no other linked worker of that agent: a dispatch would be dropped; the
+                # room gets its agent when one links (`_worker_ready`)
+                served = self.links.serves(job.agent_name) is not False
                 now = time.monotonic()
                 await replace_agent(
                     self.manager,
@@ -331,26 +352,28 @@ class Watchdog:
                     job.agent_name,
                     job.metadata,
                     cause="worker_died",
+                    dispatch=served,
                 )
             except RoomRecoveryError as exc:
                 self._log_error(exc)
                 return
             self.heartbeats.forget(job.room, job.identity)
-            state.history = RoomHistory(now, (now,), False, agent_died=True)
+            state.history = RoomHistory(now, (now,) if served else (), False, agent_died=True)
             self.metrics.recoveries.labels("worker_died").inc()
 
     async def _worker_ready(self, agent_name: str) -> None:
-        """A worker for `agent_name` linked: rooms whose dispatch found none get one now."""
+        """A worker for `agent_name` linked: people waiting for that agent get it now."""
         for name, state in list(self.rooms.items()):
-            if state.unserved and state.agent_name == agent_name and state.history.dispatches:
+            if state.agent_name != agent_name or state.history.waiting_since is None:
+                continue
+            if state.unserved and state.history.dispatches:
                 # that dispatch was dropped (no worker then): it does not count
-                state.history = RoomHistory(
-                    state.history.waiting_since,
-                    state.history.dispatches[:-1],
-                    False,
-                    state.history.agent_died,
-                )
-                state.unserved = False
-                check = asyncio.create_task(self._check_quietly(name))
-                self._checks.add(check)
-                check.add_done_callback(self._checks.discard)
+                state.history = replace(state.history, dispatches=state.history.dispatches[:-1])
+            state.unserved = False
+            if state.replacing is not None:  # the page waits again, for as long as before
+                with contextlib.suppress(RoomRecoveryError):
+                    mark = recovering("worker_died", state.replacing)
+                    await self.manager.update_room_status(name, mark)
+            check = asyncio.create_task(self._check_quietly(name))
+            self._checks.add(check)
+            check.add_done_callback(self._checks.discard)

@@ -1,0 +1,87 @@
+"""The pieces of a recovery test: agent workers of three kinds, linked to a watchdog.
+
+Kinds of agent, as users wire them:
+
+* `demo`:  the demo agent (named dispatch, pre-join hook, session guard with heartbeat);
+* `spec`:  `tests/workers/letta_voice_agent.py`: automatic dispatch, only the spec's
+           request-handler snippet, nothing of ours in its entrypoint;
+* `named`: `tests/workers/named_agent.py`: named dispatch, our `request_handler`, no guard.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from room_recovery.core.settings import load_settings
+from room_recovery.protocol.links import WATCHDOG_URL_VARIABLE
+from room_recovery.rules.watch import WatchPolicy
+from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
+from room_recovery.web import running
+from tests.support.livekit import ROOT, ServerInfo
+from tests.support.worker import WorkerProcess, job_processes
+
+KINDS = ("demo", "spec", "named")
+LINKED = "linked to the watchdog"
+
+
+def agent_name_for(kind: str) -> str:
+    """The dispatch name a test uses for `kind` ("" for the automatic spec worker)."""
+    return "" if kind == "spec" else f"rp-{kind}-{uuid.uuid4().hex[:6]}"
+
+
+async def start_worker(
+    kind: str,
+    server: ServerInfo,
+    agent_name: str,
+    log: Path,
+    workers: list[WorkerProcess],
+    watchdog_url: str = "",
+) -> WorkerProcess:
+    """A worker of `kind`, registered (and linked to the watchdog, with `watchdog_url`)."""
+    env = {WATCHDOG_URL_VARIABLE: watchdog_url} if watchdog_url else {}
+    if kind == "demo":
+        worker = WorkerProcess.demo(server, agent_name, log, env=env)
+        workers.append(worker)
+        await worker.registered()
+    else:
+        script = "letta_voice_agent.py" if kind == "spec" else "named_agent.py"
+        if kind == "named":
+            env["AGENT_NAME"] = agent_name
+        command = [str(ROOT / "tests" / "workers" / script), "start"]
+        worker = WorkerProcess(server, command, log, env=env, stdout_to_log=True)
+        workers.append(worker)
+        await worker.wait_for_log("registered worker", timeout=40)
+    if watchdog_url:
+        await worker.wait_for_log(LINKED, timeout=10)
+    return worker
+
+
+@asynccontextmanager
+async def linked_watchdog(
+    server: ServerInfo, prefix: str, agent_name: str = "", **watch: float
+) -> AsyncIterator[tuple[Watchdog, str]]:
+    """A watchdog for rooms under `prefix`, its HTTP side (links) on a free port."""
+    settings = load_settings(
+        livekit_url=server.url,
+        livekit_api_key=server.api_key,
+        livekit_api_secret=server.api_secret,
+        room_prefix=prefix,
+    )
+    options = WatchdogOptions(
+        agent_name=agent_name,
+        automatic=not agent_name,
+        sweep_interval=0.3,
+        watch=WatchPolicy(**watch),  # type: ignore[arg-type]
+    )
+    watchdog = Watchdog(settings, options)
+    async with running(create_app(watchdog), "127.0.0.1", 0) as url:
+        yield watchdog, url
+
+
+def serving(workers: list[WorkerProcess], server: ServerInfo) -> WorkerProcess:
+    """The one worker whose job process is in a room."""
+    [worker] = [w for w in workers if job_processes(w, server.url)]
+    return worker

@@ -1,0 +1,112 @@
+"""The page in Chromium, with the watchdog, for every kind of agent and every fault.
+
+Agents (`support/recovery.py`): the demo agent, the spec-shaped automatic worker, a named
+worker without the session guard. Faults: its job process SIGKILLed; its worker SIGKILLed
+while a second worker of the same agent is registered; its worker stalled (SIGSTOP) for 2 s.
+
+In every case the page must stay in the room it joined: a replacement is possible in place,
+so a test in which the page tried a new room fails. A stall must replace nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from tests.support.browser import (
+    artifact_name,
+    chromium,
+    page_server,
+    pages_of,
+    state,
+    wait_for,
+    wait_status,
+    web_settings,
+)
+from tests.support.livekit import ServerInfo
+from tests.support.recovery import KINDS, agent_name_for, linked_watchdog, serving, start_worker
+from tests.support.worker import WorkerProcess, job_processes
+
+PREFIX = "rpp-"
+FAULTS = ("job", "worker", "stall")
+STALL = 2.0  # seconds the stalled worker is stopped
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as launched:
+        yield launched
+
+
+async def one_room(page: Page) -> str:
+    """The page's room, after checking it never tried another one."""
+    final = await state(page)
+    rooms = {attempt["room"] for attempt in final["attempts"]}
+    assert rooms == {final["room"]}, f"the page left its room: {final['attempts']}"
+    return str(final["room"])
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_page_keeps_its_room_and_gets_its_agent_back(
+    kind: str,
+    fault: str,
+    livekit_server: ServerInfo,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+    browser: Browser,
+    request: pytest.FixtureRequest,
+) -> None:
+    name = agent_name_for(kind)
+    async with linked_watchdog(livekit_server, PREFIX, name) as (watchdog, url):
+        count = 2 if fault == "worker" else 1
+        pool = await asyncio.gather(
+            *(
+                start_worker(kind, livekit_server, name, tmp_path / f"w{n}.log", workers, url)
+                for n in range(count)
+            )
+        )
+        offered = f"auto:letta-{uuid.uuid4().hex[:4]}" if kind == "spec" else name
+        settings = web_settings(livekit_server, room_prefix=PREFIX)
+        async with (
+            page_server(settings, [offered]) as site,
+            pages_of(browser, artifact_name(request.node.name)) as open_page,
+        ):
+            page = await open_page(f"{site}/?agent={offered.removeprefix('auto:')}")
+            await page.get_by_role("button", name="Connect", exact=True).click()
+            await wait_status(page, "connected", 20)
+            victim = serving(list(pool), livekit_server)
+            if fault == "job":
+                [job] = job_processes(victim, livekit_server.url)
+                os.kill(job, signal.SIGKILL)
+            elif fault == "worker":
+                victim.kill()
+            else:
+                os.killpg(victim.process.pid, signal.SIGSTOP)
+                try:
+                    await asyncio.sleep(STALL)  # the fault itself
+                finally:
+                    os.killpg(victim.process.pid, signal.SIGCONT)
+
+            if fault == "stall":
+                room = await one_room(page)
+                # the watchdog looks again now that the worker runs: nobody waits, no ghost
+                assert not await watchdog.check_room(room)
+                final = await state(page)
+                assert final["status"] == "connected" and final["recoveries"] == 0
+                removed = watchdog.metrics.registry.get_sample_value(
+                    "room_recovery_recoveries_total", {"cause": "ghost_removed"}
+                )
+                assert not removed
+                assert job_processes(victim, livekit_server.url)  # the same job serves on
+            else:
+                await wait_for(page, "rr.recoveries === 1", 10, "the page to see the agent go")
+                await wait_status(page, "connected", 15)
+                await one_room(page)
