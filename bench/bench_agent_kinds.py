@@ -277,6 +277,8 @@ async def main(kills: int, baseline: int) -> int:
                     try:
                         for fault in ("job", "worker", "restart"):
                             workers = pool if fault == "worker" else pool[:1]
+                            for idle in pool[len(workers) :]:
+                                idle.stop()  # one worker only: it alone serves the agent
                             for worker in workers:
                                 if worker.process is None or worker.process.poll() is not None:
                                     await worker.start()

@@ -14,6 +14,7 @@ from livekit import api
 
 from room_recovery.core.settings import load_settings
 from room_recovery.doctor import Check, DoctorOptions, diagnose, render
+from room_recovery.doctor.load import load_verdict
 from room_recovery.system.livekit_server import free_port
 from tests.support.livekit import ServerInfo, eventually, participant
 from tests.support.worker import WorkerProcess, job_processes, person
@@ -168,3 +169,11 @@ async def test_the_probe_names_an_agent_that_no_worker_serves(livekit_server: Se
     assert "no worker is registered as 'nobody-serves-this'" in missing.detail
     assert "nobody-serves-this" in missing.fix
     assert not [name for name in await _rooms(livekit_server) if "doctor-probe-" in name]
+
+
+def test_a_worker_reporting_the_busy_machines_cpu_is_told_it_gets_no_jobs() -> None:
+    busy = load_verdict(0.85, "")
+    assert busy.status == "fail"
+    assert "0.85" in busy.detail and "automatic dispatch" in busy.detail
+    assert "load_threshold=1.0" in busy.fix and "job_load" in busy.fix
+    assert load_verdict(0.2, "letta-agent").ok

@@ -5,7 +5,8 @@ The checks, each building on the ones before it:
 1. the LiveKit server answers at LIVEKIT_URL;
 2. it accepts LIVEKIT_API_KEY / LIVEKIT_API_SECRET;
 3. an agent worker answers its health check and is registered with the server;
-4. the page dispatches an agent name that the worker serves;
+4. the page dispatches an agent name that the worker serves; your own worker (livekit-agents'
+   `/worker` on 8081) does not report a load that makes LiveKit send it no jobs;
    (with `probe`) each agent really comes: it is dispatched into a throwaway room, which
    is deleted afterwards; this works for any worker, also ones without a health endpoint;
 5. no room has a person waiting without an agent;
@@ -36,22 +37,10 @@ from ..protocol.heartbeat import heartbeat_of
 from ..rules.liveness import HEARTBEAT_TIMEOUT, HeartbeatTracker
 from ..rules.model import AUTOMATIC, Kind, State, agent_ref, is_person
 from ..rules.staleness import StalePolicy, stale_removals
+from .check import Check, skipped
+from .load import DEFAULT_WORKER_URL, worker_takes_jobs
 
 WAITING_GRACE = 5.0  # seconds a person may wait for an agent before the doctor calls it a cause
-
-
-@dataclass(frozen=True)
-class Check:
-    """One step of the diagnosis."""
-
-    name: str
-    status: str  # "ok", "fail" or "skipped"
-    detail: str
-    fix: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 @dataclass(frozen=True)
@@ -62,6 +51,7 @@ class DoctorOptions:
     probe: bool = False  # dispatch each agent into a throwaway room and wait for it
     probe_agents: tuple[str, ...] = ()  # which; empty: the page's agents, else the worker's
     probe_timeout: float = 10.0
+    worker_url: str | None = DEFAULT_WORKER_URL  # livekit-agents' own /worker of your worker
 
 
 @dataclass
@@ -87,26 +77,24 @@ async def diagnose(settings: Settings, options: DoctorOptions) -> list[Check]:
         if server.ok:
             checks.append(await _keys_accepted(settings, manager, facts))
         else:
-            checks.append(_skipped("API key and secret accepted", "the server does not answer"))
+            checks.append(skipped("API key and secret accepted", "the server does not answer"))
         checks.append(await _worker_registered(options, http, facts))
         checks.append(await _page_agent_served(options, http, facts))
+        if options.worker_url is not None:
+            checks.append(await worker_takes_jobs(http, options.worker_url))
         if options.probe:
             checks.extend(await _probe_agents(options, manager, facts))
         if facts.rooms is None:
             reason = "the server's rooms cannot be read"
-            checks.append(_skipped("nobody waiting without an agent", reason))
-            checks.append(_skipped("no ghost participants", reason))
-            checks.append(_skipped("room count", reason))
+            checks.append(skipped("nobody waiting without an agent", reason))
+            checks.append(skipped("no ghost participants", reason))
+            checks.append(skipped("room count", reason))
         else:
             await _load_participants(manager, facts)
             checks.append(_nobody_waiting(facts))
             checks.append(await _no_ghosts(settings, manager, facts))
             checks.append(_room_count(options, facts))
     return checks
-
-
-def _skipped(name: str, reason: str) -> Check:
-    return Check(name, "skipped", f"not checked: {reason}")
 
 
 async def _server_answers(settings: Settings, http: aiohttp.ClientSession) -> Check:
@@ -151,7 +139,7 @@ async def _worker_registered(
     name = "agent worker registered"
     url = options.agent_health_url
     if url is None:
-        return _skipped(
+        return skipped(
             name,
             "the running system has no demo agent (`up --no-agent`); "
             "`room-recovery doctor --probe` proves that your own agents come",
@@ -186,16 +174,16 @@ async def _page_agent_served(
 ) -> Check:
     name = "the page's agents are served"
     if options.page_config_url is None:
-        return _skipped(name, "no page URL given")
+        return skipped(name, "no page URL given")
     try:
         async with http.get(options.page_config_url) as response:
             config: dict[str, Any] = await response.json(content_type=None)
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
-        return _skipped(name, f"the page's server does not answer at {options.page_config_url}")
+        return skipped(name, f"the page's server does not answer at {options.page_config_url}")
     offered = _agent_names(config.get("agents"))
     facts.offered = offered
     if facts.worker_agent is None:
-        return _skipped(name, "no registered worker to compare with")
+        return skipped(name, "no registered worker to compare with")
     if facts.worker_agent in offered or not offered:
         return Check(name, "ok", f"the page offers {offered or 'the default agent'}")
     return Check(
@@ -211,7 +199,7 @@ async def _probe_agents(options: DoctorOptions, manager: RoomManager, facts: _Fa
     names = list(options.probe_agents or facts.offered or [facts.worker_agent or "demo-agent"])
     if facts.rooms is None:
         reason = "the server's rooms cannot be read"
-        return [_skipped(f"agent {name!r} comes when dispatched", reason) for name in names]
+        return [skipped(f"agent {name!r} comes when dispatched", reason) for name in names]
     return list(await asyncio.gather(*(_agent_comes(manager, n, options) for n in names)))
 
 

@@ -359,7 +359,8 @@ class Watchdog:
                 return
             self.heartbeats.forget(job.room, job.identity)
             state.history = RoomHistory(now, (now,) if served else (), False, agent_died=True)
-            self.metrics.recoveries.labels("worker_died").inc()
+            if served:  # else the dispatch, when a worker links, counts as agent_died
+                self.metrics.recoveries.labels("worker_died").inc()
 
     async def _worker_ready(self, agent_name: str) -> None:
         """A worker for `agent_name` linked: people waiting for that agent get it now."""
