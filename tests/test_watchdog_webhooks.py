@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from livekit import api
 
 from room_recovery.core.settings import load_settings
-from room_recovery.system.livekit_server import free_port
 from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
+from room_recovery.web import running
 from tests.support.livekit import ServerInfo
 
 
@@ -26,14 +25,10 @@ async def watchdog_url(livekit_server: ServerInfo) -> AsyncIterator[str]:
         livekit_api_secret=livekit_server.api_secret,
         room_prefix="webhook-test-",
     )
-    runner = web.AppRunner(create_app(Watchdog(settings, WatchdogOptions())))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    # `running` bounds the stop: aiohttp's own default waits a minute for open connections
+    # (the server's webhook client keeps one), which once outlasted the test's timeout
+    async with running(create_app(Watchdog(settings, WatchdogOptions())), "127.0.0.1", 0) as url:
+        yield url
 
 
 def signed(body: bytes, key: str, secret: str) -> str:
