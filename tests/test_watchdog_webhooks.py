@@ -100,5 +100,8 @@ async def test_metrics_and_health_answer(watchdog_url: str) -> None:
         "room_recovery_people_waiting",
         "room_recovery_agent_join_seconds_bucket",
         "room_recovery_room_count_alert",
+        'room_recovery_participants{kind="person"}',
+        'room_recovery_loop_seconds_since_success{loop="sweep"}',
+        'room_recovery_loop_failures{loop="cleanup"}',
     ):
         assert name in text

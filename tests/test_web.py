@@ -285,11 +285,15 @@ async def test_a_missing_livekit_client_is_a_clear_500(tmp_path: Path) -> None:
         assert "run ./setup.sh" in response.text
 
 
-async def test_the_health_check_answers_ok(site: tuple[str, aiohttp.ClientSession]) -> None:
-    _, client = site
+async def test_the_health_check_answers_503_and_why_when_livekit_does_not_answer(
+    site: tuple[str, aiohttp.ClientSession],
+) -> None:
+    _, client = site  # its LIVEKIT_URL points at a port where nothing accepts its key
     response = await get(client, "/healthz")
-    assert response.status == 200
-    assert response.text == "ok"
+    assert response.status == 503
+    body = response.json()
+    assert body["status"] == "failing"
+    assert "ws://127.0.0.1:7880" in body["problems"][0]
 
 
 def test_livekit_client_is_pinned_exactly_in_package_json() -> None:
@@ -412,3 +416,11 @@ async def test_a_beacon_with_a_key_for_another_room_is_forbidden(
     assert "not given for that room" in response.json()["error"]
     response = await leave(live_site, grant, leave_key="")
     assert response.status == 400
+
+
+async def test_the_health_check_answers_ok_while_livekit_answers(
+    live_site: aiohttp.ClientSession,
+) -> None:
+    response = await get(live_site, "/healthz")
+    assert response.status == 200
+    assert response.json() == {"status": "ok", "problems": []}

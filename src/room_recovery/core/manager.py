@@ -28,7 +28,7 @@ from ..rules.staleness import (
     prejoin_removals,
     stale_removals,
 )
-from .errors import InvalidRoomNameError, LiveKitAPIError, OutOfScopeError
+from .errors import InvalidRoomNameError, OutOfScopeError, RoomRecoveryError
 from .report import CleanupReport, DeletedRoom, Failure, KeptParticipant, RemovedParticipant
 from .settings import Settings, load_settings
 from .transport import DEFAULT_REQUEST_TIMEOUT, Transport
@@ -161,8 +161,9 @@ class RoomManager:
         """Delete stale empty rooms and remove stale participants, in ROOM_PREFIX only.
 
         Rooms are handled concurrently (at most `max_concurrency` calls at once). A room
-        whose every participant is stale is deleted in one call. Failures are reported,
-        not raised; errors reaching the server at all (unreachable, bad key) are raised.
+        whose every participant is stale is deleted in one call. A room that fails (a call
+        that stalls or is refused, even a bug) is one entry in `report.failed`, never the
+        end of the others; only failing to list the rooms at all (unreachable, bad key) raises.
         `on_progress(done, total)` is called once the rooms are listed and after each room.
         """
         logger.info(
@@ -183,7 +184,7 @@ class RoomManager:
             async def clean(room: api.Room) -> None:
                 nonlocal done
                 async with gate:
-                    report.merge(await self._clean_stale_room(lkapi, room, now, dry_run))
+                    report.merge(await self._clean_room_safely(lkapi, room, now, dry_run))
                 done += 1
                 if on_progress is not None:
                     on_progress(done, len(rooms))
@@ -192,6 +193,25 @@ class RoomManager:
                 for room in rooms:
                     group.create_task(clean(room))
         logger.info("✅ Stale room cleanup complete: %s", report.summary())
+        return report
+
+    async def _clean_room_safely(
+        self, lkapi: api.LiveKitAPI, room: api.Room, now: float, dry_run: bool
+    ) -> CleanupReport:
+        """`_clean_stale_room`, with any failure (a stalled call, a bug) as one entry in the
+        report: one room never ends the cleanup of the others."""
+        try:
+            return await self._clean_stale_room(lkapi, room, now, dry_run)
+        except RoomRecoveryError as exc:
+            error = str(exc)
+            logger.warning(
+                "Could not clean room %s: %s", room.name, error, extra={"room": room.name}
+            )
+        except Exception as exc:  # reported, with its traceback, not raised
+            error = f"unexpected {type(exc).__name__}: {exc}"
+            logger.exception("Could not clean room %s", room.name, extra={"room": room.name})
+        report = CleanupReport(dry_run=dry_run)
+        report.failed.append(Failure(room.name, None, error))
         return report
 
     async def _clean_stale_room(
@@ -371,7 +391,7 @@ class RoomManager:
             if not report.dry_run:
                 try:
                     await self._transport.remove(lkapi, room_name, removal.identity)
-                except LiveKitAPIError as exc:
+                except RoomRecoveryError as exc:
                     report.failed.append(Failure(room_name, removal.identity, str(exc)))
                     logger.warning(
                         "Could not remove participant %s from room %s: %s",
@@ -402,7 +422,7 @@ class RoomManager:
         if not report.dry_run:
             try:
                 existed = await self._transport.delete(lkapi, room_name)
-            except LiveKitAPIError as exc:
+            except RoomRecoveryError as exc:
                 report.failed.append(Failure(room_name, None, str(exc)))
                 logger.warning("Could not delete room %s: %s", room_name, exc)
                 return

@@ -32,7 +32,8 @@ def create_app(watchdog: Watchdog) -> web.Application:
         return web.Response(body=watchdog.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        health = watchdog.health()
+        return web.json_response(health.to_dict(), status=health.http_status)
 
     async def lifetime(_: web.Application) -> AsyncIterator[None]:
         async with watchdog:

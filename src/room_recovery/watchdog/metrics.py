@@ -33,7 +33,8 @@ class Metrics:
         )
         self.cleanups = Counter(
             "room_recovery_cleanups",
-            "Stale cleanup actions: room_deleted, participant_removed",
+            "Stale cleanup actions: room_deleted, participant_removed, failed (one room the "
+            "cleanup could not handle; the others went on)",
             ["action"],
             registry=r,
         )
@@ -62,6 +63,19 @@ class Metrics:
         )
         self.linked_jobs = Gauge(
             "room_recovery_linked_jobs", "Jobs the linked workers report running", registry=r
+        )
+
+        self.loop_since_success = Gauge(
+            "room_recovery_loop_seconds_since_success",
+            "Seconds since each of the watchdog's loops (poll, sweep, cleanup) last succeeded",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_failures = Gauge(
+            "room_recovery_loop_failures",
+            "Iterations of each loop that failed in a row (0 when the last one succeeded)",
+            ["loop"],
+            registry=r,
         )
 
     def render(self) -> bytes:

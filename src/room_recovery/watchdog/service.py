@@ -25,11 +25,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from livekit import api
 
 from ..core.errors import RoomRecoveryError
+from ..core.health import Health
+from ..core.loops import LoopHealth, run_loop
 from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
 from ..core.settings import Settings
@@ -39,12 +42,14 @@ from ..protocol.links import JobRecord
 from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED, recovering
 from ..rules.liveness import HeartbeatTracker
-from ..rules.model import ParticipantView, is_person
+from ..rules.model import Kind, ParticipantView, is_person
 from ..rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
 from .links import WorkerLinks
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+PARTICIPANT_KINDS = ("person", "agent", "other")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class _Room:
     join_recorded: bool = False
     unserved: bool = False  # the last dispatch found no linked worker for its agent
     replacing: str | None = None  # the dead agent whose replacement the room is waiting for
+    counts: dict[str, int] = field(default_factory=dict)  # participants by kind, last look
+    waiting: bool = False  # a person waited without a live agent at the last look
+    looking: asyncio.Task[bool] | None = None  # the poll's look at this room, while it runs
 
 
 class Watchdog:
@@ -91,24 +99,49 @@ class Watchdog:
         self.heartbeats = HeartbeatTracker()
         self.rooms: dict[str, _Room] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # a check makes a few calls, each bounded by the manager's request timeout
+        call_budget = 4 * self.manager.request_timeout
+        self.loops = {
+            "poll": LoopHealth("poll", options.poll_interval, call_budget),
+            "sweep": LoopHealth("sweep", options.sweep_interval, self.manager.request_timeout),
+            "cleanup": LoopHealth(
+                "cleanup", options.cleanup_interval, max(options.cleanup_interval, call_budget)
+            ),
+        }
+        for kind in PARTICIPANT_KINDS:
+            self.metrics.participants.labels(kind).set(0)
+        for name, loop in self.loops.items():
+            self.metrics.loop_since_success.labels(name).set_function(_since_success(loop))
+            self.metrics.loop_failures.labels(name).set_function(_failures(loop))
         self._gate = asyncio.Semaphore(options.concurrency)
         self._last_error = 0.0
+        self._last_bug = 0.0
         self._alerting = False
         self._checks: set[asyncio.Task[bool]] = set()
 
     async def __aenter__(self) -> Watchdog:
         await self.manager.__aenter__()
-        for loop, name in (
-            (self._poll_loop, "poll"),
-            (self._sweep_loop, "sweep"),
-            (self._cleanup_loop, "cleanup"),
-        ):
-            self._tasks.append(asyncio.create_task(loop(), name=f"watchdog-{name}"))
+        bodies = {"poll": self._poll, "sweep": self._sweep, "cleanup": self._cleanup}
+        for name, body in bodies.items():
+            first = 0.0 if name == "sweep" else None  # the sweep finds the rooms at once
+            task = asyncio.create_task(
+                run_loop(self.loops[name], body, first_delay=first), name=f"watchdog-{name}"
+            )
+            task.add_done_callback(self._loop_ended)
+            self._tasks.append(task)
         logger.info(
             "👀 watchdog started",
             extra={"prefix": self.settings.room_prefix, "agent": self.options.agent_name},
         )
         return self
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():  # run_loop never returns: only a bug or a kill gets here
+            logger.error("the watchdog's %s task ended: %r", task.get_name(), task.exception())
+
+    def health(self) -> Health:
+        """The watchdog's loops and LiveKit's reachability, for /healthz, status and doctor."""
+        return Health.of(self.loops.values(), time.monotonic())
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.links.on_lost = self.links.on_ready = None  # links close as we stop: no deaths
@@ -135,45 +168,37 @@ class Watchdog:
                 self._forget(room)
             else:
                 self.rooms.setdefault(room, _Room())
-                check = asyncio.create_task(self._check_quietly(room))
-                self._checks.add(check)
-                check.add_done_callback(self._checks.discard)
+                self._spawn_check(room)
         return event
 
     # --- the loops ----------------------------------------------------------------------
 
-    async def _poll_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.poll_interval)
-            names = list(self.rooms)
-            results = await asyncio.gather(*(self._check_quietly(name) for name in names))
-            self.metrics.people_waiting.set(sum(1 for waiting in results if waiting))
+    async def _poll(self) -> None:
+        # each room's look runs on its own: a room whose calls stall is looked at again
+        # when its look ends, and never delays the other rooms' next look
+        for name, state in list(self.rooms.items()):
+            if state.looking is None or state.looking.done():
+                state.looking = self._spawn_check(name)
+        rooms = list(self.rooms.values())
+        self.metrics.people_waiting.set(sum(1 for room in rooms if room.waiting))
+        for kind in PARTICIPANT_KINDS:
+            total = sum(room.counts.get(kind, 0) for room in rooms)
+            self.metrics.participants.labels(kind).set(total)
 
-    async def _sweep_loop(self) -> None:
-        while True:
-            try:
-                rooms = await self.manager.list_rooms()
-            except RoomRecoveryError as exc:
-                self._log_error(exc)
-            else:
-                names = {room.name for room in rooms}
-                for name in names:
-                    self.rooms.setdefault(name, _Room())
-                for gone in set(self.rooms) - names:
-                    self._forget(gone)
-                self._count_rooms(len(names))
-            await asyncio.sleep(self.options.sweep_interval)
+    async def _sweep(self) -> None:
+        rooms = await self.manager.list_rooms()  # LiveKit unreachable: the loop is failing
+        names = {room.name for room in rooms}
+        for name in names:
+            self.rooms.setdefault(name, _Room())
+        for gone in set(self.rooms) - names:
+            self._forget(gone)
+        self._count_rooms(len(names))
 
-    async def _cleanup_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.cleanup_interval)
-            try:
-                report = await self.manager.cleanup_stale_rooms()
-            except RoomRecoveryError as exc:
-                self._log_error(exc)
-                continue
-            self.metrics.cleanups.labels("room_deleted").inc(len(report.deleted))
-            self.metrics.cleanups.labels("participant_removed").inc(len(report.removed))
+    async def _cleanup(self) -> None:
+        report = await self.manager.cleanup_stale_rooms()
+        self.metrics.cleanups.labels("room_deleted").inc(len(report.deleted))
+        self.metrics.cleanups.labels("participant_removed").inc(len(report.removed))
+        self.metrics.cleanups.labels("failed").inc(len(report.failed))
 
     def _count_rooms(self, count: int) -> None:
         self.metrics.rooms.set(count)
@@ -201,12 +226,24 @@ class Watchdog:
 
     # --- one room -----------------------------------------------------------------------
 
+    def _spawn_check(self, room: str) -> asyncio.Task[bool]:
+        check = asyncio.create_task(self._check_quietly(room))
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+        return check
+
     async def _check_quietly(self, room: str) -> bool:
+        """`check_room`, never raising: one room's trouble never stops the others'."""
         try:
             return await self.check_room(room)
         except RoomRecoveryError as exc:
             self._log_error(exc)
-            return False
+        except Exception:  # a bug: logged with its traceback, at most every 10 s
+            now = time.monotonic()
+            if now - self._last_bug > 10:
+                logger.exception("checking room %s failed", room, extra={"room": room})
+                self._last_bug = now
+        return False
 
     async def check_room(self, name: str) -> bool:
         """Look at one room and act on it. Returns whether a person is waiting there."""
@@ -220,6 +257,7 @@ class Watchdog:
                 return False
             now = time.monotonic()
             views = [participant_view(info) for info in infos]
+            state.counts = _counts(views)
             vouched = self.links.vouched(name)  # their worker says they run: trust it
             silence = {
                 info.identity: None
@@ -278,6 +316,7 @@ class Watchdog:
             if result.mark_failed:
                 await self._mark_failed(name, len(result.history.dispatches))
             state.history = result.history
+            state.waiting = result.waiting
             return result.waiting
 
     def _record_join(self, state: _Room, infos: list[api.ParticipantInfo]) -> None:
@@ -375,6 +414,20 @@ class Watchdog:
                 with contextlib.suppress(RoomRecoveryError):
                     mark = recovering("worker_died", state.replacing)
                     await self.manager.update_room_status(name, mark)
-            check = asyncio.create_task(self._check_quietly(name))
-            self._checks.add(check)
-            check.add_done_callback(self._checks.discard)
+            self._spawn_check(name)
+
+
+def _counts(views: list[ParticipantView]) -> dict[str, int]:
+    counts = dict.fromkeys(PARTICIPANT_KINDS, 0)
+    for view in views:
+        kind = "person" if is_person(view) else "agent" if view.kind is Kind.AGENT else "other"
+        counts[kind] += 1
+    return counts
+
+
+def _since_success(loop: LoopHealth) -> Callable[[], float]:
+    return lambda: time.monotonic() - (loop.last_ok if loop.last_ok is not None else loop.started)
+
+
+def _failures(loop: LoopHealth) -> Callable[[], float]:
+    return lambda: float(loop.failures)

@@ -21,7 +21,8 @@ room, which ends the agent's job at once, instead of after the agent's grace per
     POST /api/leave                       {room, identity, leave_key}: the page's beacon when
                                           its tab closes; deletes the room if the person was
                                           alone in it with agents
-    GET  /healthz                         200 "ok"
+    GET  /healthz                         200 {"status": "ok"}; 503 with the problem when
+                                          LiveKit does not answer (probed at most every 5 s)
 
 Run it with `await serve(settings, agents=["demo-agent"])`, or from the command line with
 `room-recovery web` (its options are in `room_recovery.cli.services`).
@@ -35,6 +36,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core.errors import ConfigurationError, RoomRecoveryError
+from ..core.health import Health
 from ..core.manager import RoomManager
 from ..core.settings import Settings
 from ..core.views import participant_view
@@ -77,6 +80,7 @@ DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 4096
 SHUTDOWN_TIMEOUT = 2.0
 LEAVE_TIMEOUT = 5.0  # seconds for the server calls of one leave beacon
+PROBE_EVERY = 5.0  # seconds between /healthz's calls to LiveKit
 _NO_CACHE = {"Cache-Control": "no-cache"}
 _PAGE_PATHS = ("/", "/voice-agent-selector.html", "/index.html")
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
@@ -96,12 +100,41 @@ def find_node_modules() -> Path:
 # --- the application -------------------------------------------------------------------
 
 
+class LiveKitProbe:
+    """Whether LiveKit answers, asked at most every PROBE_EVERY seconds (one call at a
+    time, however many health checks come)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._checked = -PROBE_EVERY
+        self._problem: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def problem(self) -> str | None:
+        async with self._lock:
+            now = time.monotonic()
+            if now - self._checked >= PROBE_EVERY:
+                self._problem = await self._ask()
+                self._checked = time.monotonic()
+            return self._problem
+
+    async def _ask(self) -> str | None:
+        probe_room = f"{self.settings.room_prefix}healthz-probe"
+        try:
+            async with RoomManager(settings=self.settings, request_timeout=2) as manager:
+                await manager.get_room_info(probe_room)
+        except RoomRecoveryError as exc:
+            return str(exc)
+        return None
+
+
 @dataclass(frozen=True)
 class _State:
     settings: Settings
     agents: tuple[AgentChoice, ...]
     page: PageConfig
     node_modules: Path
+    probe: LiveKitProbe
 
 
 STATE = web.AppKey("state", _State)
@@ -129,6 +162,7 @@ def create_app(
         choices,
         page_config or PageConfig(),
         node_modules or find_node_modules(),
+        LiveKitProbe(settings),
     )
     app.add_routes(
         [
@@ -282,7 +316,9 @@ async def _json_body(request: web.Request) -> object:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+    problem = await request.app[STATE].probe.problem()
+    health = Health(failing=(problem,) if problem else ())
+    return web.json_response(health.to_dict(), status=health.http_status, headers=_NO_CACHE)
 
 
 # --- running it ------------------------------------------------------------------------
