@@ -187,6 +187,11 @@ def doctor(
         probe=probe or bool(probe_agent),
         probe_agents=tuple(probe_agent or ()),
         probe_timeout=probe_timeout,
+        service_urls=(
+            ("page server", f"{page}/healthz"),
+            ("watchdog", f"http://127.0.0.1:{ports.get('watch') or 8082}/healthz"),
+        ),
+        services_expected=bool(ports.get("watch")),
     )
     checks = asyncio.run(diagnosis.diagnose(run.settings, options))
     if run.json:

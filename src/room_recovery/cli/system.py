@@ -241,6 +241,9 @@ def _print_status(status: dict[str, Any]) -> None:
                 f"restarts {part['restarts']}",
             )
         output.show(parts, indent=2)
+    for name, part in status["parts"].items():
+        if part.get("problem") and part.get("running"):
+            output.line(Text(f"  {name}: {part['problem']}", "red"))
     failed = [name for name, part in status["parts"].items() if part.get("state") == "failed"]
     if failed:
         output.line(

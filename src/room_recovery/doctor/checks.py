@@ -9,6 +9,8 @@ The checks, each building on the ones before it:
    `/worker` on 8081) does not report a load that makes LiveKit send it no jobs;
    (with `probe`) each agent really comes: it is dispatched into a throwaway room, which
    is deleted afterwards; this works for any worker, also ones without a health endpoint;
+   room-recovery's watchdog and page server answer their /healthz (loops running, LiveKit
+   reachable);
 5. no room has a person waiting without an agent;
 6. no ghost participants (stale by the policy, or agents whose heartbeat went silent);
 7. the number of rooms is below the alert threshold.
@@ -39,6 +41,7 @@ from ..rules.model import AUTOMATIC, Kind, State, agent_ref, is_person
 from ..rules.staleness import StalePolicy, stale_removals
 from .check import Check, skipped
 from .load import DEFAULT_WORKER_URL, worker_takes_jobs
+from .services import services_healthy
 
 WAITING_GRACE = 5.0  # seconds a person may wait for an agent before the doctor calls it a cause
 
@@ -52,6 +55,8 @@ class DoctorOptions:
     probe_agents: tuple[str, ...] = ()  # which; empty: the page's agents, else the worker's
     probe_timeout: float = 10.0
     worker_url: str | None = DEFAULT_WORKER_URL  # livekit-agents' own /worker of your worker
+    service_urls: tuple[tuple[str, str], ...] = ()  # (name, /healthz URL) of our services
+    services_expected: bool = False  # `up` runs them: one that does not answer is a failure
 
 
 @dataclass
@@ -82,6 +87,9 @@ async def diagnose(settings: Settings, options: DoctorOptions) -> list[Check]:
         checks.append(await _page_agent_served(options, http, facts))
         if options.worker_url is not None:
             checks.append(await worker_takes_jobs(http, options.worker_url))
+        if options.service_urls:
+            urls = dict(options.service_urls)
+            checks.append(await services_healthy(http, urls, options.services_expected))
         if options.probe:
             checks.extend(await _probe_agents(options, manager, facts))
         if facts.rooms is None:

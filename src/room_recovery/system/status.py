@@ -12,8 +12,8 @@ from ..core.errors import ConfigurationError, RoomRecoveryError
 from ..core.manager import RoomManager
 from ..core.settings import Settings
 from .options import PART_NAMES, SystemOptions
+from .probe import check_health
 from .processes import live_record
-from .supervisor import answers
 
 
 def read_status(state_dir: Path) -> dict[str, object] | None:
@@ -38,7 +38,9 @@ async def collect_status(settings: Settings, options: SystemOptions) -> dict[str
             if record is None:
                 part["healthy"] = False
             elif isinstance(url, str):
-                part["healthy"] = await answers(session, url)
+                health = await check_health(session, url)
+                part["healthy"] = health.healthy
+                part["problem"] = health.problem
             else:  # no health check (your own agent): running and past its start
                 part["healthy"] = part.get("state") == "healthy"
     rooms: int | str

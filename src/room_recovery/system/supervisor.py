@@ -16,7 +16,7 @@ import logging.handlers
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +25,16 @@ import aiohttp
 from ..core.errors import ProcessError
 from ..rules import restart as policy
 from ..rules.restart import RestartPolicy
+from .probe import PartHealth, check_health
 from .processes import PidRecord, die_with_parent, write_pidfile
 
 logger = logging.getLogger(__name__)
 
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
+CHUNK = 64 * 1024  # bytes read from a child's output at once
+MAX_LINE = 64 * 1024  # a longer line is logged in pieces of this size
+PIPE_DRAIN = 5.0  # seconds to finish copying a dead child's output (a grandchild may hold it)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class PartSpec:
     stop_grace: float = 10.0
     settle: float = 0.0  # without a health URL: healthy once alive this long...
     ready_line: str | None = None  # ...or sooner, once its output shows this text
+    health_every: float = 2.0  # seconds between health checks, for the part's whole life
+    unhealthy_after: float = 10.0  # stalled or silent this long: the part is restarted
 
 
 @dataclass
@@ -53,11 +59,12 @@ class PartState:
     """What the supervisor knows of a part right now (written to status.json)."""
 
     spec: PartSpec
-    state: str = "stopped"  # starting, healthy, restarting, failed, stopped
+    state: str = "stopped"  # starting, healthy, failing, unhealthy, restarting, failed, stopped
     pid: int | None = None
     restarts: int = 0
     crash_times: list[float] = field(default_factory=list)
     last_exit: int | None = None
+    problem: str | None = None  # what its last health check said, when not healthy
     process: asyncio.subprocess.Process | None = None
     log_task: asyncio.Task[None] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # its ready_line was seen
@@ -70,6 +77,7 @@ class PartState:
             "health_url": self.spec.health_url,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            "problem": self.problem,
         }
 
 
@@ -188,10 +196,11 @@ class Supervisor:
     async def _copy_output(
         process: asyncio.subprocess.Process, part_log: logging.Logger, part: PartState
     ) -> None:
+        """Copy the child's output to its log in chunks: a line of any length (cut into
+        MAX_LINE pieces) never blocks the child on a full pipe."""
         assert process.stdout is not None
         ready_line = part.spec.ready_line
-        while line := await process.stdout.readline():
-            text = line.decode(errors="replace").rstrip("\n")
+        async for text in output_lines(process.stdout):
             part_log.info(text)
             if ready_line is not None and ready_line in text:
                 part.ready.set()
@@ -230,9 +239,8 @@ class Supervisor:
         """Restart the part whenever it dies, with backoff, until stopping or giving up."""
         while not self._stopping.is_set():
             assert part.process is not None
-            code = await part.process.wait()
-            if part.log_task is not None:
-                await part.log_task
+            code = await self._until_exit(part)
+            await _drain_output(part)
             if self._stopping.is_set():
                 return
             now = time.time()
@@ -278,6 +286,64 @@ class Supervisor:
             if hook is not None:
                 await hook()
 
+    async def _until_exit(self, part: PartState) -> int:
+        """Wait for the part to exit, checking its health every `health_every` seconds on
+        the way; a part stalled or silent for `unhealthy_after` seconds is killed (the
+        caller restarts it with the usual backoff)."""
+        process, spec = part.process, part.spec
+        assert process is not None
+        if spec.health_url is None:
+            return await process.wait()
+        exited = asyncio.create_task(process.wait())
+        timeout = aiohttp.ClientTimeout(total=max(1.0, min(spec.health_every, 5.0)))
+        bad_since: float | None = None
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                while not (await asyncio.wait({exited}, timeout=spec.health_every))[0]:
+                    health = await check_health(session, spec.health_url)
+                    if exited.done():
+                        break
+                    bad_since = self._note_health(part, health, bad_since)
+                    if bad_since is not None and time.monotonic() - bad_since >= (
+                        spec.unhealthy_after
+                    ):
+                        logger.error(
+                            "%s has been %s for %gs (%s); killing it to restart it",
+                            spec.name,
+                            health.verdict,
+                            spec.unhealthy_after,
+                            health.problem,
+                            extra={"part": spec.name, "pid": process.pid},
+                        )
+                        process.kill()
+                        break
+            return await exited
+        finally:
+            exited.cancel()
+
+    def _note_health(
+        self, part: PartState, health: PartHealth, bad_since: float | None
+    ) -> float | None:
+        """Record a health check in the status; returns since when it needs a restart."""
+        state = "healthy" if health.healthy else health.verdict
+        state = "unhealthy" if health.needs_restart else state
+        if state != part.state or health.problem != part.problem:
+            if health.healthy:
+                logger.info("%s is healthy again", part.spec.name, extra={"part": part.spec.name})
+            else:
+                logger.warning(
+                    "%s is %s: %s",
+                    part.spec.name,
+                    health.verdict,
+                    health.problem,
+                    extra={"part": part.spec.name},
+                )
+            part.state, part.problem = state, health.problem
+            self._write_status()
+        if not health.needs_restart:
+            return None
+        return bad_since if bad_since is not None else time.monotonic()
+
     async def _stop_part(self, part: PartState) -> None:
         process = part.process
         if process is not None and process.returncode is None:
@@ -294,8 +360,7 @@ class Supervisor:
                 process.kill()
                 await process.wait()
             logger.info("stopped %s", part.spec.name, extra={"part": part.spec.name})
-        if part.log_task is not None:
-            await asyncio.gather(part.log_task, return_exceptions=True)
+        await _drain_output(part)
         (self.run_dir / f"{part.spec.name}.pid").unlink(missing_ok=True)
 
     def _write_status(self) -> None:
@@ -308,6 +373,43 @@ class Supervisor:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(status, indent=2))
         temporary.replace(path)
+
+
+async def _drain_output(part: PartState) -> None:
+    """Let the copy of a dead part's output finish, for at most PIPE_DRAIN seconds: a
+    grandchild that inherited the pipe must not hold the supervisor."""
+    task = part.log_task
+    if task is None:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), PIPE_DRAIN)
+    except TimeoutError:
+        task.cancel()
+        logger.warning(
+            "%s exited, but something it started still holds its output; not copying more",
+            part.spec.name,
+            extra={"part": part.spec.name},
+        )
+    except Exception:
+        logger.exception("copying the output of %s failed", part.spec.name)
+    finally:
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def output_lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
+    """The stream's lines, read in chunks; a line longer than MAX_LINE comes in pieces."""
+    pending = b""
+    while chunk := await stream.read(CHUNK):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            for start in range(0, max(len(line), 1), MAX_LINE):
+                yield line[start : start + MAX_LINE].decode(errors="replace")
+        while len(pending) >= MAX_LINE:
+            piece, pending = pending[:MAX_LINE], pending[MAX_LINE:]
+            yield piece.decode(errors="replace")
+    if pending:
+        yield pending.decode(errors="replace")
 
 
 async def answers(session: aiohttp.ClientSession, url: str) -> bool:

@@ -1,0 +1,46 @@
+"""Are room-recovery's own services well? Their `/healthz` says (`core.health`).
+
+A watchdog whose loops stopped, or a page server that cannot reach LiveKit, answers 503 with
+the reason; this check repeats it with what to do. A service that does not answer is a
+failure when `up` runs it, and skipped when nothing says it should run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from ..system.probe import check_health
+from .check import Check
+
+NAME = "room-recovery's services are healthy"
+
+
+async def services_healthy(
+    http: aiohttp.ClientSession, urls: Mapping[str, str], expected: bool
+) -> Check:
+    """Ask each service's health URL; `expected`: they run under `up` and must answer."""
+    well: list[str] = []
+    problems: list[str] = []
+    missing: list[str] = []
+    for service, url in urls.items():
+        health = await check_health(http, url)
+        if health.healthy:
+            well.append(service)
+        elif health.verdict == "silent":
+            missing.append(f"{service} ({url})")
+        else:
+            problems.append(f"{service}: {health.problem}")
+    if problems or (missing and expected):
+        detail = "; ".join([*problems, *(f"{m} does not answer" for m in missing)])
+        return Check(
+            NAME,
+            "fail",
+            detail,
+            "see `room-recovery status` and `room-recovery logs watch web`; the supervisor "
+            "restarts a service that stays stalled or silent",
+        )
+    if not well:
+        return Check(NAME, "skipped", "not checked: no watchdog or page server runs here")
+    return Check(NAME, "ok", ", ".join(well) + " healthy")
