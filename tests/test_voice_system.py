@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -56,6 +57,8 @@ def test_up_starts_the_server_runs_the_cleanup_and_reports_healthy(system: Syste
     assert report["rooms"] == 0
     supervisor_log = (system.state_dir / "logs" / "supervisor.log").read_text()
     assert "Stale room cleanup complete" in supervisor_log
+    config = system.state_dir / "livekit.yaml"  # it holds the API secret
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
 
 
 def test_down_stops_everything_it_started_and_nothing_else(system: System) -> None:
@@ -138,6 +141,7 @@ def test_a_taken_port_is_named_with_its_holder_and_left_alone(system: System) ->
         assert f"pid {os.getpid()}" in result.stderr
         assert "Traceback" not in result.stderr
         holder.getsockname()  # still ours, still open
+    assert not (system.state_dir / "livekit.yaml").exists()  # no secret written for nothing
 
 
 def test_up_twice_says_it_is_already_running(system: System) -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 from ..core.errors import ConfigurationError, ProcessError
 from ..core.manager import RoomManager
 from ..core.settings import Settings
+from .files import private_dir
 from .options import SystemOptions, server_is_local, server_port
-from .parts import build_parts, livekit_config
+from .parts import build_parts, livekit_config, write_server_config
 from .processes import (
     PidRecord,
     command_line,
@@ -47,6 +48,7 @@ def _check_can_start(options: SystemOptions) -> None:
 
 def _check_state_dir(state_dir: Path) -> None:
     try:
+        private_dir(state_dir)  # it will hold livekit.yaml, with the API secret
         (state_dir / "run").mkdir(parents=True, exist_ok=True)
         probe = state_dir / "run" / ".writable"
         probe.write_text("")
@@ -89,6 +91,8 @@ async def up(settings: Settings, options: SystemOptions) -> int:
         print(f"stopped {leftover}, left over from an earlier run", flush=True)
     parts = build_parts(settings, options)
     _check_ports(settings, options, parts)
+    if parts and parts[0].name == "livekit":
+        write_server_config(settings, options)
 
     async def startup_cleanup() -> None:
         async with RoomManager(settings=settings) as manager:

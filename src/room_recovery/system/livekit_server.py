@@ -23,6 +23,7 @@ from types import TracebackType
 import aiohttp
 
 from ..core.errors import ProcessError
+from .files import write_private
 from .processes import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -182,8 +183,7 @@ class LiveKitServer:
 
     async def start(self) -> None:
         binary = find_server_binary()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self.config.to_yaml())
+        write_private(self.config_path, self.config.to_yaml())
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: ASYNC220 (starts at once, never blocks)
                 [str(binary), "--config", str(self.config_path)],

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..core.settings import Settings
 from ..protocol.links import WATCHDOG_URL_VARIABLE
+from .files import write_private
 from .livekit_server import ServerConfig, find_server_binary
 from .options import SystemOptions, server_is_local, server_port
 from .supervisor import PartSpec
@@ -45,14 +47,21 @@ def _link_env(options: SystemOptions) -> dict[str, str]:
     return {WATCHDOG_URL_VARIABLE: f"http://127.0.0.1:{options.watch_port}"}
 
 
+def server_config_path(options: SystemOptions) -> Path:
+    return options.state_dir / "livekit.yaml"
+
+
+def write_server_config(settings: Settings, options: SystemOptions) -> None:
+    """livekit.yaml for the local server; it holds the API secret, so it is 0600."""
+    write_private(server_config_path(options), livekit_config(settings, options).to_yaml())
+
+
 def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
     """The parts `up` runs, in start order."""
     parts = []
     if server_is_local(settings):
         config = livekit_config(settings, options)
-        config_path = options.state_dir / "livekit.yaml"
-        config_path.parent.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(config.to_yaml())
+        config_path = server_config_path(options)  # written by `up` once its checks pass
         parts.append(
             PartSpec(
                 name="livekit",
