@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -28,7 +30,14 @@ from room_recovery.protocol.room_status import (
     STATUS_RECOVERING,
 )
 from room_recovery.web import create_app, running
-from room_recovery.web.rules import AgentChoice, PageConfig, mint_grant, parse_agents
+from room_recovery.web.rules import (
+    AgentChoice,
+    Forbidden,
+    PageConfig,
+    leave_from_body,
+    mint_grant,
+    parse_agents,
+)
 from tests.support.livekit import ServerInfo, participant
 
 SECRET = "a-long-test-secret-of-more-than-32-bytes!"
@@ -416,6 +425,24 @@ async def test_a_beacon_with_a_key_for_another_room_is_forbidden(
     assert "not given for that room" in response.json()["error"]
     response = await leave(live_site, grant, leave_key="")
     assert response.status == 400
+
+
+def test_a_leave_key_expires_with_its_token_and_is_no_hmac_of_the_raw_secret() -> None:
+    settings = settings_for_tests()
+    grant = mint_grant(settings, AgentChoice("demo-agent"), ttl=600, now=1_000_000)
+    body = {"room": grant.room, "identity": grant.identity, "leave_key": grant.leave_key}
+    assert leave_from_body(body, settings, now=1_000_600) == (grant.room, grant.identity)
+    with pytest.raises(Forbidden, match="expired"):
+        leave_from_body(body, settings, now=1_000_601)
+    # the old form, an HMAC of room and identity with the API secret itself, is refused
+    message = f"room-recovery leave\n{grant.room}\n{grant.identity}".encode()
+    raw = hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
+    with pytest.raises(Forbidden):
+        leave_from_body(body | {"leave_key": raw}, settings, now=1_000_000)
+    # and so is a key whose expiry was moved later
+    forged = "2000000." + grant.leave_key.partition(".")[2]
+    with pytest.raises(Forbidden, match="not given"):
+        leave_from_body(body | {"leave_key": forged}, settings, now=1_000_000)
 
 
 async def test_the_health_check_answers_ok_while_livekit_answers(

@@ -6,7 +6,8 @@
 * the page's timing (`PageConfig`, the spec's 15 s, 3 retries, 1/2/3 s);
 * a fresh room per attempt, within `ROOM_PREFIX` (`room_name_for`), and the grant for it
   (`mint_grant`: a one-room token that dispatches the agent, and a leave key);
-* the key that lets a closed tab's beacon delete its room (`leave_key`, an HMAC);
+* the key that lets a closed tab's beacon delete its room (`leave_key`, an HMAC with a
+  key derived for that purpose, expiring with the token);
 * what a request body must hold (`agent_from_body`, `leave_from_body`);
 * the page's Content-Security-Policy.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -185,6 +187,7 @@ def mint_grant(
     *,
     session_id: str | None = None,
     identity: str | None = None,
+    now: float | None = None,
 ) -> Grant:
     """A token for a new room, joinable by one person only, that dispatches `agent`.
 
@@ -199,26 +202,45 @@ def mint_grant(
     identity = identity or f"user-{secrets.token_hex(4)}"
     dispatch = None if agent.automatic else agent.name
     token = person_token(settings, room, identity, dispatch, ttl=ttl, name="Person")
-    key = leave_key(settings, room, identity)
+    key = leave_key(settings, room, identity, int((now or time.time()) + ttl))
     return Grant(settings.ws_url, token, room, identity, int(ttl), key)
 
 
-def leave_key(settings: Settings, room: str, identity: str) -> str:
-    """The key that lets `identity` have room `room` deleted when they leave it."""
-    message = f"room-recovery leave\n{room}\n{identity}".encode()
-    return hmac.new(settings.livekit_api_secret.encode(), message, hashlib.sha256).hexdigest()
+LEAVE_KEY_PURPOSE = b"room-recovery leave-key v1"
 
 
-def leave_from_body(body: object, settings: Settings) -> tuple[str, str]:
-    """The (room, identity) of a leave beacon. Raises BadRequest, or Forbidden for a bad key."""
+def _leave_secret(settings: Settings) -> bytes:
+    # a key for this purpose only: a leaked leave key says nothing of the API secret's
+    # other uses, and no other HMAC made with the secret is a leave key
+    secret = settings.livekit_api_secret.encode()
+    return hmac.new(secret, LEAVE_KEY_PURPOSE, hashlib.sha256).digest()
+
+
+def leave_key(settings: Settings, room: str, identity: str, expires: int) -> str:
+    """The key that lets `identity` have room `room` deleted, until `expires` (Unix time,
+    the token's expiry): `EXPIRES.HMAC`."""
+    message = f"{room}\n{identity}\n{expires}".encode()
+    digest = hmac.new(_leave_secret(settings), message, hashlib.sha256).hexdigest()
+    return f"{expires}.{digest}"
+
+
+def leave_from_body(body: object, settings: Settings, now: float) -> tuple[str, str]:
+    """The (room, identity) of a leave beacon. Raises BadRequest, or Forbidden for a key
+    that does not match or has expired."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with room, identity and leave_key")
     values = [body.get(field) for field in ("room", "identity", "leave_key")]
     if not all(isinstance(value, str) and value for value in values):
         raise BadRequest('"room", "identity" and "leave_key" must be non-empty strings')
     room, identity, key = (str(value) for value in values)
-    if not hmac.compare_digest(key, leave_key(settings, room, identity)):
+    expires_text, _, _ = key.partition(".")
+    if not expires_text.isdigit():
+        raise Forbidden("this leave_key was not given by this server")
+    expires = int(expires_text)
+    if not hmac.compare_digest(key, leave_key(settings, room, identity, expires)):
         raise Forbidden("this leave_key was not given for that room and identity")
+    if now > expires:
+        raise Forbidden("this leave_key has expired with its token; the room is left to expire")
     return room, identity
 
 

@@ -276,7 +276,7 @@ async def _token(request: web.Request) -> web.Response:
 async def _leave(request: web.Request) -> web.Response:
     settings = request.app[STATE].settings
     try:
-        room, identity = leave_from_body(await _json_body(request), settings)
+        room, identity = leave_from_body(await _json_body(request), settings, time.time())
     except BadRequest as exc:
         status = 403 if isinstance(exc, Forbidden) else 400
         logger.info("Refused a leave beacon: %s", exc, extra={"peer": request.remote})
