@@ -9,10 +9,9 @@ import logging
 import pytest
 
 from room_recovery.core.errors import ServerUnreachableError
-from room_recovery.core.health import Health
+from room_recovery.core.health import FAILING, HEALTHY, SILENT, STALLED, Health, _verdict
 from room_recovery.core.loops import LOG_EVERY, STALE_INTERVALS, LoopHealth, run_loop
-from room_recovery.system.probe import FAILING, HEALTHY, SILENT, STALLED_PART, _verdict
-from room_recovery.system.supervisor import MAX_LINE, output_lines
+from room_recovery.system.output import MAX_LINE, output_lines
 from tests.support.livekit import eventually
 
 START = 1_000.0
@@ -114,7 +113,7 @@ async def test_an_iteration_that_hangs_is_cut_short_and_counted() -> None:
         (
             503,
             '{"status": "stalled", "problems": ["the poll loop has not finished"]}',
-            STALLED_PART,
+            STALLED,
         ),
         (503, '{"status": "failing", "problems": ["LiveKit unreachable"]}', FAILING),
         (503, "not registered", FAILING),
@@ -125,12 +124,12 @@ def test_a_part_is_restarted_only_when_stalled_or_silent(
 ) -> None:
     health = _verdict(status, body)
     assert health.verdict == verdict
-    assert health.needs_restart == (verdict == STALLED_PART)
+    assert health.needs_restart == (verdict == STALLED)
     assert health.problem
 
 
 def test_silence_needs_a_restart_and_health_does_not() -> None:
-    from room_recovery.system.probe import PartHealth
+    from room_recovery.core.health import PartHealth
 
     assert PartHealth(SILENT, "no answer").needs_restart
     assert not PartHealth(HEALTHY).needs_restart

@@ -29,7 +29,8 @@ from room_recovery.protocol.room_status import (
     STATUS_FAILED,
     STATUS_RECOVERING,
 )
-from room_recovery.web import create_app, running
+from room_recovery.web import create_app, header_secret, running
+from room_recovery.web.limits import Refused, TokenBook, TokenLimits
 from room_recovery.web.rules import (
     AgentChoice,
     Forbidden,
@@ -89,8 +90,8 @@ async def get(client: aiohttp.ClientSession, path: str) -> Reply:
     return await call(client, "GET", path)
 
 
-async def post_token(client: aiohttp.ClientSession, body: object) -> Reply:
-    return await call(client, "POST", "/api/token", json=body)
+async def post_token(client: aiohttp.ClientSession, body: object, **options: Any) -> Reply:
+    return await call(client, "POST", "/api/token", json=body, **options)
 
 
 # --- the token -------------------------------------------------------------------------
@@ -451,3 +452,66 @@ async def test_the_health_check_answers_ok_while_livekit_answers(
     response = await get(live_site, "/healthz")
     assert response.status == 200
     assert response.json() == {"status": "ok", "problems": []}
+
+
+# --- bounds on /api/token ------------------------------------------------------------------
+
+
+def test_a_client_gets_a_burst_of_tokens_then_one_per_refill() -> None:
+    book = TokenBook(TokenLimits(per_minute=60, burst=2, open_rooms=None), room_lifetime=600)
+    book.check_rate("1.2.3.4", 0)
+    book.check_rate("1.2.3.4", 0)
+    with pytest.raises(Refused, match="at most 60 a minute") as refused:
+        book.check_rate("1.2.3.4", 0)
+    assert refused.value.retry_after == 1
+    book.check_rate("5.6.7.8", 0)  # another client has its own bucket
+    book.check_rate("1.2.3.4", 1.0)  # one second refills one token
+
+
+def test_open_rooms_are_counted_only_at_the_cap_and_gone_ones_are_forgotten() -> None:
+    book = TokenBook(TokenLimits(per_minute=None, open_rooms=2), room_lifetime=600)
+    assert book.rooms_to_verify("c", 0) is None
+    book.record("c", "voice-a", 0)
+    book.record("c", "voice-b", 100)
+    # at the cap: the room past its young age is asked about, the young one counts anyway
+    assert book.rooms_to_verify("c", 110) == ["voice-a"]
+    with pytest.raises(Refused, match="already has 2 rooms open"):
+        book.check_rooms("c", {"voice-a"}, 110)
+    book.check_rooms("c", set(), 110)  # voice-a is gone: under the cap again
+    assert book.rooms_to_verify("c", 110) is None
+    book.record("c", "voice-c", 110)
+    assert book.rooms_to_verify("c", 800) is None  # past the token's lifetime: forgotten
+
+
+async def test_a_client_over_its_bounds_gets_a_clear_429(livekit_server: ServerInfo) -> None:
+    settings = load_settings(
+        livekit_url=livekit_server.url,
+        livekit_api_key=livekit_server.api_key,
+        livekit_api_secret=livekit_server.api_secret,
+        room_prefix="bound-",
+    )
+    app = create_app(settings, ["demo-agent"], limits=TokenLimits(per_minute=None, open_rooms=2))
+    async with running(app, "127.0.0.1", 0) as url, aiohttp.ClientSession(url) as client:
+        for _ in range(2):
+            assert (await post_token(client, {"agent": "demo-agent"})).status == 200
+        refused = await post_token(client, {"agent": "demo-agent"})
+    assert refused.status == 429
+    assert "rooms open" in refused.json()["error"]
+    assert refused.headers["Retry-After"] == "30"
+
+
+async def test_a_deployment_can_require_its_own_sign_in_before_a_token() -> None:
+    app = create_app(settings_for_tests(), ["demo-agent"], authorize=header_secret("X-App", "s"))
+    async with running(app, "127.0.0.1", 0) as url, aiohttp.ClientSession(url) as client:
+        anonymous = await post_token(client, {"agent": "demo-agent"})
+        wrong = await post_token(client, {"agent": "demo-agent"}, headers={"X-App": "t"})
+        signed_in = await post_token(client, {"agent": "demo-agent"}, headers={"X-App": "s"})
+    assert anonymous.status == wrong.status == 401
+    assert "sign in first" in anonymous.json()["error"]
+    assert signed_in.status == 200
+
+
+def test_a_sign_in_header_without_its_value_is_a_clear_error() -> None:
+    settings = settings_for_tests(room_recovery_token_auth_header="X-App")
+    with pytest.raises(ConfigurationError, match="ROOM_RECOVERY_TOKEN_AUTH="):
+        create_app(settings, ["demo-agent"])

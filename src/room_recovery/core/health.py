@@ -1,4 +1,5 @@
-"""What a service says at `/healthz`: ok, failing (with why), or stalled (restart it).
+"""What a service says at `/healthz`: ok, failing (with why), or stalled (restart it); and
+how another process reads it (`check_health`).
 
 The answer is JSON, `{"status": ..., "problems": [...], "loops": {...}}`, with HTTP 200 when
 the status is "ok" and 503 otherwise, so a load balancer or the supervisor needs only the
@@ -12,8 +13,11 @@ code, and a person reading it (`status`, `doctor`) gets the reason:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+import aiohttp
 
 from .loops import LoopHealth, problems
 
@@ -59,3 +63,54 @@ class Health:
         if self.loops:
             body["loops"] = self.loops
         return body
+
+
+# --- reading another part's health ----------------------------------------------------
+# A part is `healthy` when its URL answers 200. When it answers 503 with the body above,
+# its own verdict counts: "failing" is shown but never restarted (a restart fixes neither
+# LiveKit nor the network); "stalled" is. A part that does not answer at all (refused, or
+# not within the timeout: hung or SIGSTOPped) is `silent`, and restarted if it stays so.
+
+HEALTHY = "healthy"  # a part's verdicts: these, FAILING and STALLED
+SILENT = "silent"
+
+
+@dataclass(frozen=True)
+class PartHealth:
+    verdict: str  # healthy, failing, stalled, silent
+    problem: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.verdict == HEALTHY
+
+    @property
+    def needs_restart(self) -> bool:
+        """A restart is what fixes it: the part is stalled or does not answer."""
+        return self.verdict in (STALLED, SILENT)
+
+
+async def check_health(session: aiohttp.ClientSession, url: str) -> PartHealth:
+    """Ask `url` once (the session's timeout bounds it); never raises."""
+    try:
+        async with session.get(url) as response:
+            if response.status == 200:
+                return PartHealth(HEALTHY)
+            text = await response.text()
+    except TimeoutError:
+        return PartHealth(SILENT, f"{url} did not answer in time")
+    except (aiohttp.ClientError, OSError) as exc:
+        return PartHealth(SILENT, f"{url} does not answer ({type(exc).__name__})")
+    return _verdict(response.status, text)
+
+
+def _verdict(status: int, text: str) -> PartHealth:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("problems"), list):
+        problem = "; ".join(str(p) for p in body["problems"]) or f"HTTP {status}"
+        verdict = STALLED if body.get("status") == STALLED else FAILING
+        return PartHealth(verdict, problem)
+    return PartHealth(FAILING, f"HTTP {status}: {text.strip()[:200]}")

@@ -20,7 +20,7 @@ from types import TracebackType
 from livekit import api
 
 from ..protocol.room_status import with_status
-from ..rules.model import Removal, RoomView, room_name_problem
+from ..rules.model import RoomView, room_name_problem
 from ..rules.staleness import (
     DEFAULT_AGENT_ALONE_GRACE,
     StalePolicy,
@@ -29,7 +29,8 @@ from ..rules.staleness import (
     stale_removals,
 )
 from .errors import InvalidRoomNameError, OutOfScopeError, RoomRecoveryError
-from .report import CleanupReport, DeletedRoom, Failure, KeptParticipant, RemovedParticipant
+from .outcomes import delete_into, remove_into
+from .report import CleanupReport, Failure, KeptParticipant
 from .settings import Settings, load_settings
 from .transport import DEFAULT_REQUEST_TIMEOUT, Transport
 from .views import participant_view
@@ -116,6 +117,11 @@ class RoomManager:
         """The active rooms of this deployment (those whose name starts with ROOM_PREFIX)."""
         async with self._transport.session() as lkapi:
             return await self._list_rooms(lkapi)
+
+    async def rooms_named(self, names: Sequence[str]) -> list[api.Room]:
+        """Those of the named rooms (in scope) that exist, in one call."""
+        async with self._transport.session() as lkapi:
+            return await self._list_rooms(lkapi, names=list(names))
 
     async def get_room_info(self, room_name: str) -> api.Room | None:
         """The room, or None when it does not exist."""
@@ -226,16 +232,20 @@ class RoomManager:
         view = RoomView(room.name, float(room.creation_time), len(participants))
         if is_stale_room(view, now, self.policy):
             reason = f"empty for more than {self.stale_room_timeout:g}s"
-            await self._delete_into(report, lkapi, room.name, reason)
+            await delete_into(self._transport, report, lkapi, room.name, reason)
             return report
         removals = stale_removals(participants, now, self.policy)
         if participants and len(removals) == len(participants):
             reasons = sorted({r.reason for r in removals})
-            await self._delete_into(
-                report, lkapi, room.name, "every participant is stale: " + ", ".join(reasons)
+            await delete_into(
+                self._transport,
+                report,
+                lkapi,
+                room.name,
+                "every participant is stale: " + ", ".join(reasons),
             )
             return report
-        await self._remove_into(report, lkapi, room.name, removals)
+        await remove_into(self._transport, report, lkapi, room.name, removals)
         removed = {r.identity for r in removals}
         report.kept.extend(
             KeptParticipant(room.name, p.identity)
@@ -279,7 +289,7 @@ class RoomManager:
                     len(removals),
                     extra={"room": room_name},
                 )
-                await self._remove_into(report, lkapi, room_name, removals)
+                await remove_into(self._transport, report, lkapi, room_name, removals)
             if report.failed:
                 await self._fall_back_to_delete(report, lkapi, room_name, keep_set)
         if report.ok:
@@ -301,7 +311,7 @@ class RoomManager:
             return
         logger.warning("Cleanup of room %s failed, force deleting it", room_name)
         failed, report.failed = report.failed, []
-        await self._delete_into(report, lkapi, room_name, "participant removal failed")
+        await delete_into(self._transport, report, lkapi, room_name, "participant removal failed")
         if report.failed:
             report.failed[:0] = failed
 
@@ -315,7 +325,7 @@ class RoomManager:
         report = CleanupReport(rooms_checked=1)
         async with self._transport.session() as lkapi:
             if force:
-                await self._delete_into(report, lkapi, room_name, "forced cleanup")
+                await delete_into(self._transport, report, lkapi, room_name, "forced cleanup")
                 return report
             participants = [
                 participant_view(p)
@@ -325,9 +335,9 @@ class RoomManager:
             if len(removals) == len(participants):
                 # Nobody alive is left: deleting is one call, and a room that is
                 # already gone is simply not reported.
-                await self._delete_into(report, lkapi, room_name, "no live participant")
+                await delete_into(self._transport, report, lkapi, room_name, "no live participant")
                 return report
-            await self._remove_into(report, lkapi, room_name, removals)
+            await remove_into(self._transport, report, lkapi, room_name, removals)
             removed = {r.identity for r in removals}
             report.kept.extend(
                 KeptParticipant(room_name, p.identity)
@@ -377,61 +387,3 @@ class RoomManager:
     async def _list_rooms(self, lkapi: api.LiveKitAPI, names: Sequence[str] = ()) -> list[api.Room]:
         rooms = await self._transport.list_rooms(lkapi, names)
         return [room for room in rooms if self.settings.in_scope(room.name)]
-
-    async def _remove_into(
-        self,
-        report: CleanupReport,
-        lkapi: api.LiveKitAPI,
-        room_name: str,
-        removals: Sequence[Removal],
-    ) -> None:
-        """Remove participants concurrently, recording each outcome in the report."""
-
-        async def remove(removal: Removal) -> None:
-            if not report.dry_run:
-                try:
-                    await self._transport.remove(lkapi, room_name, removal.identity)
-                except RoomRecoveryError as exc:
-                    report.failed.append(Failure(room_name, removal.identity, str(exc)))
-                    logger.warning(
-                        "Could not remove participant %s from room %s: %s",
-                        removal.identity,
-                        room_name,
-                        exc,
-                    )
-                    return
-                logger.info(
-                    "Removed participant %s from room %s",
-                    removal.identity,
-                    room_name,
-                    extra={
-                        "room": room_name,
-                        "identity": removal.identity,
-                        "reason": removal.reason,
-                    },
-                )
-            report.removed.append(RemovedParticipant(room_name, removal.identity, removal.reason))
-
-        async with asyncio.TaskGroup() as group:
-            for removal in removals:
-                group.create_task(remove(removal))
-
-    async def _delete_into(
-        self, report: CleanupReport, lkapi: api.LiveKitAPI, room_name: str, reason: str
-    ) -> None:
-        if not report.dry_run:
-            try:
-                existed = await self._transport.delete(lkapi, room_name)
-            except RoomRecoveryError as exc:
-                report.failed.append(Failure(room_name, None, str(exc)))
-                logger.warning("Could not delete room %s: %s", room_name, exc)
-                return
-            if not existed:
-                return
-            logger.info(
-                "🗑️ Deleted room %s (%s)",
-                room_name,
-                reason,
-                extra={"room": room_name, "reason": reason},
-            )
-        report.deleted.append(DeletedRoom(room_name, reason))

@@ -38,6 +38,8 @@ _HINTS: dict[str, tuple[str, str]] = {
     "livekit_api_secret": ("LIVEKIT_API_SECRET", "secret"),
     "room_stale_timeout": ("ROOM_STALE_TIMEOUT", "300"),
     "room_prefix": ("ROOM_PREFIX", "voice-"),
+    "room_recovery_token_rate": ("ROOM_RECOVERY_TOKEN_RATE", "30"),
+    "room_recovery_token_rooms": ("ROOM_RECOVERY_TOKEN_ROOMS", "10"),
 }
 
 
@@ -53,6 +55,11 @@ class Settings(BaseSettings):
     livekit_api_secret: str = Field(default="secret", min_length=1, repr=False)
     room_stale_timeout: float = Field(default=DEFAULT_STALE_TIMEOUT, gt=0)
     room_prefix: str = ""
+    # the page server's bounds per client (0: none), and an optional sign-in header
+    room_recovery_token_rate: float = Field(default=30.0, ge=0)  # tokens a minute
+    room_recovery_token_rooms: int = Field(default=10, ge=0)  # rooms open at once
+    room_recovery_token_auth_header: str = ""  # e.g. X-App-Auth: your proxy adds it...
+    room_recovery_token_auth: str = Field(default="", repr=False)  # ...with this value
 
     @field_validator("livekit_url")
     @classmethod

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from ..system.probe import check_health
+from ..core.health import check_health
 from .check import Check
 
 NAME = "room-recovery's services are healthy"

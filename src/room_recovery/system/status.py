@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 
 from ..core.errors import ConfigurationError, RoomRecoveryError
+from ..core.health import check_health
 from ..core.manager import RoomManager
 from ..core.settings import Settings
 from .options import PART_NAMES, SystemOptions
-from .probe import check_health
 from .processes import live_record
 
 

@@ -16,25 +16,20 @@ import logging.handlers
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
 from ..core.errors import ProcessError
+from ..core.health import PartHealth, check_health
 from ..rules import restart as policy
 from ..rules.restart import RestartPolicy
-from .probe import PartHealth, check_health
+from .output import drain_output, output_lines, rotating_log
 from .processes import PidRecord, die_with_parent, write_pidfile
 
 logger = logging.getLogger(__name__)
-
-LOG_MAX_BYTES = 5 * 1024 * 1024
-LOG_BACKUPS = 3
-CHUNK = 64 * 1024  # bytes read from a child's output at once
-MAX_LINE = 64 * 1024  # a longer line is logged in pieces of this size
-PIPE_DRAIN = 5.0  # seconds to finish copying a dead child's output (a grandchild may hold it)
 
 
 @dataclass(frozen=True)
@@ -79,23 +74,6 @@ class PartState:
             "last_exit": self.last_exit,
             "problem": self.problem,
         }
-
-
-def rotating_log(path: Path) -> logging.Logger:
-    """A logger that writes raw lines to `path`, rotated at 5 MB, 3 backups kept."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part_logger = logging.getLogger(f"room_recovery.parts.{path.stem}")
-    part_logger.propagate = False
-    part_logger.setLevel(logging.INFO)
-    for handler in list(part_logger.handlers):
-        part_logger.removeHandler(handler)
-        handler.close()
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
-    )
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    part_logger.addHandler(handler)
-    return part_logger
 
 
 class Supervisor:
@@ -240,7 +218,7 @@ class Supervisor:
         while not self._stopping.is_set():
             assert part.process is not None
             code = await self._until_exit(part)
-            await _drain_output(part)
+            await drain_output(part.log_task, part.spec.name)
             if self._stopping.is_set():
                 return
             now = time.time()
@@ -360,7 +338,7 @@ class Supervisor:
                 process.kill()
                 await process.wait()
             logger.info("stopped %s", part.spec.name, extra={"part": part.spec.name})
-        await _drain_output(part)
+        await drain_output(part.log_task, part.spec.name)
         (self.run_dir / f"{part.spec.name}.pid").unlink(missing_ok=True)
 
     def _write_status(self) -> None:
@@ -373,43 +351,6 @@ class Supervisor:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(status, indent=2))
         temporary.replace(path)
-
-
-async def _drain_output(part: PartState) -> None:
-    """Let the copy of a dead part's output finish, for at most PIPE_DRAIN seconds: a
-    grandchild that inherited the pipe must not hold the supervisor."""
-    task = part.log_task
-    if task is None:
-        return
-    try:
-        await asyncio.wait_for(asyncio.shield(task), PIPE_DRAIN)
-    except TimeoutError:
-        task.cancel()
-        logger.warning(
-            "%s exited, but something it started still holds its output; not copying more",
-            part.spec.name,
-            extra={"part": part.spec.name},
-        )
-    except Exception:
-        logger.exception("copying the output of %s failed", part.spec.name)
-    finally:
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def output_lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
-    """The stream's lines, read in chunks; a line longer than MAX_LINE comes in pieces."""
-    pending = b""
-    while chunk := await stream.read(CHUNK):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            for start in range(0, max(len(line), 1), MAX_LINE):
-                yield line[start : start + MAX_LINE].decode(errors="replace")
-        while len(pending) >= MAX_LINE:
-            piece, pending = pending[:MAX_LINE], pending[MAX_LINE:]
-            yield piece.decode(errors="replace")
-    if pending:
-        yield pending.decode(errors="replace")
 
 
 async def answers(session: aiohttp.ClientSession, url: str) -> bool:

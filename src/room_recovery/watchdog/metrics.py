@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..core.loops import LoopHealth
+from ..rules.model import Kind, ParticipantView, is_person
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+PARTICIPANT_KINDS = ("person", "agent", "other")
 JOIN_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0)
 
 
@@ -78,6 +85,37 @@ class Metrics:
             registry=r,
         )
 
+    def watch_loops(self, loops: Iterable[LoopHealth]) -> None:
+        """Export each loop's time since success and failures in a row, read at scrape."""
+        for kind in PARTICIPANT_KINDS:
+            self.participants.labels(kind).set(0)
+        for loop in loops:
+            self.loop_since_success.labels(loop.name).set_function(_since_success(loop))
+            self.loop_failures.labels(loop.name).set_function(_failures(loop))
+
+    def count_participants(self, rooms: Iterable[Mapping[str, int]]) -> None:
+        """Set the participants by kind from each room's last counts (`count_kinds`)."""
+        rooms = list(rooms)
+        for kind in PARTICIPANT_KINDS:
+            self.participants.labels(kind).set(sum(room.get(kind, 0) for room in rooms))
+
     def render(self) -> bytes:
         """The exposition text for a scrape."""
         return generate_latest(self.registry)
+
+
+def count_kinds(views: Iterable[ParticipantView]) -> dict[str, int]:
+    """How many people, agents and others (egress, SIP...) are in a room."""
+    counts = dict.fromkeys(PARTICIPANT_KINDS, 0)
+    for view in views:
+        kind = "person" if is_person(view) else "agent" if view.kind is Kind.AGENT else "other"
+        counts[kind] += 1
+    return counts
+
+
+def _since_success(loop: LoopHealth) -> Callable[[], float]:
+    return lambda: time.monotonic() - (loop.last_ok if loop.last_ok is not None else loop.started)
+
+
+def _failures(loop: LoopHealth) -> Callable[[], float]:
+    return lambda: float(loop.failures)

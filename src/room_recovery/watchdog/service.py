@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from livekit import api
@@ -42,14 +41,12 @@ from ..protocol.links import JobRecord
 from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED, recovering
 from ..rules.liveness import HeartbeatTracker
-from ..rules.model import Kind, ParticipantView, is_person
+from ..rules.model import ParticipantView, is_person
 from ..rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
 from .links import WorkerLinks
-from .metrics import Metrics
+from .metrics import Metrics, count_kinds
 
 logger = logging.getLogger(__name__)
-
-PARTICIPANT_KINDS = ("person", "agent", "other")
 
 
 @dataclass(frozen=True)
@@ -108,14 +105,9 @@ class Watchdog:
                 "cleanup", options.cleanup_interval, max(options.cleanup_interval, call_budget)
             ),
         }
-        for kind in PARTICIPANT_KINDS:
-            self.metrics.participants.labels(kind).set(0)
-        for name, loop in self.loops.items():
-            self.metrics.loop_since_success.labels(name).set_function(_since_success(loop))
-            self.metrics.loop_failures.labels(name).set_function(_failures(loop))
+        self.metrics.watch_loops(self.loops.values())
         self._gate = asyncio.Semaphore(options.concurrency)
         self._last_error = 0.0
-        self._last_bug = 0.0
         self._alerting = False
         self._checks: set[asyncio.Task[bool]] = set()
 
@@ -124,20 +116,14 @@ class Watchdog:
         bodies = {"poll": self._poll, "sweep": self._sweep, "cleanup": self._cleanup}
         for name, body in bodies.items():
             first = 0.0 if name == "sweep" else None  # the sweep finds the rooms at once
-            task = asyncio.create_task(
-                run_loop(self.loops[name], body, first_delay=first), name=f"watchdog-{name}"
-            )
-            task.add_done_callback(self._loop_ended)
-            self._tasks.append(task)
+            # run_loop outlives any error; a loop that stops anyway shows as stalled
+            task = run_loop(self.loops[name], body, first_delay=first)
+            self._tasks.append(asyncio.create_task(task, name=f"watchdog-{name}"))
         logger.info(
             "👀 watchdog started",
             extra={"prefix": self.settings.room_prefix, "agent": self.options.agent_name},
         )
         return self
-
-    def _loop_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled():  # run_loop never returns: only a bug or a kill gets here
-            logger.error("the watchdog's %s task ended: %r", task.get_name(), task.exception())
 
     def health(self) -> Health:
         """The watchdog's loops and LiveKit's reachability, for /healthz, status and doctor."""
@@ -181,9 +167,7 @@ class Watchdog:
                 state.looking = self._spawn_check(name)
         rooms = list(self.rooms.values())
         self.metrics.people_waiting.set(sum(1 for room in rooms if room.waiting))
-        for kind in PARTICIPANT_KINDS:
-            total = sum(room.counts.get(kind, 0) for room in rooms)
-            self.metrics.participants.labels(kind).set(total)
+        self.metrics.count_participants([room.counts for room in rooms])
 
     async def _sweep(self) -> None:
         rooms = await self.manager.list_rooms()  # LiveKit unreachable: the loop is failing
@@ -218,10 +202,13 @@ class Watchdog:
         self.rooms.pop(room, None)
         self.heartbeats.forget_room(room)
 
-    def _log_error(self, exc: RoomRecoveryError) -> None:
+    def _log_error(self, exc: Exception, room: str = "") -> None:
+        """At most every 10 s, not four times a second; a bug (not ours) with its traceback."""
         now = time.monotonic()
-        if now - self._last_error > 10:  # once every 10 s, not four times a second
-            logger.warning("watchdog cannot reach LiveKit: %s", exc)
+        if now - self._last_error > 10:
+            where = f" (room {room})" if room else ""
+            bug = None if isinstance(exc, RoomRecoveryError) else exc
+            logger.warning("watchdog%s: %s", where, exc or type(exc).__name__, exc_info=bug)
             self._last_error = now
 
     # --- one room -----------------------------------------------------------------------
@@ -236,13 +223,8 @@ class Watchdog:
         """`check_room`, never raising: one room's trouble never stops the others'."""
         try:
             return await self.check_room(room)
-        except RoomRecoveryError as exc:
-            self._log_error(exc)
-        except Exception:  # a bug: logged with its traceback, at most every 10 s
-            now = time.monotonic()
-            if now - self._last_bug > 10:
-                logger.exception("checking room %s failed", room, extra={"room": room})
-                self._last_bug = now
+        except Exception as exc:  # LiveKit unreachable, or a bug
+            self._log_error(exc, room)
         return False
 
     async def check_room(self, name: str) -> bool:
@@ -257,7 +239,7 @@ class Watchdog:
                 return False
             now = time.monotonic()
             views = [participant_view(info) for info in infos]
-            state.counts = _counts(views)
+            state.counts = count_kinds(views)
             vouched = self.links.vouched(name)  # their worker says they run: trust it
             silence = {
                 info.identity: None
@@ -415,19 +397,3 @@ class Watchdog:
                     mark = recovering("worker_died", state.replacing)
                     await self.manager.update_room_status(name, mark)
             self._spawn_check(name)
-
-
-def _counts(views: list[ParticipantView]) -> dict[str, int]:
-    counts = dict.fromkeys(PARTICIPANT_KINDS, 0)
-    for view in views:
-        kind = "person" if is_person(view) else "agent" if view.kind is Kind.AGENT else "other"
-        counts[kind] += 1
-    return counts
-
-
-def _since_success(loop: LoopHealth) -> Callable[[], float]:
-    return lambda: time.monotonic() - (loop.last_ok if loop.last_ok is not None else loop.started)
-
-
-def _failures(loop: LoopHealth) -> Callable[[], float]:
-    return lambda: float(loop.failures)

@@ -2,9 +2,13 @@
 
 server  the aiohttp application (routes, headers, running it)
 rules   what it decides without I/O: agents, timing, rooms, grants, leave keys, CSP
+limits  how many tokens one client gets: a rate and a cap on open rooms
+access  who gets a token (sign-in hook, bounds from settings) and LiveKit's reachability
 static  the page itself (index.html, app.js, style.css)
 """
 
+from .access import header_secret
+from .limits import TokenLimits
 from .server import create_app, running, serve
 
-__all__ = ["create_app", "running", "serve"]
+__all__ = ["TokenLimits", "create_app", "header_secret", "running", "serve"]

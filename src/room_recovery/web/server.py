@@ -17,7 +17,9 @@ room, which ends the agent's job at once, instead of after the agent's grace per
     GET  /api/config                      the page's timeouts, the agents to choose from, and
                                           the protocol's names (`protocol.page`)
     POST /api/token                       {"agent": NAME} → {url, token, room, identity,
-                                          expires_in, leave_key}; 400 {"error": ...} if refused
+                                          expires_in, leave_key}; 400 {"error": ...} if refused,
+                                          429 over a client's bounds (`limits`), 401 when an
+                                          `authorize` hook says no
     POST /api/leave                       {room, identity, leave_key}: the page's beacon when
                                           its tab closes; deletes the room if the person was
                                           alone in it with agents
@@ -51,6 +53,8 @@ from ..core.settings import Settings
 from ..core.views import participant_view
 from ..protocol.page import page_protocol
 from ..rules.model import Kind
+from .access import Authorize, LiveKitProbe, authorize_of, existing_rooms, limits_of
+from .limits import Refused, TokenBook, TokenLimits
 from .rules import (
     DEFAULT_AGENT,
     AgentChoice,
@@ -80,7 +84,6 @@ DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 4096
 SHUTDOWN_TIMEOUT = 2.0
 LEAVE_TIMEOUT = 5.0  # seconds for the server calls of one leave beacon
-PROBE_EVERY = 5.0  # seconds between /healthz's calls to LiveKit
 _NO_CACHE = {"Cache-Control": "no-cache"}
 _PAGE_PATHS = ("/", "/voice-agent-selector.html", "/index.html")
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
@@ -100,34 +103,6 @@ def find_node_modules() -> Path:
 # --- the application -------------------------------------------------------------------
 
 
-class LiveKitProbe:
-    """Whether LiveKit answers, asked at most every PROBE_EVERY seconds (one call at a
-    time, however many health checks come)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._checked = -PROBE_EVERY
-        self._problem: str | None = None
-        self._lock = asyncio.Lock()
-
-    async def problem(self) -> str | None:
-        async with self._lock:
-            now = time.monotonic()
-            if now - self._checked >= PROBE_EVERY:
-                self._problem = await self._ask()
-                self._checked = time.monotonic()
-            return self._problem
-
-    async def _ask(self) -> str | None:
-        probe_room = f"{self.settings.room_prefix}healthz-probe"
-        try:
-            async with RoomManager(settings=self.settings, request_timeout=2) as manager:
-                await manager.get_room_info(probe_room)
-        except RoomRecoveryError as exc:
-            return str(exc)
-        return None
-
-
 @dataclass(frozen=True)
 class _State:
     settings: Settings
@@ -135,6 +110,8 @@ class _State:
     page: PageConfig
     node_modules: Path
     probe: LiveKitProbe
+    book: TokenBook
+    authorize: Authorize | None
 
 
 STATE = web.AppKey("state", _State)
@@ -146,8 +123,14 @@ def create_app(
     page_config: PageConfig | None = None,
     *,
     node_modules: Path | None = None,
+    limits: TokenLimits | None = None,
+    authorize: Authorize | None = None,
 ) -> web.Application:
     """The page's aiohttp application.
+
+    `limits` bound the tokens one client gets (`web.limits`; default `TokenLimits()`).
+    `authorize(request)`, when given, must return True before a token is minted: your
+    application's own sign-in (see `header_secret` for the simplest).
 
     Raises ConfigurationError for bad agents, or when their room names would be too long.
     """
@@ -163,6 +146,8 @@ def create_app(
         page_config or PageConfig(),
         node_modules or find_node_modules(),
         LiveKitProbe(settings),
+        TokenBook(limits or limits_of(settings), (page_config or PageConfig()).token_ttl),
+        authorize or authorize_of(settings),
     )
     app.add_routes(
         [
@@ -258,12 +243,29 @@ async def _config(request: web.Request) -> web.Response:
 
 async def _token(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    client = request.remote or "unknown"
+    if state.authorize is not None and not await state.authorize(request):
+        logger.info("Refused a token request: not signed in", extra={"peer": client})
+        message = "sign in first: this page server gives tokens only to signed-in people"
+        return web.json_response({"error": message}, status=401)
     try:
         agent = agent_from_body(await _json_body(request), state.agents)
     except BadRequest as exc:
-        logger.info("Refused a token request: %s", exc, extra={"peer": request.remote})
+        logger.info("Refused a token request: %s", exc, extra={"peer": client})
         return web.json_response({"error": str(exc)}, status=400)
+    now = time.monotonic()
+    try:
+        state.book.check_rate(client, now)
+        to_verify = state.book.rooms_to_verify(client, now)
+        if to_verify is not None:
+            existing = await existing_rooms(state.settings, to_verify)
+            state.book.check_rooms(client, existing, now)
+    except Refused as exc:
+        logger.warning("Refused a token request: %s", exc, extra={"peer": client})
+        headers = {"Retry-After": str(exc.retry_after)}
+        return web.json_response({"error": str(exc)}, status=429, headers=headers)
     grant = mint_grant(state.settings, agent, state.page.token_ttl)
+    state.book.record(client, grant.room, now)
     logger.info(
         "🎟️ Token for room %s (agent %s)",
         grant.room,
