@@ -102,11 +102,15 @@ _CONTEXT = inspect.Parameter(
 )
 
 
-def command(app: typer.Typer, help: str, name: str | None = None) -> Callable[[Handler], Handler]:
+def command(
+    app: typer.Typer, help: str, name: str | None = None, *, streams_logs: bool = False
+) -> Callable[[Handler], Handler]:
     """Declare `handler(run: Run, **options) -> exit code` as a command of `app`.
 
     Typer sees the handler's own options (all but `run`), then the global options. The
-    command's name is the handler's, with dashes (`clean_stale` is `clean-stale`).
+    command's name is the handler's, with dashes (`clean_stale` is `clean-stale`). With
+    --json, a command's log shows warnings and errors only, as JSON lines; one that
+    `streams_logs` (`up`) keeps its INFO lines, as JSON lines.
     """
 
     def register(handler: Handler) -> Handler:
@@ -122,7 +126,8 @@ def command(app: typer.Typer, help: str, name: str | None = None) -> Callable[[H
         ) -> int:
             given = command_line(ctx)
             given.take(global_url, global_prefix, global_quiet, global_json)
-            output.configure_logging(quiet=given.quiet or given.json)
+            quiet = given.quiet or (given.json and not streams_logs)
+            output.configure_logging(quiet=quiet, as_json=given.json)
             settings = load_settings(livekit_url=given.url, room_prefix=given.prefix)
             run = Run(tuple(given.argv), given.json, given.quiet, settings, ctx)
             return handler(run, **options)

@@ -24,6 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from ..core.logs import JSON, TEXT, formatter, log_format
+
 PROGRAM = "room-recovery"
 _PIPED_WIDTH = 100_000  # piped lines are never wrapped: scripts read them whole
 _LOG_STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
@@ -149,15 +151,19 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(*, quiet: bool) -> None:
-    """Log to stderr, INFO and up (WARNING and up when `quiet`); the SDKs' INFO is noise."""
+def configure_logging(*, quiet: bool, as_json: bool = False) -> None:
+    """Log to stderr, INFO and up (WARNING and up when `quiet`); the SDKs' INFO is noise.
+
+    Every line has its time and its fields (`core.logs`): JSON lines with `as_json` or
+    ROOM_RECOVERY_LOG_FORMAT=json (as under `up`), readable text otherwise.
+    """
+    form = JSON if as_json else log_format()
     handler: logging.Handler = (
-        _ConsoleHandler() if on_terminal(stderr=True) else logging.StreamHandler(sys.stderr)
+        _ConsoleHandler()
+        if form == TEXT and on_terminal(stderr=True)
+        else logging.StreamHandler(sys.stderr)
     )
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(levelname)s - %(message)s",
-        handlers=[handler],
-    )
+    handler.setFormatter(formatter(form))
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
     for noisy in ("livekit", "livekit.agents", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -45,7 +45,9 @@ def _port(name: str, help: str) -> Any:
 
 
 @command(
-    app, "Start the whole voice system: LiveKit server, startup cleanup, agent, page, watchdog."
+    app,
+    "Start the whole voice system: LiveKit server, startup cleanup, agent, page, watchdog.",
+    streams_logs=True,
 )
 def up(
     run: Run,
@@ -95,9 +97,23 @@ def up(
         agent_command=agent_command or [],
     )
     if detach:
-        argv = [arg for arg in run.argv if arg != "--detach"]
-        return lifecycle.up_detached(run.settings, options, argv, wait)
-    return asyncio.run(lifecycle.up(run.settings, options))
+        argv = [arg for arg in run.argv if arg not in ("--detach", "--json")]
+        _print_started(run, lifecycle.up_detached(run.settings, options, argv, wait))
+        return 0
+    return asyncio.run(lifecycle.up(run.settings, options, as_json=run.json))
+
+
+def _print_started(run: Run, summary: dict[str, Any], stopped: Sequence[str] = ()) -> None:
+    if run.json:
+        output.print_json(summary | {"stopped": list(stopped)})
+        return
+    for name in stopped:
+        output.line(f"stopped {name}")
+    output.line(f"The voice system is up (supervisor pid {summary['supervisor_pid']}).")
+    if summary["page_url"]:
+        output.line(f"  page:    {summary['page_url']}")
+    output.line(f"  LiveKit: {summary['livekit_url']}")
+    output.line(f"  logs:    {summary['log_dir']}/   status: room-recovery status")
 
 
 def up_options(
@@ -204,10 +220,10 @@ def restart(run: Run, state_dir: StateDir = None) -> int:
     if state_dir and "--state-dir" not in argv:
         argv = [*argv, "--state-dir", str(state_dir)]
     started = _up_options_of(run, argv)  # before anything stops: it may refuse them
-    for stopped in lifecycle.down(options):
-        output.line(f"stopped {stopped}")
+    stopped = lifecycle.down(options)
     lifecycle.wipe_data(options)
-    return lifecycle.up_detached(run.settings, started, argv, wait=120)
+    _print_started(run, lifecycle.up_detached(run.settings, started, argv, wait=120), stopped)
+    return 0
 
 
 @command(app, "Show each part: pid, port, healthy or not; and the rooms.")
@@ -282,6 +298,11 @@ def logs(
         int, typer.Option("-n", "--lines", min=0, help="lines of each log to show")
     ] = 40,
 ) -> int:
+    if run.json:
+        raise ConfigurationError(
+            "--json is not available for `logs`: it prints the log files as they are (the "
+            "lines of room-recovery's own parts are JSON already); leave out --json"
+        )
     options = SystemOptions(state_dir=state_dir or default_state_dir())
     paths = system_status.log_paths(options, parts or [])
     system_status.follow(paths, lines, follow)

@@ -11,6 +11,7 @@ import sys
 from ..agent.guard import GuardOptions
 from ..agent.hook import DEFAULT_CLEANUP_TIMEOUT
 from ..core.errors import RoomRecoveryError
+from ..core.logs import formatter, log_format
 from ..core.settings import Settings, load_settings
 from .session import DEFAULT_AGENT_NAME, DEFAULT_GREETING, DemoAgentOptions
 from .worker import DEFAULT_HEALTH_PORT, WorkerStatus, run_worker
@@ -92,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     Prints one line, `registered: agent NAME, health URL`, each time it registers.
     """
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format()))  # JSON lines under `up`, else text
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         settings = load_settings()
         options = options_from_args(args)

@@ -9,6 +9,9 @@ the page's URL and where the logs are, and stops everything it started on Ctrl-C
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import ConfigurationError, ProcessError
+from ..core.logs import JSON, LOG_FORMAT_VARIABLE
 from ..core.manager import RoomManager
 from ..core.settings import Settings
 from .files import private_dir
@@ -33,6 +37,11 @@ from .processes import (
 )
 from .status import read_status
 from .supervisor import PartSpec, Supervisor
+
+logger = logging.getLogger(__name__)
+
+PROGRAM = "room-recovery"  # the prefix of the CLI's error line
+READY_LINE = "The voice system is up."
 
 
 def _check_can_start(options: SystemOptions) -> None:
@@ -84,11 +93,11 @@ def _stop_leftovers(options: SystemOptions) -> list[str]:
     return stopped
 
 
-async def up(settings: Settings, options: SystemOptions) -> int:
+async def up(settings: Settings, options: SystemOptions, *, as_json: bool = False) -> int:
     """Run the system in the foreground until SIGINT or SIGTERM; returns an exit code."""
     _check_can_start(options)
     for leftover in _stop_leftovers(options):
-        print(f"stopped {leftover}, left over from an earlier run", flush=True)
+        logger.info("stopped %s, left over from an earlier run", leftover)
     parts = build_parts(settings, options)
     _check_ports(settings, options, parts)
     if parts and parts[0].name == "livekit":
@@ -97,7 +106,7 @@ async def up(settings: Settings, options: SystemOptions) -> int:
     async def startup_cleanup() -> None:
         async with RoomManager(settings=settings) as manager:
             report = await manager.cleanup_stale_rooms()
-        print(f"startup cleanup: {report.summary()}", flush=True)
+        logger.info("startup cleanup: %s", report.summary())
 
     own_argv = command_line(os.getpid()) or tuple(sys.argv)
     write_pidfile(
@@ -117,17 +126,36 @@ async def up(settings: Settings, options: SystemOptions) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, supervisor.request_stop)
         async with supervisor:
-            _print_ready(settings, options, parts)
+            _print_ready(settings, options, parts, as_json)
             await supervisor.wait_stopped()
-            print("stopping...", flush=True)
+            logger.info("stopping...")
     finally:
         options.supervisor_pidfile.unlink(missing_ok=True)
-    print("stopped everything room-recovery started", flush=True)
+    logger.info("stopped everything room-recovery started")
     return 0
 
 
-def _print_ready(settings: Settings, options: SystemOptions, parts: list[PartSpec]) -> None:
-    lines = ["", "The voice system is up."]
+def ready_summary(
+    settings: Settings, options: SystemOptions, supervisor_pid: int
+) -> dict[str, object]:
+    """What `up` prints once every part is healthy, for `--json`."""
+    return {
+        "up": True,
+        "supervisor_pid": supervisor_pid,
+        "page_url": options.page_url if options.with_web else None,
+        "livekit_url": settings.livekit_url,
+        "log_dir": str(options.state_dir / "logs"),
+    }
+
+
+def _print_ready(
+    settings: Settings, options: SystemOptions, parts: list[PartSpec], as_json: bool
+) -> None:
+    if as_json:
+        summary = ready_summary(settings, options, os.getpid())
+        print(json.dumps(summary | {"parts": [p.name for p in parts]}), flush=True)
+        return
+    lines = ["", READY_LINE]
     if options.with_web:
         lines.append(f"  page:     {options.page_url}")
     lines.append(f"  LiveKit:  {settings.livekit_url}")
@@ -141,8 +169,11 @@ def _print_ready(settings: Settings, options: SystemOptions, parts: list[PartSpe
     print("\n".join(lines), flush=True)
 
 
-def up_detached(settings: Settings, options: SystemOptions, argv: list[str], wait: float) -> int:
-    """Start `up` in the background and wait until it is healthy (or has failed)."""
+def up_detached(
+    settings: Settings, options: SystemOptions, argv: list[str], wait: float
+) -> dict[str, object]:
+    """Start `up` in the background and wait until it is healthy; returns its
+    `ready_summary`. Raises ProcessError when it failed or was not healthy in time."""
     _check_can_start(options)
     log_path = options.state_dir / "logs" / "supervisor.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,26 +185,34 @@ def up_detached(settings: Settings, options: SystemOptions, argv: list[str], wai
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=os.environ | {LOG_FORMAT_VARIABLE: JSON},  # timestamped lines in its log
         )
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
             raise ProcessError(
-                f"the voice system failed to start: {tail[0] if tail else 'no output'} "
-                f"(full log: {log_path})"
+                f"the voice system failed to start: {_last_error(log_path)} (full log: {log_path})"
             )
         status = read_status(options.state_dir) or {}
         parts = status.get("parts")
         if isinstance(parts, dict) and parts and _all_healthy(parts) and _printed(log_path):
-            print(f"The voice system is up (supervisor pid {process.pid}).")
-            if options.with_web:
-                print(f"  page:    {options.page_url}")
-            print(f"  LiveKit: {settings.livekit_url}")
-            print(f"  logs:    {options.state_dir / 'logs'}/   status: room-recovery status")
-            return 0
+            return ready_summary(settings, options, process.pid)
         time.sleep(0.2)
     raise ProcessError(f"the voice system was not healthy within {wait:g} s; see {log_path}")
+
+
+def _last_error(log_path: Path) -> str:
+    """The reason at the log's end: the CLI's `room-recovery: ...` (which may span lines),
+    else the message of the last log line."""
+    lines = log_path.read_text(errors="replace").strip().splitlines()
+    for at in range(len(lines) - 1, -1, -1):
+        if lines[at].startswith(f"{PROGRAM}: "):
+            return " ".join(lines[at:]).removeprefix(f"{PROGRAM}: ")
+    if not lines:
+        return "no output"
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(lines[-1]).get("message", lines[-1]))
+    return lines[-1]
 
 
 def _all_healthy(parts: dict[str, dict[str, object]]) -> bool:
@@ -181,7 +220,7 @@ def _all_healthy(parts: dict[str, dict[str, object]]) -> bool:
 
 
 def _printed(log_path: Path) -> bool:
-    return "The voice system is up." in log_path.read_text(errors="replace")
+    return READY_LINE in log_path.read_text(errors="replace")
 
 
 def running_up_arguments(options: SystemOptions) -> list[str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..core.logs import JSON, LOG_FORMAT_VARIABLE
 from ..core.settings import Settings
 from ..protocol.links import WATCHDOG_URL_VARIABLE
 from .files import write_private
@@ -36,7 +37,7 @@ def _python_part(
         argv=(sys.executable, "-m", "room_recovery.cli", *args),
         health_url=health_url,
         port=port,
-        env=env or {},
+        env={LOG_FORMAT_VARIABLE: JSON} | (env or {}),  # JSON lines in its log file
     )
 
 
