@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -64,6 +64,24 @@ async def test_a_room_cleanup_from_an_agent_is_ignored(
         assert user.agents() and await manager.get_room_info(room_name) is not None
 
 
+async def until_logged(
+    worker: WorkerProcess, send: Callable[[], Awaitable[None]], line: str, tries: int = 5
+) -> None:
+    """Send a message the agent must ignore until its log says it did. Sent once, it was
+    once never logged (1 full run in 5); the likely cause, not proven, is a packet sent just
+    as the agent joined, before its data channel was open: the heartbeat that says its
+    guard listens travels by signalling, not by that channel. Ignoring is idempotent, so
+    sending again changes nothing but delivery."""
+    for attempt in range(tries):
+        await send()
+        try:
+            await worker.wait_for_log(line, timeout=3)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+
+
 async def test_a_room_cleanup_sent_by_the_server_api_is_ignored(
     livekit_server: ServerInfo, worker: WorkerProcess, room_name: str, manager: RoomManager
 ) -> None:
@@ -72,12 +90,16 @@ async def test_a_room_cleanup_sent_by_the_server_api_is_ignored(
         async with api.LiveKitAPI(
             livekit_server.url, livekit_server.api_key, livekit_server.api_secret
         ) as lkapi:
-            await lkapi.room.send_data(
-                api.SendDataRequest(
+
+            async def send() -> None:
+                request = api.SendDataRequest(
                     room=room_name, data=room_cleanup().to_bytes(), kind=api.DataPacket.RELIABLE
                 )
+                await lkapi.room.send_data(request)
+
+            await until_logged(
+                worker, send, f"Ignoring room_cleanup in room {room_name} from no participant"
             )
-        await worker.wait_for_log(f"Ignoring room_cleanup in room {room_name} from no participant")
         assert user.agents() and await manager.get_room_info(room_name) is not None
 
 
@@ -86,8 +108,13 @@ async def test_a_room_cleanup_naming_another_room_is_ignored(
 ) -> None:
     async with person(livekit_server, room_name, "user1", worker.agent_name) as user:
         await user.wait_for_guarded_agent()
-        await user.send(room_cleanup(room="someone-elses-room").to_bytes())
-        await worker.wait_for_log(f"Ignoring room_cleanup in room {room_name} naming another")
+
+        async def send() -> None:
+            await user.send(room_cleanup(room="someone-elses-room").to_bytes())
+
+        await until_logged(
+            worker, send, f"Ignoring room_cleanup in room {room_name} naming another"
+        )
         assert user.agents() and await manager.get_room_info(room_name) is not None
 
 
