@@ -251,6 +251,31 @@ async def test_a_killed_worker_and_a_killed_server_are_restarted_and_agents_come
     await _person_gets_an_agent(system, timeout=45)
 
 
+async def test_a_watchdog_killed_while_a_person_waits_is_restarted_and_finishes_the_recovery(
+    system: System,
+) -> None:
+    assert system.up("--no-web").returncode == 0
+    server = ServerInfo(system.url, "devkey", "secret")
+    room = f"sys-{uuid.uuid4().hex[:8]}"
+    # a plain join dispatches no named agent: only the watchdog brings one
+    async with person(server, room, "user-wd", publish=True) as someone:
+        metrics = f"http://127.0.0.1:{system.watch_port}/metrics"
+        async with aiohttp.ClientSession() as http:
+
+            async def seen_waiting() -> bool:
+                async with http.get(metrics) as response:
+                    return "room_recovery_people_waiting 1.0" in await response.text()
+
+            await eventually(seen_waiting, timeout=10, what="the watchdog to see the person wait")
+        watchdog = system.pid_of("watch")
+        os.kill(watchdog, signal.SIGKILL)  # within its 3 s grace: before it dispatched
+        system.wait_for(lambda: _healthy_with_new_pid(system, "watch", watchdog), 30, "a watchdog")
+        agent = await someone.wait_for_agent(timeout=30)
+        assert agent.identity == f"agent-{room}"
+    log = (system.state_dir / "logs" / "watch.log").read_text()
+    assert "a person is waiting without an agent; dispatching demo-agent" in log
+
+
 async def test_your_own_agent_runs_next_to_the_demo_one_and_survives_a_restart(
     system: System,
 ) -> None:
