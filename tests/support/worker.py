@@ -263,20 +263,26 @@ async def person(
 
 
 def job_processes(worker: WorkerProcess, server_url: str) -> list[int]:
-    """Pids of the worker's job processes that are connected to the server (in a room).
+    """Pids of the worker's job processes that are connected to the server (in a room)."""
+    return connected_children(worker.process.pid, int(server_url.rsplit(":", 1)[1]))
 
-    Idle warm processes and the forkserver hold no connection to the server; the worker's
-    own process does, but it is the parent, not a descendant.
-    """
+
+def connected_children(parent: int, server_port: int) -> list[int]:
+    """Pids of `parent`'s descendants with a TCP connection to `server_port`: a worker's
+    job processes in a room. Idle warm processes and the forkserver hold no connection to
+    the server; the worker's own process does, but it is the parent, not a descendant."""
     import psutil
 
-    port = int(server_url.rsplit(":", 1)[1])
+    try:
+        children = psutil.Process(parent).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
     pids = []
-    for child in psutil.Process(worker.process.pid).children(recursive=True):
+    for child in children:
         try:
             connections = child.net_connections(kind="tcp")
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if any(c.raddr and c.raddr.port == port for c in connections):
+        if any(c.raddr and c.raddr.port == server_port for c in connections):
             pids.append(child.pid)
     return pids
