@@ -169,7 +169,9 @@ async def talk_attempt(page: Page, grant: dict[str, str], s: Session) -> bool:
 
     room.on("disconnected", on_disconnected)
     try:
-        await asyncio.wait_for(room.connect(grant["url"], grant["token"]), 10)
+        # never cancelled: a connect cut short between its callback and the SDK's "ready"
+        # makes the FFI panic, and the SDK then SIGTERMs this whole process
+        await room.connect(grant["url"], grant["token"])
         if not await wait_for_agent(room, agents, changed, gone, page.join_timeout):
             return False
         if s.time_to_agent is None:
@@ -402,7 +404,7 @@ def report(
 
     rows = ["all", "none", *FAULTS, "vanish"]
     header = (
-        f"{'fault':<17}{'sessions':>9}{'agent':>8}{'explained':>10}{'p50 s':>7}{'p95 s':>7}"
+        f"{'fault':<17}{'sessions':>9}{'agent':>14}{'explained':>11}{'p50 s':>7}{'p95 s':>7}"
         f"{'dupes':>7}{'disp/room':>10}"
     )
     print("\n" + header)
@@ -417,9 +419,9 @@ def report(
         p95 = times[min(len(times) - 1, int(0.95 * len(times)))] if times else float("nan")
         per_room = [d for s in group for d in s.dispatches]
         disp = f"{statistics.mean(per_room):.2f}" if per_room else "-"
+        share = f"{len(agent)} ({len(agent) / len(group):.1%})"
         print(
-            f"{row:<17}{len(group):>9}{len(agent) / len(group):>8.0%}"
-            f"{len(explained) / len(group):>10.0%}{p50:>7.2f}{p95:>7.2f}"
+            f"{row:<17}{len(group):>9}{share:>14}{len(explained):>11}{p50:>7.2f}{p95:>7.2f}"
             f"{sum(s.duplicates for s in group):>7}{disp:>10}"
         )
     counts = {name: sum(1 for _, n in struck if n == name) for name in FAULTS}
@@ -434,6 +436,11 @@ def report(
 
 async def main(args: argparse.Namespace) -> int:
     random.seed(args.seed)
+    # SIGTERM (or an FFI panic, which the rtc SDK turns into one) cancels the run, so that
+    # the system this run started is stopped on the way out
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     if args.page:
         page = Page(args.page.rstrip("/"), load_settings())
         results, struck, left = await drive(page, args.state_dir, args)

@@ -23,6 +23,7 @@ import pytest
 
 from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import Settings, load_settings
+from room_recovery.doctor.services import services_healthy
 from room_recovery.rules.restart import RestartPolicy
 from room_recovery.rules.watch import WatchPolicy
 from room_recovery.system.livekit_server import free_port
@@ -137,6 +138,9 @@ async def test_the_watchdog_answers_503_while_livekit_is_unreachable_and_recover
         status, body = await health()
         assert status == 503 and body["status"] == "failing"
         assert any("unreachable" in str(p) for p in body["problems"])  # type: ignore[attr-defined]
+        # doctor repeats the reason, with what to do
+        check = await services_healthy(http, {"watchdog": f"{url}/healthz"}, expected=True)
+        assert check.status == "fail" and "unreachable" in check.detail
         proxy.refusing = False
 
         async def healthy() -> bool:

@@ -35,6 +35,7 @@ RoomAlert = Annotated[
     app,
     "Run the watchdog: receive LiveKit webhooks, dispatch an agent to anyone waiting "
     "without one, replace dead agents, clean stale rooms, export metrics.",
+    streams_logs=True,
 )
 def watch(
     run: Run,
@@ -80,7 +81,11 @@ def watch(
     return 0
 
 
-@command(app, "Serve the voice agent page: agent selector, join timeout, retries with fresh rooms.")
+@command(
+    app,
+    "Serve the voice agent page: agent selector, join timeout, retries with fresh rooms.",
+    streams_logs=True,
+)
 def web(
     run: Run,
     host: Host = DEFAULT_HOST,
