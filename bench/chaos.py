@@ -313,8 +313,11 @@ def _gone() -> Iterator[None]:
         pass
 
 
-async def strike_at_random(faults: Faults, every: float, stop: asyncio.Event) -> None:
-    names, weights = list(FAULTS), list(FAULTS.values())
+async def strike_at_random(
+    faults: Faults, every: float, stop: asyncio.Event, chosen: list[str]
+) -> None:
+    names = chosen or list(FAULTS)
+    weights = [FAULTS[name] for name in names]
     while not stop.is_set():
         await asyncio.gather(asyncio.wait_for(stop.wait(), every), return_exceptions=True)
         if not stop.is_set():
@@ -370,7 +373,10 @@ async def drive(
     timeout = aiohttp.ClientTimeout(total=15)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         agent = (await page.configure(http))[0]
-        injector = asyncio.create_task(strike_at_random(faults, every, stop)) if faults else None
+        injector = None
+        if faults is not None:
+            strikes = strike_at_random(faults, every, stop, args.fault or [])
+            injector = asyncio.create_task(strikes)
 
         async def one(s: Session) -> None:
             async with gate:
@@ -460,6 +466,9 @@ if __name__ == "__main__":
     parser.add_argument("--page", help="a running system's page URL (default: start one)")
     parser.add_argument("--state-dir", type=Path, help="that system's state folder (faults)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--fault", action="append", choices=list(FAULTS), help="only these faults (repeatable)"
+    )
     parser.add_argument(
         "--left-wait", type=float, default=LEFT_BEHIND_WAIT, help="seconds before counting rooms"
     )
