@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
 
 
 class FaultyProxy:
@@ -39,12 +38,7 @@ class FaultyProxy:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
         for writer in list(self._writers):
@@ -68,31 +62,24 @@ class FaultyProxy:
             client_w.close()
             return
         self._writers.add(server_w)
-        for pump in (self._upstream(client_r, server_w), self._copy(server_r, client_w)):
+        for pump in (self._pump(client_r, server_w, True), self._pump(server_r, client_w, False)):
             task = asyncio.create_task(pump)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _upstream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool
+    ) -> None:
+        """Copy one direction; upstream, hold a request that carries every marker."""
         request = b""
         try:
             while chunk := await reader.read(65536):
-                start = chunk.rfind(b"POST ")
-                request = chunk[start:] if start >= 0 else request + chunk
-                if self._markers and all(marker in request for marker in self._markers):
-                    self.stalled += 1
-                    await asyncio.Event().wait()  # held until the proxy closes
-                writer.write(chunk)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    @staticmethod
-    async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await reader.read(65536):
+                if upstream:
+                    start = chunk.rfind(b"POST ")
+                    request = chunk[start:] if start >= 0 else request + chunk
+                    if self._markers and all(marker in request for marker in self._markers):
+                        self.stalled += 1
+                        await asyncio.Event().wait()  # held until the proxy closes
                 writer.write(chunk)
                 await writer.drain()
         except (ConnectionError, OSError):
