@@ -103,10 +103,9 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
     if parts and parts[0].name == "livekit":
         write_server_config(settings, options)
 
-    async def startup_cleanup() -> None:
+    async def startup_cleanup() -> None:  # its summary is the manager's own log line
         async with RoomManager(settings=settings) as manager:
-            report = await manager.cleanup_stale_rooms()
-        logger.info("startup cleanup: %s", report.summary())
+            await manager.cleanup_stale_rooms()
 
     own_argv = command_line(os.getpid()) or tuple(sys.argv)
     write_pidfile(
