@@ -13,9 +13,10 @@ import pytest
 from livekit import api
 
 from room_recovery.core.settings import Settings, load_settings
+from room_recovery.rules.attention import AttentionPolicy
 from room_recovery.rules.watch import WatchPolicy
 from room_recovery.watchdog import Watchdog, WatchdogOptions
-from tests.support.livekit import ServerInfo, eventually
+from tests.support.livekit import ServerInfo, eventually, participant
 from tests.support.worker import WorkerProcess, job_processes, person
 
 PREFIX = "wd-"
@@ -130,7 +131,7 @@ async def test_the_watchdog_never_touches_rooms_outside_its_prefix(
         ) as lkapi:
             for _ in range(3):
                 await quick_watchdog.check_room(outside)  # not watched: does nothing
-            assert outside not in quick_watchdog.rooms
+            assert outside not in quick_watchdog.book.rooms
             dispatches = await lkapi.agent_dispatch.list_dispatch(outside)
             # The server's own automatic dispatch (no agent name) may be there; ours never.
             assert [d.agent_name for d in dispatches if d.agent_name] == []
@@ -173,3 +174,43 @@ async def test_an_agent_whose_job_process_is_killed_is_replaced_within_seconds(
         "room_recovery_recoveries_total", {"cause": "agent_died"}
     )
     assert died is not None and died >= 1
+
+
+async def test_a_healthy_room_costs_no_looks_until_someone_comes_or_goes(
+    livekit_server: ServerInfo, agent_name: str, wd_room: str
+) -> None:
+    # a person with an agent that sends no heartbeat (the server's view of it is trusted);
+    # no webhooks: only the room listing, once a sweep, says that something changed
+    options = WatchdogOptions(
+        agent_name=agent_name,
+        sweep_interval=0.3,
+        attention=AttentionPolicy(settle=0.5, revisit_after=3600),
+    )
+    async with Watchdog(settings_for(livekit_server), options) as watchdog:
+        async with (
+            person(livekit_server, wd_room, "user-6"),
+            participant(livekit_server, wd_room, "agent-6", kind="agent"),
+        ):
+
+            async def quiet() -> bool:
+                state = watchdog.book.get(wd_room)
+                return state is not None and state.looks > 0 and state.reason is None
+
+            await eventually(quiet, timeout=15, what="the healthy room to go quiet")
+            state = watchdog.book.get(wd_room)
+            assert state is not None
+            looks, polls = state.looks, watchdog.loops["poll"].runs
+
+            async def polled_a_while() -> bool:  # 3 s of polls, 10 sweeps
+                return watchdog.loops["poll"].runs >= polls + 12
+
+            await eventually(polled_a_while, timeout=15, what="a dozen polls")
+            assert state.looks == looks  # a poll every 0.25 s, and not one look at the room
+
+            async with person(livekit_server, wd_room, "user-7"):
+
+                async def looked_again() -> bool:
+                    return state.looks > looks
+
+                # the listing's participant count changed (it is refreshed every few seconds)
+                await eventually(looked_again, timeout=15, what="a look at the changed room")

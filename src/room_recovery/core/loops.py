@@ -45,6 +45,7 @@ class LoopHealth:
     last_ok: float | None = None
     last_error: str | None = None  # of the last iteration, None if it succeeded
     failures: int = 0  # iterations failed in a row
+    runs: int = 0  # iterations finished, well or badly
     _logged: float | None = None
     _unlogged: int = 0
 
@@ -52,12 +53,14 @@ class LoopHealth:
         self.last_run = self.last_ok = now
         self.last_error = None
         self.failures = 0
+        self.runs += 1
 
     def failed(self, error: str, now: float) -> bool:
         """Record a failed iteration; True when it should be logged now."""
         self.last_run = now
         self.last_error = error
         self.failures += 1
+        self.runs += 1
         self._unlogged += 1
         if self._logged is None or now - self._logged >= LOG_EVERY:
             self._logged = now

@@ -162,7 +162,11 @@ class RoomManager:
     # --- cleanups --------------------------------------------------------------------
 
     async def cleanup_stale_rooms(
-        self, *, dry_run: bool = False, on_progress: Progress | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        on_progress: Progress | None = None,
+        rooms: Sequence[api.Room] | None = None,
     ) -> CleanupReport:
         """Delete stale empty rooms and remove stale participants, in ROOM_PREFIX only.
 
@@ -171,6 +175,8 @@ class RoomManager:
         that stalls or is refused, even a bug) is one entry in `report.failed`, never the
         end of the others; only failing to list the rooms at all (unreachable, bad key) raises.
         `on_progress(done, total)` is called once the rooms are listed and after each room.
+        `rooms`: these only (from a listing made just before), for a caller that pages
+        through the rooms at its own pace.
         """
         logger.info(
             "🧹 Cleaning up stale rooms (older than %gs)...",
@@ -180,7 +186,9 @@ class RoomManager:
         report = CleanupReport(dry_run=dry_run)
         now = time.time()
         async with self._transport.session() as lkapi:
-            rooms = await self._list_rooms(lkapi)
+            if rooms is None:
+                rooms = await self._list_rooms(lkapi)
+            rooms = [room for room in rooms if self.settings.in_scope(room.name)]
             report.rooms_checked = len(rooms)
             gate = asyncio.Semaphore(self.max_concurrency)
             done = 0

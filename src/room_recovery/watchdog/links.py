@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 LostHandler = Callable[[list[JobRecord]], Awaitable[None]]
 ReadyHandler = Callable[[str], Awaitable[None]]
+JobHandler = Callable[[str], object]  # called with the room of a job that started or ended
 
 
 @dataclass
@@ -51,6 +52,7 @@ class WorkerLinks:
         self._known: set[str] = set()  # agent names whose workers have linked at some time
         self.on_lost: LostHandler | None = None
         self.on_ready: ReadyHandler | None = None
+        self.on_job: JobHandler | None = None
         self.lost_workers = 0
 
     # --- what the links say ------------------------------------------------------------
@@ -156,6 +158,8 @@ class WorkerLinks:
             self._keep(link, job)
         else:
             self._drop(link, job.job_id)
+        if self.on_job is not None:
+            self.on_job(job.room)
 
     async def _closed(self, link: WorkerLink) -> None:
         jobs = self._forget(link)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from livekit import api
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..core.loops import LoopHealth
+from ..core.views import is_agent_info, participant_view
 from ..rules.model import Kind, ParticipantView, is_person
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PARTICIPANT_KINDS = ("person", "agent", "other")
@@ -72,6 +77,19 @@ class Metrics:
             "room_recovery_linked_jobs", "Jobs the linked workers report running", registry=r
         )
 
+        self.watched_rooms = Gauge(
+            "room_recovery_watched_rooms",
+            "Rooms by attention: close (looked at every poll: someone waits, an agent's "
+            "liveness is in doubt, a recovery is under way) and quiet (glanced at, paced)",
+            ["attention"],
+            registry=r,
+        )
+        self.livekit_calls = Gauge(
+            "room_recovery_livekit_api_calls",
+            "LiveKit server API calls the watchdog made since it started (a counter)",
+            registry=r,
+        )
+
         self.loop_since_success = Gauge(
             "room_recovery_loop_seconds_since_success",
             "Seconds since each of the watchdog's loops (poll, sweep, cleanup) last succeeded",
@@ -98,6 +116,35 @@ class Metrics:
         rooms = list(rooms)
         for kind in PARTICIPANT_KINDS:
             self.participants.labels(kind).set(sum(room.get(kind, 0) for room in rooms))
+
+    def count_rooms(self, count: int, threshold: int, alerting: bool) -> bool:
+        """Set the room count; warn once when it rises above `threshold`. Returns whether
+        it is above (pass it back as `alerting` next time)."""
+        self.rooms.set(count)
+        alert = count > threshold
+        if alert and not alerting:
+            logger.warning(
+                "🚨 %d rooms are open, more than the alert threshold of %d: rooms may be "
+                "accumulating (see `room-recovery doctor`)",
+                count,
+                threshold,
+                extra={"rooms": count},
+            )
+        self.room_count_alert.set(1 if alert else 0)
+        return alert
+
+    def record_join(self, infos: Sequence[api.ParticipantInfo]) -> bool:
+        """Observe the seconds from a room's first person to its first agent, once both are
+        there. Returns whether it did (then the room needs no more)."""
+        people = [i for i in infos if is_person(participant_view(i))]
+        agents = [i for i in infos if is_agent_info(i)]
+        if not (people and agents):
+            return False
+        first_person = min(p.joined_at_ms for p in people)
+        first_agent = min(a.joined_at_ms for a in agents)
+        if first_agent >= first_person:
+            self.agent_join_seconds.observe((first_agent - first_person) / 1000)
+        return True
 
     def render(self) -> bytes:
         """The exposition text for a scrape."""

@@ -3,18 +3,19 @@
 The spec leaves a waiting person to the page's 15 s timer and up to 45 s of retries. The
 watchdog acts on the server side instead:
 
-* LiveKit's webhooks (verified with the API secret; anything unsigned or forged gets 401)
-  tell it at once when people and agents join and leave. A periodic sweep lists every
-  room as well, so a lost webhook delays recovery but never prevents it.
-* Each watched room is looked at every `poll_interval`: `policy.assess_room` decides.
-  A person waiting past the grace gets an agent dispatched (a bounded number of times,
-  then the room is marked failed in its metadata so the page stops waiting at once). An
-  agent whose heartbeat went silent is a ghost: removed, and replaced immediately.
+* LiveKit's webhooks (verified; anything unsigned or forged gets 401), worker links and a
+  room listing every `sweep_interval` wake a room; a lost webhook delays, never prevents.
+* Only rooms that may need something are looked at every `poll_interval` (`rules.attention`:
+  someone waits, an agent's liveness is in doubt, a recovery is under way, or an event
+  came a moment ago); quiet rooms cost nothing but a paced glance (`rooms.RoomBook`).
+  `rules.watch.assess_room` decides: a person waiting past the grace gets an agent (a
+  bounded number of times, then the room is marked failed so the page stops waiting);
+  an agent whose heartbeat went silent is a ghost: removed, and replaced at once.
 * Agent workers that run room-recovery's monitor keep a link open (`links.WorkerLinks`):
   agents their worker vouches for are never taken for ghosts, a job on its way blocks a
   second dispatch, and a worker whose link drops has its agents replaced at once.
-* Stale rooms are cleaned every `cleanup_interval` (the spec's daily cron line), and a
-  room count above `room_alert_threshold` raises an alert in the log and the metrics.
+* Stale rooms are cleaned a page at a time every `cleanup_interval`, and a room count
+  above `room_alert_threshold` raises an alert in the log and the metrics.
 
 Nothing outside ROOM_PREFIX is ever looked at or touched.
 """
@@ -40,11 +41,13 @@ from ..protocol.heartbeat import heartbeat_of
 from ..protocol.links import JobRecord
 from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED, recovering
+from ..rules.attention import AttentionPolicy, RoomSignals, next_page
 from ..rules.liveness import HeartbeatTracker
 from ..rules.model import ParticipantView, is_person
 from ..rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
 from .links import WorkerLinks
 from .metrics import Metrics, count_kinds
+from .rooms import RoomBook, WatchedRoom
 
 logger = logging.getLogger(__name__)
 
@@ -60,20 +63,9 @@ class WatchdogOptions:
     cleanup_interval: float = 60.0  # seconds between stale cleanups
     room_alert_threshold: int = 100
     concurrency: int = 8
+    cleanup_page: int = 100  # rooms the stale cleanup examines per run, round-robin
     watch: WatchPolicy = field(default_factory=WatchPolicy)
-
-
-@dataclass
-class _Room:
-    history: RoomHistory = field(default_factory=RoomHistory)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    agent_name: str | None = None
-    join_recorded: bool = False
-    unserved: bool = False  # the last dispatch found no linked worker for its agent
-    replacing: str | None = None  # the dead agent whose replacement the room is waiting for
-    counts: dict[str, int] = field(default_factory=dict)  # participants by kind, last look
-    waiting: bool = False  # a person waited without a live agent at the last look
-    looking: asyncio.Task[bool] | None = None  # the poll's look at this room, while it runs
+    attention: AttentionPolicy = field(default_factory=AttentionPolicy)
 
 
 class Watchdog:
@@ -91,19 +83,22 @@ class Watchdog:
         self.links = WorkerLinks(verifier)
         self.links.on_lost = self._workers_lost
         self.links.on_ready = self._worker_ready
+        self.links.on_job = self._wake
         self.metrics.worker_links.set_function(self.links.count)
         self.metrics.linked_jobs.set_function(self.links.job_count)
+        self.metrics.livekit_calls.set_function(lambda: self.manager.api_calls)
         self.heartbeats = HeartbeatTracker()
-        self.rooms: dict[str, _Room] = {}
+        self.book = RoomBook(options.attention, time.monotonic())
+        self._listing: dict[str, api.Room] = {}  # the last room listing, by name
+        self._cleaned_up_to = ""  # the cleanup's round-robin place among the room names
         self._tasks: list[asyncio.Task[None]] = []
-        # a check makes a few calls, each bounded by the manager's request timeout
-        call_budget = 4 * self.manager.request_timeout
+        # the poll only starts looks (each runs on its own); a cleanup makes a few calls
+        # per room, each bounded by the manager's request timeout
+        call = self.manager.request_timeout
         self.loops = {
-            "poll": LoopHealth("poll", options.poll_interval, call_budget),
-            "sweep": LoopHealth("sweep", options.sweep_interval, self.manager.request_timeout),
-            "cleanup": LoopHealth(
-                "cleanup", options.cleanup_interval, max(options.cleanup_interval, call_budget)
-            ),
+            "poll": LoopHealth("poll", options.poll_interval, call),
+            "sweep": LoopHealth("sweep", options.sweep_interval, call),
+            "cleanup": LoopHealth("cleanup", options.cleanup_interval, max(60, 4 * call)),
         }
         self.metrics.watch_loops(self.loops.values())
         self._gate = asyncio.Semaphore(options.concurrency)
@@ -130,7 +125,7 @@ class Watchdog:
         return Health.of(self.loops.values(), time.monotonic())
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.links.on_lost = self.links.on_ready = None  # links close as we stop: no deaths
+        self.links.on_lost = self.links.on_ready = self.links.on_job = None  # links close
         for task in [*self._tasks, *self._checks]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._checks, return_exceptions=True)
@@ -153,53 +148,61 @@ class Watchdog:
             if event.event == "room_finished":
                 self._forget(room)
             else:
-                self.rooms.setdefault(room, _Room())
-                self._spawn_check(room)
+                self._wake(room)
         return event
+
+    def _wake(self, room: str) -> None:
+        """Something happened in `room`: look at it now, then closely for a while."""
+        if self.settings.in_scope(room):
+            state = self.book.wake(room, time.monotonic())
+            if not state.busy():  # a look under way misses it: the next poll's look sees it
+                state.looking = self._spawn_check(room)
 
     # --- the loops ----------------------------------------------------------------------
 
     async def _poll(self) -> None:
         # each room's look runs on its own: a room whose calls stall is looked at again
         # when its look ends, and never delays the other rooms' next look
-        for name, state in list(self.rooms.items()):
-            if state.looking is None or state.looking.done():
-                state.looking = self._spawn_check(name)
-        rooms = list(self.rooms.values())
-        self.metrics.people_waiting.set(sum(1 for room in rooms if room.waiting))
-        self.metrics.count_participants([room.counts for room in rooms])
+        for name in self.book.due(time.monotonic()):
+            self.book.rooms[name].looking = self._spawn_check(name)
+        self.metrics.people_waiting.set(self.book.waiting_count())
+        self.metrics.watched_rooms.labels("close").set(self.book.close_count())
+        self.metrics.watched_rooms.labels("quiet").set(self.book.quiet_count())
 
     async def _sweep(self) -> None:
         rooms = await self.manager.list_rooms()  # LiveKit unreachable: the loop is failing
-        names = {room.name for room in rooms}
-        for name in names:
-            self.rooms.setdefault(name, _Room())
-        for gone in set(self.rooms) - names:
+        now = time.monotonic()
+        listing = {room.name: room for room in rooms}
+        for name, room in listing.items():
+            state = self.book.get(name)
+            # a new room, or people came or went since the last listing: a lost webhook
+            # delays a look by one sweep at most
+            if state is None or state.listed not in (None, room.num_participants):
+                state = self.book.wake(name, now)
+            state.listed = room.num_participants
+        for gone in set(self.book.rooms) - listing.keys():
             self._forget(gone)
-        self._count_rooms(len(names))
+        self._listing = listing
+        self._alerting = self.metrics.count_rooms(
+            len(listing), self.options.room_alert_threshold, self._alerting
+        )
+        self.metrics.count_participants(room.counts for room in self.book.rooms.values())
 
     async def _cleanup(self) -> None:
-        report = await self.manager.cleanup_stale_rooms()
+        # a page of rooms per run, round-robin: the calls per second stay bounded however
+        # many rooms there are (the stale timeout is minutes; a room waits a few runs)
+        page, self._cleaned_up_to = next_page(
+            sorted(self._listing), self._cleaned_up_to, self.options.cleanup_page
+        )
+        report = await self.manager.cleanup_stale_rooms(
+            rooms=[self._listing[name] for name in page]
+        )
         self.metrics.cleanups.labels("room_deleted").inc(len(report.deleted))
         self.metrics.cleanups.labels("participant_removed").inc(len(report.removed))
         self.metrics.cleanups.labels("failed").inc(len(report.failed))
 
-    def _count_rooms(self, count: int) -> None:
-        self.metrics.rooms.set(count)
-        alert = count > self.options.room_alert_threshold
-        if alert and not self._alerting:
-            logger.warning(
-                "🚨 %d rooms are open, more than the alert threshold of %d: rooms may be "
-                "accumulating (see `room-recovery doctor`)",
-                count,
-                self.options.room_alert_threshold,
-                extra={"rooms": count},
-            )
-        self._alerting = alert
-        self.metrics.room_count_alert.set(1 if alert else 0)
-
     def _forget(self, room: str) -> None:
-        self.rooms.pop(room, None)
+        self.book.forget(room)
         self.heartbeats.forget_room(room)
 
     def _log_error(self, exc: Exception, room: str = "") -> None:
@@ -229,15 +232,16 @@ class Watchdog:
 
     async def check_room(self, name: str) -> bool:
         """Look at one room and act on it. Returns whether a person is waiting there."""
-        state = self.rooms.get(name)
+        state = self.book.get(name)
         if state is None:
             return False
         async with self._gate, state.lock:
             infos = await self.manager.list_participants(name)
-            if not infos:
-                self.rooms.pop(name, None)  # a webhook or the next sweep brings it back
-                return False
             now = time.monotonic()
+            if not infos:  # empty, or gone: quiet until something happens in it again
+                state.history, state.counts, state.waiting = RoomHistory(), {}, False
+                self.book.looked(name, RoomSignals(), now)
+                return False
             views = [participant_view(info) for info in infos]
             state.counts = count_kinds(views)
             vouched = self.links.vouched(name)  # their worker says they run: trust it
@@ -250,8 +254,7 @@ class Watchdog:
                 for info in infos
                 if is_agent_info(info)
             }
-            present = {info.identity for info in infos}
-            on_its_way = any(identity not in present for identity in vouched)
+            on_its_way = bool(vouched - {info.identity for info in infos})  # not joined yet
             # a dispatch now would be dropped: the agent's workers link, and none is linked
             no_worker = (
                 state.agent_name is not None and self.links.serves(state.agent_name) is False
@@ -259,7 +262,8 @@ class Watchdog:
             allowance = {
                 identity: self.heartbeats.allowance(name, identity) for identity in silence
             }
-            self._record_join(state, infos)
+            if not state.join_recorded:
+                state.join_recorded = self.metrics.record_join(infos)
             result = assess_room(
                 views,
                 silence,
@@ -299,22 +303,19 @@ class Watchdog:
                 await self._mark_failed(name, len(result.history.dispatches))
             state.history = result.history
             state.waiting = result.waiting
+            signals = RoomSignals(
+                waiting=result.waiting,
+                recovering=bool(result.ghosts) or state.replacing is not None,
+                starting=on_its_way,
+                # a heartbeat read matters only to a person who would wait on its agent
+                in_doubt=state.counts["person"] > 0
+                and any(silent is not None for silent in silence.values()),
+            )
+            self.book.looked(name, signals, time.monotonic())
             return result.waiting
 
-    def _record_join(self, state: _Room, infos: list[api.ParticipantInfo]) -> None:
-        if state.join_recorded:
-            return
-        people = [i for i in infos if is_person(participant_view(i))]
-        agents = [i for i in infos if is_agent_info(i)]
-        if people and agents:
-            first_person = min(p.joined_at_ms for p in people)
-            first_agent = min(a.joined_at_ms for a in agents)
-            if first_agent >= first_person:
-                self.metrics.agent_join_seconds.observe((first_agent - first_person) / 1000)
-            state.join_recorded = True
-
     async def _dispatch(
-        self, room: str, state: _Room, views: list[ParticipantView], cause: str, attempt: int
+        self, room: str, state: WatchedRoom, views: list[ParticipantView], cause: str, attempt: int
     ) -> None:
         if state.agent_name is None:
             dispatched = await self.manager.dispatched_agents(room)
@@ -354,7 +355,7 @@ class Watchdog:
     async def _replace_lost(self, job: JobRecord) -> None:
         if not self.settings.in_scope(job.room):
             return
-        state = self.rooms.setdefault(job.room, _Room())
+        state = self.book.wake(job.room, time.monotonic())
         async with self._gate, state.lock:
             try:
                 infos = await self.manager.list_participants(job.room)
@@ -385,7 +386,7 @@ class Watchdog:
 
     async def _worker_ready(self, agent_name: str) -> None:
         """A worker for `agent_name` linked: people waiting for that agent get it now."""
-        for name, state in list(self.rooms.items()):
+        for name, state in list(self.book.rooms.items()):
             if state.agent_name != agent_name or state.history.waiting_since is None:
                 continue
             if state.unserved and state.history.dispatches:
