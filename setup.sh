@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 LIVEKIT_VERSION="1.13.5"
 CACHE="${ROOM_RECOVERY_CACHE:-$HOME/.cache/room-recovery}"
-DEBIAN_PACKAGES=(chromium redis-server espeak-ng sox libportaudio2 curl)
+DEBIAN_PACKAGES=(chromium redis-server espeak-ng sox libportaudio2 curl systemd)
 RUN_DEMO=1
 
 for arg in "$@"; do

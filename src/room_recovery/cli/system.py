@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from ..core.errors import ConfigurationError
 from ..core.extras import DEMO_MODULES, missing_modules
 from ..system import lifecycle
 from ..system import status as system_status
+from ..system import units as system_units
 from ..system.options import (
     DEFAULT_AGENT_HEALTH_PORT,
     ExtraAgent,
@@ -22,6 +24,7 @@ from ..system.options import (
     default_state_dir,
     parse_agent_command,
 )
+from ..web.server import NODE_MODULES_ENV, find_node_modules
 from . import output
 from .invocation import Run, command
 
@@ -224,6 +227,71 @@ def restart(run: Run, state_dir: StateDir = None) -> int:
     lifecycle.wipe_data(options)
     _print_started(run, lifecycle.up_detached(run.settings, started, argv, wait=120), stopped)
     return 0
+
+
+@command(
+    app,
+    "Write systemd units for the watchdog, the page server and the demo agent, and their "
+    "settings (0600), so a deployment runs without `up`.",
+)
+def units(
+    run: Run,
+    out: Annotated[
+        Path, typer.Option("--out", help="the folder to write them to (created if needed)")
+    ],
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="run the services as this user (default: you, unless root)"),
+    ] = None,
+    no_agent: Annotated[
+        bool, typer.Option("--no-agent", help="no unit for the demo agent")
+    ] = False,
+    agent_name: Annotated[
+        str, typer.Option("--agent-name", help="the demo agent's dispatch name")
+    ] = "demo-agent",
+    web_port: Annotated[int, _port("--web-port", "the page's port")] = 8080,
+    agent_health_port: Annotated[
+        int, _port("--agent-health-port", "the agent's health port")
+    ] = DEFAULT_AGENT_HEALTH_PORT,
+    watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = 8082,
+) -> int:
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {out} is a file; give a folder for the units")
+    options = up_options(
+        state_dir=None,
+        agent_name=agent_name,
+        agent_health_port=agent_health_port,
+        web_port=web_port,
+        watch_port=watch_port,
+        no_agent=no_agent,
+        no_web=False,
+        no_watch=False,
+        agent_command=[],
+    )
+    web_env = {"web": {NODE_MODULES_ENV: str(find_node_modules().resolve())}}
+    try:
+        files = system_units.write_units(
+            run.settings, options, out, Path.cwd(), user or _service_user(), web_env
+        )
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write the units to {out}: {exc.strerror}") from None
+    commands = system_units.install_commands(files)
+    if run.json:
+        units_of = {name: str(path) for name, path in files.units.items()}
+        output.print_json({"env_file": str(files.env_file), "units": units_of, "install": commands})
+        return 0
+    output.line(f"wrote {files.env_file} (0600: it holds the API secret)")
+    for path in files.units.values():
+        output.line(f"wrote {path}")
+    output.line("install and start them with:")
+    for line in commands:
+        output.line(f"  {line}")
+    return 0
+
+
+def _service_user() -> str | None:
+    name = getpass.getuser()
+    return None if name == "root" else name
 
 
 @command(app, "Show each part: pid, port, healthy or not; and the rooms.")
