@@ -178,6 +178,7 @@ async def trial(
     joined: list[str] = []
     room.on("participant_connected", lambda p: joined.append(p.sid) if p.kind == AGENT else None)
     await room.connect(settings.ws_url, token(settings, f"{PREFIX}{uuid.uuid4().hex[:8]}", kind))
+    serving: Worker | None = None
     try:
         await until(lambda: agents_of(room), 30, "first agent")
         first = agents_of(room)[0].sid
@@ -199,7 +200,7 @@ async def trial(
         return elapsed, len(set(joined)), (await back if back else None)
     finally:
         await asyncio.wait_for(room.disconnect(), 10)
-        if fault == "worker":
+        if fault == "worker" and serving is not None:
             await serving.start()  # back to two workers for the next trial
         await until(lambda: not any(w.job_pids(port) for w in pool), 30, "the job to end")
 

@@ -35,7 +35,7 @@ SETTLING = "settling"
 class AttentionPolicy:
     """How closely the watchdog looks at rooms, in seconds and looks per second."""
 
-    settle: float = 3.0  # after an event in a room, look closely this long
+    settle: float = 1.0  # after an event in a room, look closely this long
     revisit_after: float = 10.0  # a quiet room is glanced at again no sooner than this...
     revisit_rate: float = 2.0  # ...and at most this many quiet rooms a second in all
     watch_all: bool = False  # look at every room every poll (the design before issue 14)
