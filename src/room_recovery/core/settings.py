@@ -40,6 +40,7 @@ _HINTS: dict[str, tuple[str, str]] = {
     "room_prefix": ("ROOM_PREFIX", "voice-"),
     "room_recovery_token_rate": ("ROOM_RECOVERY_TOKEN_RATE", "30"),
     "room_recovery_token_rooms": ("ROOM_RECOVERY_TOKEN_ROOMS", "10"),
+    "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 
 
@@ -55,6 +56,8 @@ class Settings(BaseSettings):
     livekit_api_secret: str = Field(default="secret", min_length=1, repr=False)
     room_stale_timeout: float = Field(default=DEFAULT_STALE_TIMEOUT, gt=0)
     room_prefix: str = ""
+    # several watchdogs elect one leader through it (`watchdog.leader`); may hold a password
+    redis_url: str = Field(default="", repr=False)
     # the page server's bounds per client (0: none), and an optional sign-in header
     room_recovery_token_rate: float = Field(default=30.0, ge=0)  # tokens a minute
     room_recovery_token_rooms: int = Field(default=10, ge=0)  # rooms open at once
@@ -68,6 +71,14 @@ class Settings(BaseSettings):
         if parsed.scheme not in _URL_SCHEMES or not parsed.netloc:
             raise ValueError("must start with ws://, wss://, http:// or https:// and name a host")
         return value.strip().rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_has_a_known_scheme(cls, value: str) -> str:
+        value = value.strip()
+        if value and urlparse(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix:// (or be empty)")
+        return value
 
     @property
     def http_url(self) -> str:

@@ -84,6 +84,11 @@ class Metrics:
             ["attention"],
             registry=r,
         )
+        self.leader = Gauge(
+            "room_recovery_leader",
+            "1 while this watchdog leads (acts); 0 while it stands by (REDIS_URL elects one)",
+            registry=r,
+        )
         self.livekit_calls = Gauge(
             "room_recovery_livekit_api_calls",
             "LiveKit server API calls the watchdog made since it started (a counter)",

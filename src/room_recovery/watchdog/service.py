@@ -23,10 +23,10 @@ Nothing outside ROOM_PREFIX is ever looked at or touched.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import partial
 
 from livekit import api
 
@@ -34,20 +34,20 @@ from ..core.errors import RoomRecoveryError
 from ..core.health import Health
 from ..core.loops import LoopHealth, run_loop
 from ..core.manager import RoomManager
-from ..core.recovery import replace_agent
 from ..core.settings import Settings
 from ..core.views import is_agent_info, participant_view
 from ..protocol.heartbeat import heartbeat_of
-from ..protocol.links import JobRecord
 from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED, recovering
 from ..rules.attention import AttentionPolicy, RoomSignals, next_page
 from ..rules.liveness import HeartbeatTracker
 from ..rules.model import ParticipantView, is_person
 from ..rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
+from .leader import Leadership, NotLeading
 from .links import WorkerLinks
 from .metrics import Metrics, count_kinds
 from .rooms import RoomBook, WatchedRoom
+from .workers import worker_ready, workers_lost
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +81,12 @@ class Watchdog:
         verifier = api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
         self.receiver = api.WebhookReceiver(verifier)
         self.links = WorkerLinks(verifier)
-        self.links.on_lost = self._workers_lost
-        self.links.on_ready = self._worker_ready
+        self.links.on_lost = partial(workers_lost, self)
+        self.links.on_ready = partial(worker_ready, self)
         self.links.on_job = self._wake
+        # one acting watchdog among many when REDIS_URL is set (`leader`)
+        self.leadership = Leadership(settings.redis_url, scope=settings.room_prefix)
+        self.metrics.leader.set_function(lambda: 1 if self.leadership.leading else 0)
         self.metrics.worker_links.set_function(self.links.count)
         self.metrics.linked_jobs.set_function(self.links.job_count)
         self.metrics.livekit_calls.set_function(lambda: self.manager.api_calls)
@@ -100,8 +103,10 @@ class Watchdog:
             "sweep": LoopHealth("sweep", options.sweep_interval, call),
             "cleanup": LoopHealth("cleanup", options.cleanup_interval, max(60, 4 * call)),
         }
+        if self.leadership.elected:
+            self.loops["leader"] = LoopHealth("leader", self.leadership.renew, call)
         self.metrics.watch_loops(self.loops.values())
-        self._gate = asyncio.Semaphore(options.concurrency)
+        self.gate = asyncio.Semaphore(options.concurrency)
         self._last_error = 0.0
         self._alerting = False
         self._checks: set[asyncio.Task[bool]] = set()
@@ -109,13 +114,17 @@ class Watchdog:
     async def __aenter__(self) -> Watchdog:
         await self.manager.__aenter__()
         bodies = {"poll": self._poll, "sweep": self._sweep, "cleanup": self._cleanup}
+        if self.leadership.elected:
+            bodies["leader"] = self.leadership.step
         for name, body in bodies.items():
-            first = 0.0 if name == "sweep" else None  # the sweep finds the rooms at once
+            # the sweep finds the rooms at once, and the election runs at once
+            first = 0.0 if name in ("sweep", "leader") else None
             # run_loop outlives any error; a loop that stops anyway shows as stalled
             task = run_loop(self.loops[name], body, first_delay=first)
             self._tasks.append(asyncio.create_task(task, name=f"watchdog-{name}"))
         logger.info(
-            "👀 watchdog started",
+            "👀 watchdog started%s",
+            " (it acts when elected leader through Redis)" if self.leadership.elected else "",
             extra={"prefix": self.settings.room_prefix, "agent": self.options.agent_name},
         )
         return self
@@ -130,6 +139,7 @@ class Watchdog:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._checks, return_exceptions=True)
         self._tasks.clear()
+        await self.leadership.close()
         await self.manager.close()
 
     # --- webhooks -----------------------------------------------------------------------
@@ -155,16 +165,19 @@ class Watchdog:
         """Something happened in `room`: look at it now, then closely for a while."""
         if self.settings.in_scope(room):
             state = self.book.wake(room, time.monotonic())
-            if not state.busy():  # a look under way misses it: the next poll's look sees it
-                state.looking = self._spawn_check(room)
+            # a look under way misses it: the next poll's look sees it; a standby only notes
+            if not state.busy() and self.leadership.leading:
+                state.looking = self.spawn_check(room)
 
     # --- the loops ----------------------------------------------------------------------
 
     async def _poll(self) -> None:
         # each room's look runs on its own: a room whose calls stall is looked at again
         # when its look ends, and never delays the other rooms' next look
+        if not self.leadership.leading:  # a standby keeps its book (sweep, webhooks) only
+            return
         for name in self.book.due(time.monotonic()):
-            self.book.rooms[name].looking = self._spawn_check(name)
+            self.book.rooms[name].looking = self.spawn_check(name)
         self.metrics.people_waiting.set(self.book.waiting_count())
         self.metrics.watched_rooms.labels("close").set(self.book.close_count())
         self.metrics.watched_rooms.labels("quiet").set(self.book.quiet_count())
@@ -189,6 +202,9 @@ class Watchdog:
         self.metrics.count_participants(room.counts for room in self.book.rooms.values())
 
     async def _cleanup(self) -> None:
+        if not self.leadership.leading:
+            return
+        await self.leadership.fence()
         # a page of rooms per run, round-robin: the calls per second stay bounded however
         # many rooms there are (the stale timeout is minutes; a room waits a few runs)
         page, self._cleaned_up_to = next_page(
@@ -205,7 +221,7 @@ class Watchdog:
         self.book.forget(room)
         self.heartbeats.forget_room(room)
 
-    def _log_error(self, exc: Exception, room: str = "") -> None:
+    def log_error(self, exc: Exception, room: str = "") -> None:
         """At most every 10 s, not four times a second; a bug (not ours) with its traceback."""
         now = time.monotonic()
         if now - self._last_error > 10:
@@ -216,7 +232,7 @@ class Watchdog:
 
     # --- one room -----------------------------------------------------------------------
 
-    def _spawn_check(self, room: str) -> asyncio.Task[bool]:
+    def spawn_check(self, room: str) -> asyncio.Task[bool]:
         check = asyncio.create_task(self._check_quietly(room))
         self._checks.add(check)
         check.add_done_callback(self._checks.discard)
@@ -226,8 +242,10 @@ class Watchdog:
         """`check_room`, never raising: one room's trouble never stops the others'."""
         try:
             return await self.check_room(room)
+        except NotLeading:
+            return False  # superseded as it looked: the new leader acts
         except Exception as exc:  # LiveKit unreachable, or a bug
-            self._log_error(exc, room)
+            self.log_error(exc, room)
         return False
 
     async def check_room(self, name: str) -> bool:
@@ -235,7 +253,7 @@ class Watchdog:
         state = self.book.get(name)
         if state is None:
             return False
-        async with self._gate, state.lock:
+        async with self.gate, state.lock:
             infos = await self.manager.list_participants(name)
             now = time.monotonic()
             if not infos:  # empty, or gone: quiet until something happens in it again
@@ -273,6 +291,8 @@ class Watchdog:
                 allowance,
                 hold=on_its_way or no_worker,
             )
+            if result.ghosts or result.dispatch or result.mark_failed:
+                await self.leadership.fence()  # only the leader acts, never on a stale lease
             if result.ghosts and result.waiting:
                 state.replacing = result.ghosts[0].identity
                 await self.manager.update_room_status(
@@ -321,6 +341,8 @@ class Watchdog:
             dispatched = await self.manager.dispatched_agents(room)
             names = [name for name, _metadata in dispatched]
             state.agent_name = room_agent(names, self.options.agent_name, self.options.automatic)
+        if not await self.leadership.claim(room, self.options.watch.dispatch_wait):
+            return  # another watchdog dispatched to this room a moment ago
         person = next((v.identity for v in views if is_person(v)), "")
         state.unserved = self.links.serves(state.agent_name) is False
         await self.manager.dispatch_agent(
@@ -345,56 +367,3 @@ class Watchdog:
         await self.manager.update_room_status(room, {"status": STATUS_FAILED, "reason": reason})
         self.metrics.recoveries.labels("room_failed").inc()
         logger.warning("❌ Room %s: %s", room, reason, extra={"room": room})
-
-    # --- what the worker links report ----------------------------------------------------
-
-    async def _workers_lost(self, jobs: list[JobRecord]) -> None:
-        """A worker died with these jobs: replace each agent at once, where a person waits."""
-        await asyncio.gather(*(self._replace_lost(job) for job in jobs))
-
-    async def _replace_lost(self, job: JobRecord) -> None:
-        if not self.settings.in_scope(job.room):
-            return
-        state = self.book.wake(job.room, time.monotonic())
-        async with self._gate, state.lock:
-            try:
-                infos = await self.manager.list_participants(job.room)
-                if not any(is_person(participant_view(i)) for i in infos):
-                    return
-                state.agent_name = job.agent_name
-                state.replacing = job.identity
-                # no other linked worker of that agent: a dispatch would be dropped; the
-                # room gets its agent when one links (`_worker_ready`)
-                served = self.links.serves(job.agent_name) is not False
-                now = time.monotonic()
-                await replace_agent(
-                    self.manager,
-                    job.room,
-                    job.identity,
-                    job.agent_name,
-                    job.metadata,
-                    cause="worker_died",
-                    dispatch=served,
-                )
-            except RoomRecoveryError as exc:
-                self._log_error(exc)
-                return
-            self.heartbeats.forget(job.room, job.identity)
-            state.history = RoomHistory(now, (now,) if served else (), False, agent_died=True)
-            if served:  # else the dispatch, when a worker links, counts as agent_died
-                self.metrics.recoveries.labels("worker_died").inc()
-
-    async def _worker_ready(self, agent_name: str) -> None:
-        """A worker for `agent_name` linked: people waiting for that agent get it now."""
-        for name, state in list(self.book.rooms.items()):
-            if state.agent_name != agent_name or state.history.waiting_since is None:
-                continue
-            if state.unserved and state.history.dispatches:
-                # that dispatch was dropped (no worker then): it does not count
-                state.history = replace(state.history, dispatches=state.history.dispatches[:-1])
-            state.unserved = False
-            if state.replacing is not None:  # the page waits again, for as long as before
-                with contextlib.suppress(RoomRecoveryError):
-                    mark = recovering("worker_died", state.replacing)
-                    await self.manager.update_room_status(name, mark)
-            self._spawn_check(name)
