@@ -93,6 +93,9 @@ async def test_metrics_and_health_answer(watchdog_url: str) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{watchdog_url}/healthz") as response:
             assert response.status == 200
+            body = await response.json()
+            assert body["role"] == "leader"  # without REDIS_URL the one watchdog acts
+            assert set(body["rooms"]) == {"close", "quiet"}
         async with session.get(f"{watchdog_url}/metrics") as response:
             text = await response.text()
     for name in (
@@ -103,5 +106,8 @@ async def test_metrics_and_health_answer(watchdog_url: str) -> None:
         'room_recovery_participants{kind="person"}',
         'room_recovery_loop_seconds_since_success{loop="sweep"}',
         'room_recovery_loop_failures{loop="cleanup"}',
+        'room_recovery_watched_rooms{attention="quiet"}',
+        "room_recovery_leader 1.0",
+        "room_recovery_livekit_api_calls",
     ):
         assert name in text

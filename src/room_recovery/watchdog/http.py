@@ -33,7 +33,12 @@ def create_app(watchdog: Watchdog) -> web.Application:
 
     async def healthz(_: web.Request) -> web.Response:
         health = watchdog.health()
-        return web.json_response(health.to_dict(), status=health.http_status)
+        book = watchdog.book  # who acts, and how many rooms it looks at closely
+        body = health.to_dict() | {
+            "role": watchdog.leadership.role(),
+            "rooms": {"close": book.close_count(), "quiet": book.quiet_count()},
+        }
+        return web.json_response(body, status=health.http_status)
 
     async def lifetime(_: web.Application) -> AsyncIterator[None]:
         async with watchdog:

@@ -112,6 +112,8 @@ class Metrics:
         """Export each loop's time since success and failures in a row, read at scrape."""
         for kind in PARTICIPANT_KINDS:
             self.participants.labels(kind).set(0)
+        for attention in ("close", "quiet"):
+            self.watched_rooms.labels(attention).set(0)
         for loop in loops:
             self.loop_since_success.labels(loop.name).set_function(_since_success(loop))
             self.loop_failures.labels(loop.name).set_function(_failures(loop))
