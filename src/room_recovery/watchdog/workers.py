@@ -12,18 +12,47 @@ import asyncio
 import contextlib
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..core.errors import RoomRecoveryError
+from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
+from ..core.settings import Settings
 from ..core.views import participant_view
 from ..protocol.links import JobRecord
 from ..protocol.room_status import recovering
+from ..rules.liveness import HeartbeatTracker
 from ..rules.model import is_person
-from ..rules.watch import RoomHistory
+from ..rules.watch import RoomHistory, WatchPolicy
+from .leader import Leadership
+from .links import WorkerLinks
+from .metrics import Metrics
+from .rooms import RoomBook
 
-if TYPE_CHECKING:
-    from .service import Watchdog
+
+class Options(Protocol):
+    @property
+    def watch(self) -> WatchPolicy: ...
+
+
+class Watchdog(Protocol):
+    """What these reactions use of the watchdog (`service.Watchdog`)."""
+
+    settings: Settings
+    manager: RoomManager
+    links: WorkerLinks
+    leadership: Leadership
+    book: RoomBook
+    heartbeats: HeartbeatTracker
+    metrics: Metrics
+    gate: asyncio.Semaphore
+
+    @property
+    def options(self) -> Options: ...
+
+    def log_error(self, exc: Exception, room: str = "") -> None: ...
+
+    def spawn_check(self, room: str) -> asyncio.Task[bool]: ...
 
 
 async def workers_lost(watchdog: Watchdog, jobs: list[JobRecord]) -> None:
