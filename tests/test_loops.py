@@ -145,3 +145,23 @@ async def test_a_child_s_megabyte_line_is_copied_in_pieces_and_nothing_is_lost()
     pieces = lines[1:-1]
     assert all(len(piece) <= MAX_LINE for piece in pieces)
     assert sum(len(piece) for piece in pieces) == len(big)
+
+
+async def test_a_loop_stops_when_cancelled_even_if_its_body_turns_that_into_an_error() -> None:
+    # some libraries catch the cancellation of a call and raise their own error instead;
+    # the loop must still stop, or whoever stops it waits forever
+    health = LoopHealth("leader", interval=0.01, budget=5.0)
+    entered = asyncio.Event()
+
+    async def body() -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise ConnectionError("connection closed while reading") from None
+
+    task = asyncio.create_task(run_loop(health, body, first_delay=0))
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()
+    done, _pending = await asyncio.wait([task], timeout=5)
+    assert task in done and task.cancelled()

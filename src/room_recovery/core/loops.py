@@ -128,10 +128,18 @@ async def run_loop(
         except TimeoutError:
             _record_failure(health, f"an iteration took longer than {health.budget:g} s")
         except Exception as exc:  # a loop must outlive any error in it
+            if _stopping():  # a library turned our cancellation into its own error
+                raise asyncio.CancelledError from exc
             _record_failure(health, _describe(exc), exc)
         else:
             health.succeeded(time.monotonic())
         await asyncio.sleep(health.interval)
+
+
+def _stopping() -> bool:
+    """Whether this task was asked to stop (cancelled), whatever its body made of that."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _record_failure(health: LoopHealth, error: str, exc: BaseException | None = None) -> None:

@@ -16,6 +16,7 @@ change of leader. Without `REDIS_URL` there is no election and the one watchdog 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -92,6 +93,8 @@ class Leadership:
         except LockError:
             raise
         except (RedisError, OSError) as exc:
+            if (task := asyncio.current_task()) is not None and task.cancelling():
+                raise asyncio.CancelledError from exc  # we were stopped, Redis was not lost
             raise RedisUnreachableError(
                 f"Redis unreachable at {redacted(self.url)} ({exc}); no watchdog acts until "
                 "it answers. Is redis-server running? Check REDIS_URL."
@@ -105,7 +108,8 @@ class Leadership:
             return
         if self.epoch is not None and self._lock is not None:
             try:  # a clean stop hands over at once instead of after the lease
-                await self._lock.release()
+                async with asyncio.timeout(self.lease):
+                    await self._lock.release()
             except Exception as exc:  # already lost, or Redis gone: fine
                 logger.debug("lease not released: %s", exc)
         await self._redis.aclose()

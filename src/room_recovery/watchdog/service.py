@@ -50,6 +50,7 @@ from .rooms import RoomBook, WatchedRoom
 from .workers import worker_ready, workers_lost
 
 logger = logging.getLogger(__name__)
+STOP_WAIT = 10.0  # seconds the watchdog waits for its loops and looks to stop
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,13 @@ class Watchdog:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.links.on_lost = self.links.on_ready = self.links.on_job = None  # links close
-        for task in [*self._tasks, *self._checks]:
+        tasks = [*self._tasks, *self._checks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._checks, return_exceptions=True)
+        if tasks:  # bounded: a task that ignores its cancellation is named, never waited on
+            _done, stuck = await asyncio.wait(tasks, timeout=STOP_WAIT)
+            for task in stuck:
+                logger.warning("watchdog: %s did not stop within %g s", task.get_name(), STOP_WAIT)
         self._tasks.clear()
         await self.leadership.close()
         await self.manager.close()
