@@ -24,6 +24,10 @@ fault; the clock runs until a *new* agent is visible to the person. Also counted
 that joined after the fault (more than one is a duplicate) and room changes (the person
 never leaves: recovery is in place, so always 0 here).
 
+With `--unannounced N`, N more job kills per agent (but the demo agent, whose heartbeat
+shows it at once) run with the worker monitor's announcement off (ROOM_RECOVERY_ANNOUNCE=off):
+the new agent is then shown on LiveKit's next 3 s tick, as before issue 12's fix.
+
 Baseline, measured in the same run (`--baseline` trials): the spec's client-only path, with
 room-recovery's server side off (`ROOM_RECOVERY_WORKER_MONITOR=off`, no watchdog): the ghost
 stays ~20 s, then the page retries in a new room after 1 s.
@@ -47,6 +51,8 @@ from pathlib import Path
 import psutil
 from livekit import api, rtc
 
+from room_recovery.agent.announce import ANNOUNCE_SWITCH
+from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import Settings, load_settings
 from room_recovery.protocol.links import WATCHDOG_URL_VARIABLE
 from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
@@ -177,7 +183,8 @@ async def trial(
     room = rtc.Room()
     joined: list[str] = []
     room.on("participant_connected", lambda p: joined.append(p.sid) if p.kind == AGENT else None)
-    await room.connect(settings.ws_url, token(settings, f"{PREFIX}{uuid.uuid4().hex[:8]}", kind))
+    name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
+    await room.connect(settings.ws_url, token(settings, name, kind))
     serving: Worker | None = None
     try:
         await until(lambda: agents_of(room), 30, "first agent")
@@ -200,6 +207,8 @@ async def trial(
         return elapsed, len(set(joined)), (await back if back else None)
     finally:
         await asyncio.wait_for(room.disconnect(), 10)
+        async with RoomManager(settings=settings) as manager:
+            await manager.delete_room(name)  # the job ends now, not after the empty-room wait
         if fault == "worker" and serving is not None:
             await serving.start()  # back to two workers for the next trial
         await until(lambda: not any(w.job_pids(port) for w in pool), 30, "the job to end")
@@ -241,7 +250,7 @@ def row(name: str, seconds: list[float], duplicates: int) -> str:
     )
 
 
-async def main(kills: int, baseline: int, kinds: list[str]) -> int:
+async def main(kills: int, baseline: int, kinds: list[str], unannounced: int) -> int:
     secret = secrets.token_urlsafe(32)
     config = ServerConfig.on_free_ports({KEY: secret}, log_level="warn")
     settings = load_settings(
@@ -267,17 +276,25 @@ async def main(kills: int, baseline: int, kinds: list[str]) -> int:
                         print(f"baseline {number + 1}: {spec_times[-1]:.2f} s", flush=True)
                 finally:
                     plain.stop()
-            for kind in kinds:
+            runs = [(kind, kind, ("job", "worker", "restart"), kills, {}) for kind in kinds]
+            if unannounced:  # the same agents, shown on LiveKit's 3 s tick (issue 12's before)
+                off = {ANNOUNCE_SWITCH: "off"}
+                runs += [
+                    (f"{kind} unannounced", kind, ("job",), unannounced, off)
+                    for kind in kinds
+                    if kind != "demo"  # its heartbeat shows it at once anyway
+                ]
+            for label, kind, faults, count, extra in runs:
                 options = WatchdogOptions(agent_name=NAMES[kind], automatic=kind == "spec")
                 watchdog = Watchdog(settings, options)
                 async with running(create_app(watchdog), "127.0.0.1", 0) as url:
-                    env = {WATCHDOG_URL_VARIABLE: url}
+                    env = {WATCHDOG_URL_VARIABLE: url} | extra
                     pool = [
                         Worker(kind, settings, Path(folder) / f"{kind}-{n}.log", env)
                         for n in (0, 1)
                     ]
                     try:
-                        for fault in ("job", "worker", "restart"):
+                        for fault in faults:
                             workers = pool if fault == "worker" else pool[:1]
                             for idle in pool[len(workers) :]:
                                 idle.stop()  # one worker only: it alone serves the agent
@@ -285,7 +302,7 @@ async def main(kills: int, baseline: int, kinds: list[str]) -> int:
                                 if worker.process is None or worker.process.poll() is not None:
                                     await worker.start()
                             times, readies, duplicates = [], [], 0
-                            for number in range(kills):
+                            for number in range(count):
                                 elapsed, new, ready = await trial(
                                     settings, kind, fault, workers, config.http_port
                                 )
@@ -293,11 +310,11 @@ async def main(kills: int, baseline: int, kinds: list[str]) -> int:
                                 readies += [ready] if ready is not None else []
                                 duplicates += max(0, new - 1)
                                 print(
-                                    f"{kind} {fault} {number + 1}: {elapsed:.2f} s, {new} new"
+                                    f"{label} {fault} {number + 1}: {elapsed:.2f} s, {new} new"
                                     + (f", worker ready after {ready:.2f} s" if ready else ""),
                                     flush=True,
                                 )
-                            name = f"{kind}, {fault} killed"
+                            name = f"{label}, {fault} killed"
                             medians[name] = statistics.median(times)
                             rows.append(row(name, times, duplicates))
                             if readies:
@@ -311,7 +328,7 @@ async def main(kills: int, baseline: int, kinds: list[str]) -> int:
                     # livekit-agents marks a worker full while its load (CPU by default)
                     # is at its load_threshold, and says so only on the next status update
                     full = sum(w.log.read_text(errors="replace").count(FULL) for w in pool)
-                    notes.append(f"{kind}: its workers marked themselves full {full} time(s)")
+                    notes.append(f"{label}: its workers marked themselves full {full} time(s)")
     print()
     print("time from the SIGKILL to a new agent visible to the person (seconds)")
     header = "| agent, fault                   |  n |   p50 |   p95 |   max |"
@@ -337,7 +354,14 @@ if __name__ == "__main__":
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--baseline", type=int, default=2)
     parser.add_argument(
+        "--unannounced",
+        type=int,
+        default=0,
+        help="also this many job kills per agent with the announcement off (before/after)",
+    )
+    parser.add_argument(
         "--kind", action="append", choices=list(NAMES), help="only these agents (repeatable)"
     )
     arguments = parser.parse_args()
-    sys.exit(asyncio.run(main(arguments.kills, arguments.baseline, arguments.kind or list(NAMES))))
+    kinds = arguments.kind or list(NAMES)
+    sys.exit(asyncio.run(main(arguments.kills, arguments.baseline, kinds, arguments.unannounced)))

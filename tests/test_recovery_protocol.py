@@ -1,7 +1,7 @@
 """One recovery protocol for any agent, as the user wired it, on the real stack.
 
-Here, at the level of a person's own client (rtc), the order of what they see: the dead
-agent leaves before its one replacement joins. The page in Chromium, for every kind of
+Here, at the level of a person's own client (rtc), what they see: the dead agent leaves
+and one replacement joins, while they stay in their room. The page in Chromium, for every kind of
 agent and every fault, is `test_recovery_page.py`.
 """
 
@@ -15,7 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from livekit import api
 
+from room_recovery.agent.announce import ANNOUNCED_ATTRIBUTE, needs_announcing
 from room_recovery.protocol.room_status import ROOM_STATUS_KEY, STATUS_RECOVERING
 from tests.support.livekit import ServerInfo, eventually
 from tests.support.recovery import linked_watchdog, serving, start_worker
@@ -47,6 +49,16 @@ def joins_after(user: Person, mark: int) -> list[str]:
     return [sid for event, _identity, sid in user.events[mark:] if event == "joined"]
 
 
+# --- a new agent is shown at once ---------------------------------------------------------
+
+
+def test_only_an_active_agent_that_publishes_nothing_needs_announcing() -> None:
+    state = api.ParticipantInfo.State
+    assert needs_announcing(api.ParticipantInfo(state=state.ACTIVE, is_publisher=False))
+    assert not needs_announcing(api.ParticipantInfo(state=state.ACTIVE, is_publisher=True))
+    assert not needs_announcing(api.ParticipantInfo(state=state.JOINED, is_publisher=False))
+
+
 # --- job process killed ------------------------------------------------------------------
 
 
@@ -60,7 +72,13 @@ async def test_a_spec_shaped_workers_dead_job_is_replaced_in_place_with_no_entry
         mark = len(user.events)
         os.kill(job, signal.SIGKILL)
         new_sid = await replaced(user, first.sid)
-        # the dead agent left before the new one came, the person never moved, one new agent
+        # The new agent publishes nothing, so LiveKit would show it on its next 3 s tick
+        # only; the worker monitor announces it at once, through its attributes.
+        [new] = [a for a in user.agents() if a.sid == new_sid]
+        await user.wait_for("the announcement", lambda: ANNOUNCED_ATTRIBUTE in new.attributes, 5)
+        # The dead one's leave waits for that tick (it is removed before the dispatch, but
+        # its leave is batched): it comes, and the person never moved; one new agent.
+        await user.wait_for("the dead agent to leave", lambda: len(user.agents()) == 1, 5)
         assert ("left", first.identity, first.sid) in user.events[mark:]
         assert joins_after(user, mark) == [new_sid]
         assert user.room.isconnected() and user.room.name == room

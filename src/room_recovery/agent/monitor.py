@@ -37,7 +37,7 @@ import aiohttp
 from livekit import api
 from livekit.agents import AgentServer, JobRequest
 
-from ..core.errors import RoomRecoveryError
+from ..core.errors import OutOfScopeError, RoomRecoveryError
 from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
 from ..core.settings import Settings, load_settings
@@ -45,6 +45,7 @@ from ..core.views import participant_view
 from ..protocol import links
 from ..protocol.links import JobRecord
 from ..rules.model import is_person
+from .announce import announce_when_joined, announcing
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class WorkerMonitor:
         self.jobs: dict[str, JobRecord] = {}
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._announcing: dict[str, asyncio.Task[None]] = {}  # job id -> its announcement
         self._link: asyncio.Task[None] | None = None
         self.linked = asyncio.Event()
 
@@ -136,12 +138,19 @@ class WorkerMonitor:
         record = record_of(info)
         self.jobs[record.job_id] = record
         self._send(links.job_started(record))
+        if announcing():
+            task = self._spawn(self._announce(record))
+            self._announcing[record.job_id] = task
+            task.add_done_callback(lambda _: self._announcing.pop(record.job_id, None))
 
     def _closed(self, proc: Any) -> None:
         info = getattr(proc, "running_job", None)
         if info is None:
             return  # an idle process
         record = self.jobs.pop(info.job.id, None) or record_of(info)
+        announcement = self._announcing.pop(record.job_id, None)
+        if announcement is not None:
+            announcement.cancel()
         exitcode = getattr(proc, "exitcode", 0)
         died = exitcode not in (0, None)
         self._send(links.job_ended(record, died))
@@ -181,10 +190,27 @@ class WorkerMonitor:
                 extra={"room": record.room},
             )
 
-    def _spawn(self, coro: Any) -> None:
+    async def _announce(self, record: JobRecord) -> None:
+        """Have LiveKit show the job's agent to the room now (see `announce`)."""
+        try:
+            settings = self._settings or load_settings()
+            async with RoomManager(settings=settings, request_timeout=2) as manager:
+                await announce_when_joined(manager, record.room, record.identity)
+        except OutOfScopeError:
+            return  # not this deployment's room: never touched
+        except (RoomRecoveryError, OSError) as exc:
+            logger.warning(
+                "could not announce the agent of room %s: %s (the room sees it within 3 s)",
+                record.room,
+                exc or type(exc).__name__,
+                extra={"room": record.room, "job_id": record.job_id},
+            )
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # --- the link to the watchdog ----------------------------------------------------------
 

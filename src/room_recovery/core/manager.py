@@ -142,13 +142,15 @@ class RoomManager:
         async with self._transport.session() as lkapi:
             removed = await self._transport.remove(lkapi, room_name, identity)
         if removed:
-            logger.info(
-                "Removed participant %s from room %s",
-                identity,
-                room_name,
-                extra={"room": room_name, "identity": identity},
-            )
+            fields = {"room": room_name, "identity": identity}
+            logger.info("Removed participant %s from room %s", identity, room_name, extra=fields)
         return removed
+
+    async def set_attributes(self, room_name: str, identity: str, values: dict[str, str]) -> bool:
+        """Merge `values` into a participant's attributes. False if it was not there."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            return await self._transport.update_attributes(lkapi, room_name, identity, values)
 
     async def delete_room(self, room_name: str) -> bool:
         """Delete a room, disconnecting everyone in it. False if it did not exist."""

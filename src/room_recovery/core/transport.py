@@ -175,3 +175,16 @@ class Transport:
             f"update the metadata of room {room_name!r}",
             lambda: lkapi.room.update_room_metadata(request),
         )
+
+    async def update_attributes(
+        self, lkapi: api.LiveKitAPI, room_name: str, identity: str, attributes: dict[str, str]
+    ) -> bool:
+        """Merge `attributes` into a participant's; False when it was not there."""
+        request = api.UpdateParticipantRequest(
+            room=room_name, identity=identity, attributes=attributes
+        )
+        response = await self._call_or_missing(
+            f"update the attributes of {identity!r} in room {room_name!r}",
+            lambda: lkapi.room.update_participant(request),
+        )
+        return response is not None

@@ -1,0 +1,66 @@
+"""A new agent is shown to the person at once, not on LiveKit's next 3-second tick.
+
+livekit-server 1.13.5 tells the others in a room about a participant that has published
+nothing (no track, no data track) only in a batch sent every 3 s (`subscriberUpdateInterval`
+in its `pkg/rtc/room.go`): a silent agent that joined 0.2 s after a tick is seen 2.8 s
+later. An update of the participant's attributes goes out at once and carries the queued
+join with it. So when a job starts, the worker monitor waits (polling, bounded) for the
+job's participant to become ACTIVE and, if it still publishes nothing, sets the attribute
+`ANNOUNCED_ATTRIBUTE` on it through the server API. An agent that publishes (its voice)
+or sets attributes itself (the guard's heartbeat) is announced by LiveKit already and costs
+one listing. The user's entrypoint needs no code for this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from livekit import api
+
+from ..core.manager import RoomManager
+
+logger = logging.getLogger(__name__)
+
+ANNOUNCED_ATTRIBUTE = "room_recovery.announced"
+ANNOUNCE_SWITCH = "ROOM_RECOVERY_ANNOUNCE"  # "off": do not (benchmarks' baseline)
+ANNOUNCE_WAIT = 15.0  # seconds a job's participant has to join before we stop looking
+ANNOUNCE_EVERY = 0.1  # seconds between two listings while it joins
+
+
+def needs_announcing(info: api.ParticipantInfo) -> bool:
+    """True for an ACTIVE participant that LiveKit would announce only on its next tick."""
+    return info.state == api.ParticipantInfo.State.ACTIVE and not info.is_publisher
+
+
+def announcing() -> bool:
+    return os.environ.get(ANNOUNCE_SWITCH, "").lower() != "off"
+
+
+async def announce_when_joined(
+    manager: RoomManager,
+    room: str,
+    identity: str,
+    wait: float = ANNOUNCE_WAIT,
+    every: float = ANNOUNCE_EVERY,
+) -> bool:
+    """Wait for `identity` to be ACTIVE in `room`, then make LiveKit announce it now.
+
+    True if it was announced (by us or already by LiveKit); False if it never joined in
+    `wait` seconds or left. Raises RoomRecoveryError when the server cannot be asked.
+    """
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        infos = {i.identity: i for i in await manager.list_participants(room)}
+        info = infos.get(identity)
+        if info is not None and info.state == api.ParticipantInfo.State.ACTIVE:
+            if not needs_announcing(info):
+                return True
+            stamp = f"{time.time():.3f}"
+            return await manager.set_attributes(room, identity, {ANNOUNCED_ATTRIBUTE: stamp})
+        if info is not None and info.state == api.ParticipantInfo.State.DISCONNECTED:
+            return False
+        await asyncio.sleep(every)
+    return False
