@@ -109,6 +109,8 @@ async def test_a_killed_workers_agent_is_replaced_by_another_worker_through_its_
             victim.kill()  # the worker and its job processes, as a crash
             new_sid = await replaced(user, first.sid)
             assert watchdog.links.lost_workers == 1
+            # the dead agent's leave comes on LiveKit's 3 s tick (the new one is announced)
+            await user.wait_for("the dead agent to leave", lambda: len(user.agents()) == 1, 5)
             assert joins_after(user, mark) == [new_sid]  # one replacement, not two
             assert [a.sid for a in user.agents()] == [new_sid]
             survivor = next(w for w in pool if w is not victim)

@@ -18,24 +18,30 @@ from room_recovery.system.processes import command_line
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port_triple() -> int:
-    """A port P such that TCP P and P+1 and UDP P+2 are free (LiveKit's http, rtc tcp, udp)."""
+def _triple_free(port: int) -> bool:
+    try:
+        with (
+            socket.socket() as a,
+            socket.socket() as b,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c,
+        ):
+            a.bind(("127.0.0.1", port))
+            b.bind(("127.0.0.1", port + 1))
+            c.bind(("127.0.0.1", port + 2))
+    except OSError:
+        return False
+    return True
+
+
+def free_port_triple(nodes: int = 1) -> int:
+    """A port P such that TCP P and P+1 and UDP P+2 are free (LiveKit's http, rtc tcp, udp),
+    and so for P+10 k of each further node k of `up --nodes`."""
     for _ in range(50):
         port = free_port()
-        if port + 2 > 65535:
+        if port + 10 * (nodes - 1) + 2 > 65535:
             continue
-        try:
-            with (
-                socket.socket() as a,
-                socket.socket() as b,
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c,
-            ):
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-                c.bind(("127.0.0.1", port + 2))
-        except OSError:
-            continue
-        return port
+        if all(_triple_free(port + 10 * k) for k in range(nodes)):
+            return port
     raise RuntimeError("no three consecutive free ports")
 
 

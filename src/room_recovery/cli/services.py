@@ -117,12 +117,23 @@ def web(
         float,
         typer.Option("--retry-step", min=0, help="the n-th retry waits n times this many seconds"),
     ] = _PAGE.retry_step,
+    node: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node",
+            metavar="URL",
+            help="a further LiveKit node of the cluster (LIVEKIT_URL is the first): new "
+            "sessions go to the nodes that answer in turn; repeat for more",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     from ..web import serve
 
     page = PageConfig(join_timeout=join_timeout, max_retries=max_retries, retry_step=retry_step)
+    agents = agent or [DEFAULT_AGENT]
     asyncio.run(
-        serve(run.settings, host=host, port=port, agents=agent or [DEFAULT_AGENT], page_config=page)
+        serve(run.settings, host=host, port=port, agents=agents, page_config=page, nodes=node or [])
     )
     return 0
 

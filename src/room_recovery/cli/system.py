@@ -19,6 +19,8 @@ from ..system import status as system_status
 from ..system import units as system_units
 from ..system.options import (
     DEFAULT_AGENT_HEALTH_PORT,
+    DEFAULT_REDIS_PORT,
+    MAX_NODES,
     ExtraAgent,
     SystemOptions,
     default_state_dir,
@@ -83,6 +85,13 @@ def up(
         int, _port("--agent-health-port", "the agent's health port")
     ] = DEFAULT_AGENT_HEALTH_PORT,
     watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = 8082,
+    nodes: Annotated[
+        int,
+        typer.Option("--nodes", min=1, max=MAX_NODES, help="livekit-server nodes sharing Redis"),
+    ] = 1,
+    redis_port: Annotated[
+        int, _port("--redis-port", "with --nodes: the port of the redis-server up starts")
+    ] = DEFAULT_REDIS_PORT,
     wait: Annotated[
         float,
         typer.Option("--wait", min=SMALLEST_WAIT, help="with --detach: seconds to wait for health"),
@@ -98,6 +107,8 @@ def up(
         no_web=no_web,
         no_watch=no_watch,
         agent_command=agent_command or [],
+        nodes=nodes,
+        redis_port=redis_port,
     )
     if detach:
         argv = [arg for arg in run.argv if arg not in ("--detach", "--json")]
@@ -115,7 +126,7 @@ def _print_started(run: Run, summary: dict[str, Any], stopped: Sequence[str] = (
     output.line(f"The voice system is up (supervisor pid {summary['supervisor_pid']}).")
     if summary["page_url"]:
         output.line(f"  page:    {summary['page_url']}")
-    output.line(f"  LiveKit: {summary['livekit_url']}")
+    output.line(f"  LiveKit: {', '.join(summary.get('livekit_urls') or [summary['livekit_url']])}")
     output.line(f"  logs:    {summary['log_dir']}/   status: room-recovery status")
 
 
@@ -130,6 +141,8 @@ def up_options(
     no_web: bool,
     no_watch: bool,
     agent_command: Sequence[str],
+    nodes: int = 1,
+    redis_port: int = DEFAULT_REDIS_PORT,
 ) -> SystemOptions:
     """The SystemOptions of `up`'s options; raises ConfigurationError for bad ones.
 
@@ -153,6 +166,8 @@ def up_options(
         with_web=not no_web,
         with_watch=not no_watch,
         extra_agents=extra_agents,
+        nodes=nodes,
+        redis_port=redis_port,
     )
 
 
@@ -198,6 +213,8 @@ def _up_options_of(run: Run, argv: list[str]) -> SystemOptions:
         no_web=params["no_web"],
         no_watch=params["no_watch"],
         agent_command=params["agent_command"] or [],
+        nodes=params["nodes"],
+        redis_port=params["redis_port"],
     )
 
 

@@ -25,8 +25,8 @@ from ..core.logs import JSON, LOG_FORMAT_VARIABLE
 from ..core.manager import RoomManager
 from ..core.settings import Settings
 from .files import private_dir
-from .options import SystemOptions, server_is_local, server_port
-from .parts import build_parts, livekit_config, write_server_config
+from .options import NODE_PORT_STEP, SystemOptions, server_is_local
+from .parts import build_parts, livekit_config, node_configs, node_urls, write_server_config
 from .processes import (
     PidRecord,
     command_line,
@@ -71,10 +71,13 @@ def _check_state_dir(state_dir: Path) -> None:
 
 def _check_ports(settings: Settings, options: SystemOptions, parts: list[PartSpec]) -> None:
     if server_is_local(settings):
-        port = server_port(settings)
-        for candidate, what in ((port, "LiveKit"), (port + 1, "LiveKit's RTC over TCP")):
-            require_free_port(candidate, what, "the port in LIVEKIT_URL")
+        for k, config in enumerate(node_configs(settings, options)):
+            node = "LiveKit" if k == 0 else f"LiveKit node {k + 1}"
+            where = "the port in LIVEKIT_URL" + (f" (+{k * NODE_PORT_STEP}, --nodes)" if k else "")
+            for candidate, what in ((config.http_port, node), (config.rtc_tcp_port, "its RTC")):
+                require_free_port(candidate, what, where)
     flags = {"agent": "--agent-health-port", "web": "--web-port", "watch": "--watch-port"}
+    flags |= {"redis": "--redis-port"}
     for part in parts:
         if part.name in flags and part.port is not None:
             require_free_port(part.port, f"the {part.name} part", flags[part.name])
@@ -100,7 +103,8 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
         logger.info("stopped %s, left over from an earlier run", leftover)
     parts = build_parts(settings, options)
     _check_ports(settings, options, parts)
-    if parts and parts[0].name == "livekit":
+    local = any(part.name == "livekit" for part in parts)
+    if local:
         write_server_config(settings, options)
 
     async def startup_cleanup() -> None:  # its summary is the manager's own log line
@@ -111,7 +115,7 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
     write_pidfile(
         options.supervisor_pidfile, PidRecord("supervisor", os.getpid(), own_argv, time.time())
     )
-    hooks = {"livekit": startup_cleanup} if parts and parts[0].name == "livekit" else {}
+    hooks = {"livekit": startup_cleanup} if local else {}
     extra = {
         "page_url": options.page_url if options.with_web else None,
         "livekit_url": settings.livekit_url,
@@ -143,6 +147,7 @@ def ready_summary(
         "supervisor_pid": supervisor_pid,
         "page_url": options.page_url if options.with_web else None,
         "livekit_url": settings.livekit_url,
+        "livekit_urls": node_urls(settings, options),
         "log_dir": str(options.state_dir / "logs"),
     }
 
@@ -157,10 +162,11 @@ def _print_ready(
     lines = ["", READY_LINE]
     if options.with_web:
         lines.append(f"  page:     {options.page_url}")
-    lines.append(f"  LiveKit:  {settings.livekit_url}")
+    lines.append(f"  LiveKit:  {', '.join(node_urls(settings, options))}")
     lines.append(f"  logs:     {options.state_dir / 'logs'}/ ({', '.join(p.name for p in parts)})")
     lines.append("  status:   room-recovery status    stop: Ctrl-C or room-recovery down")
-    if parts and parts[0].name == "livekit" and livekit_config(settings, options).development:
+    local = any(part.name == "livekit" for part in parts)
+    if local and livekit_config(settings, options).development:
         lines.append(
             "  note:     the API secret is shorter than 32 characters, so LiveKit runs in "
             "development mode; set a long LIVEKIT_API_SECRET anywhere but your own machine"

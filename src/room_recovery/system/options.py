@@ -15,8 +15,11 @@ from ..rules.model import AUTOMATIC, agent_ref, valid_agent_name
 # The demo agent's health port is not livekit-agents' production default, 8081: a worker
 # of yours started with `start` binds that one, next to ours.
 DEFAULT_AGENT_HEALTH_PORT = 8083
+DEFAULT_REDIS_PORT = 6380  # not 6379: a redis-server of the machine's own may hold that one
+NODE_PORT_STEP = 10  # node k (from 0) of `--nodes` listens on LIVEKIT_URL's port + 10 k
+MAX_NODES = 9
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
-PART_NAMES = ("livekit", "agent", "web", "watch")
+PART_NAMES = ("redis", "livekit", "agent", "web", "watch")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class SystemOptions:
     with_web: bool = True
     with_watch: bool = True
     extra_agents: tuple[ExtraAgent, ...] = ()
+    nodes: int = 1  # livekit-server nodes; more than one share Redis (LiveKit's distributed mode)
+    redis_port: int = DEFAULT_REDIS_PORT  # the redis-server `up` starts for them
 
     @property
     def agent_names(self) -> list[str]:

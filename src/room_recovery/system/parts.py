@@ -2,31 +2,62 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
+from ..core.errors import ConfigurationError
 from ..core.logs import JSON, LOG_FORMAT_VARIABLE
 from ..core.settings import Settings
 from ..protocol.links import WATCHDOG_URL_VARIABLE
 from .files import write_private
 from .livekit_server import ServerConfig, find_server_binary
-from .options import SystemOptions, server_is_local, server_port
+from .options import NODE_PORT_STEP, SystemOptions, server_is_local, server_port
 from .supervisor import PartSpec
 
 AGENT_READY_LINE = "registered worker"  # livekit-agents' INFO line on registration
+REDIS_READY_LINE = "Ready to accept connections"  # redis-server's line once it serves
+REDIS_URL_VARIABLE = "REDIS_URL"
 AGENT_SETTLE = 15.0  # seconds alive after which a worker that never says so counts as started
 
 
-def livekit_config(settings: Settings, options: SystemOptions) -> ServerConfig:
+def redis_url(settings: Settings, options: SystemOptions) -> str:
+    """The Redis a cluster shares: REDIS_URL when set, else the redis-server `up` starts."""
+    if settings.redis_url or options.nodes < 2:
+        return settings.redis_url
+    return f"redis://127.0.0.1:{options.redis_port}/0"
+
+
+def starts_redis(settings: Settings, options: SystemOptions) -> bool:
+    return options.nodes > 1 and not settings.redis_url and server_is_local(settings)
+
+
+def node_configs(settings: Settings, options: SystemOptions) -> list[ServerConfig]:
+    """The config of each local livekit-server node; node k on LIVEKIT_URL's port + 10 k."""
     port = server_port(settings)
     webhooks = (f"http://127.0.0.1:{options.watch_port}/webhook",) if options.with_watch else ()
-    return ServerConfig(
-        http_port=port,
-        rtc_tcp_port=port + 1,
-        udp_port=port + 2,
-        keys={settings.livekit_api_key: settings.livekit_api_secret},
-        webhook_urls=webhooks,
-    )
+    shared = urlparse(redis_url(settings, options)) if options.nodes > 1 else None
+    redis = f"{shared.hostname}:{shared.port or 6379}" if shared else None
+    return [
+        ServerConfig(
+            http_port=port + NODE_PORT_STEP * k,
+            rtc_tcp_port=port + NODE_PORT_STEP * k + 1,
+            udp_port=port + NODE_PORT_STEP * k + 2,
+            keys={settings.livekit_api_key: settings.livekit_api_secret},
+            webhook_urls=webhooks,
+            redis_address=redis,
+        )
+        for k in range(options.nodes)
+    ]
+
+
+def livekit_config(settings: Settings, options: SystemOptions) -> ServerConfig:
+    return node_configs(settings, options)[0]
+
+
+def node_name(k: int) -> str:
+    return "livekit" if k == 0 else f"livekit-{k + 1}"
 
 
 def _python_part(
@@ -48,31 +79,62 @@ def _link_env(options: SystemOptions) -> dict[str, str]:
     return {WATCHDOG_URL_VARIABLE: f"http://127.0.0.1:{options.watch_port}"}
 
 
-def server_config_path(options: SystemOptions) -> Path:
-    return options.state_dir / "livekit.yaml"
+def server_config_path(options: SystemOptions, k: int = 0) -> Path:
+    return options.state_dir / f"{node_name(k)}.yaml"
 
 
 def write_server_config(settings: Settings, options: SystemOptions) -> None:
-    """livekit.yaml for the local server; it holds the API secret, so it is 0600."""
-    write_private(server_config_path(options), livekit_config(settings, options).to_yaml())
+    """livekit.yaml (one per node) for the local server; it holds the API secret: 0600."""
+    for k, config in enumerate(node_configs(settings, options)):
+        write_private(server_config_path(options, k), config.to_yaml())
+
+
+def _redis_part(options: SystemOptions) -> PartSpec:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ConfigurationError(
+            "up --nodes needs redis-server (Debian's redis-server package; ./setup.sh "
+            "installs it), or REDIS_URL pointing at a Redis you run"
+        )
+    folder = options.state_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    return PartSpec(
+        name="redis",
+        argv=(
+            binary,
+            *("--port", str(options.redis_port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(folder)),
+            *("--set-proc-title", "no"),  # its command line stays the one in its pidfile
+        ),
+        port=options.redis_port,
+        settle=3.0,
+        ready_line=REDIS_READY_LINE,
+    )
 
 
 def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
     """The parts `up` runs, in start order."""
     parts = []
-    if server_is_local(settings):
-        config = livekit_config(settings, options)
-        config_path = server_config_path(options)  # written by `up` once its checks pass
-        parts.append(
-            PartSpec(
-                name="livekit",
-                argv=(str(find_server_binary()), "--config", str(config_path)),
-                health_url=f"http://127.0.0.1:{config.http_port}/",
-                port=config.http_port,
-                ready_timeout=20,
-                stop_grace=5,  # SIGTERM waits for participants to leave; do not wait long
-            )
+    if options.nodes > 1 and not server_is_local(settings):
+        raise ConfigurationError(
+            f"--nodes starts livekit-server nodes on this machine, but LIVEKIT_URL points at "
+            f"{settings.livekit_url}: leave --nodes out to use that server (or cluster)"
         )
+    if starts_redis(settings, options):
+        parts.append(_redis_part(options))
+    if server_is_local(settings):
+        for k, config in enumerate(node_configs(settings, options)):
+            config_path = server_config_path(options, k)  # written once `up`'s checks pass
+            parts.append(
+                PartSpec(
+                    name=node_name(k),
+                    argv=(str(find_server_binary()), "--config", str(config_path)),
+                    health_url=f"http://127.0.0.1:{config.http_port}/",
+                    port=config.http_port,
+                    ready_timeout=20,
+                    stop_grace=5,  # SIGTERM waits for participants to leave; do not wait long
+                )
+            )
     if options.with_agent:
         parts.append(
             _python_part(
@@ -112,7 +174,8 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
         parts.append(
             _python_part(
                 "web",
-                ["web", "--port", str(options.web_port), *_agent_flags(options)],
+                ["web", "--port", str(options.web_port), *_agent_flags(options)]
+                + [flag for url in node_urls(settings, options)[1:] for flag in ("--node", url)],
                 f"http://127.0.0.1:{options.web_port}/healthz",
                 options.web_port,
             )
@@ -124,9 +187,20 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
                 ["watch", "--port", str(options.watch_port), *_agent_flags(options)],
                 f"http://127.0.0.1:{options.watch_port}/healthz",
                 options.watch_port,
+                {REDIS_URL_VARIABLE: redis_url(settings, options)} if options.nodes > 1 else {},
             )
         )
     return parts
+
+
+def node_urls(settings: Settings, options: SystemOptions) -> list[str]:
+    """Where people connect: LIVEKIT_URL, then each further local node's URL."""
+    if not server_is_local(settings):
+        return [settings.ws_url]
+    host = urlparse(settings.ws_url).hostname or "127.0.0.1"
+    scheme = urlparse(settings.ws_url).scheme
+    others = [f"{scheme}://{host}:{c.http_port}" for c in node_configs(settings, options)[1:]]
+    return [settings.ws_url, *others]
 
 
 def _agent_flags(options: SystemOptions) -> list[str]:

@@ -62,7 +62,7 @@ async def collect_status(settings: Settings, options: SystemOptions) -> dict[str
 def log_paths(options: SystemOptions, names: list[str]) -> list[Path]:
     """The log files of the named parts (all parts and the supervisor when none is named)."""
     log_dir = options.state_dir / "logs"
-    extras = sorted(path.stem for path in log_dir.glob("agent-*.log"))
+    extras = sorted(p.stem for glob in ("agent-*.log", "livekit-*.log") for p in log_dir.glob(glob))
     known = ["supervisor", *PART_NAMES, *extras]
     wanted = names or known
     unknown = [n for n in wanted if n not in known]

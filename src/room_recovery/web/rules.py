@@ -30,9 +30,10 @@ from ..rules.model import AUTOMATIC, agent_ref, room_name_problem, valid_agent_n
 DEFAULT_AGENT = "demo-agent"
 
 
-def content_security_policy(settings: Settings) -> str:
-    """The page may load only its own files and talk only to itself and the LiveKit server."""
-    livekit = " ".join(_origin(url) for url in (settings.ws_url, settings.http_url))
+def content_security_policy(settings: Settings, nodes: Sequence[str] = ()) -> str:
+    """The page may load only its own files and talk only to itself and the LiveKit nodes."""
+    urls = (settings.ws_url, settings.http_url, *nodes)
+    livekit = " ".join(dict.fromkeys(_origin(url) for url in urls))
     return "; ".join(
         [
             "default-src 'self'",

@@ -40,7 +40,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from ..protocol.page import page_protocol
 from ..rules.model import Kind
 from .access import Authorize, LiveKitProbe, authorize_of, existing_rooms, limits_of
 from .limits import Refused, TokenBook, TokenLimits
+from .nodes import Nodes, check_node_url, http_of
 from .rules import (
     DEFAULT_AGENT,
     AgentChoice,
@@ -112,6 +113,7 @@ class _State:
     probe: LiveKitProbe
     book: TokenBook
     authorize: Authorize | None
+    nodes: Nodes
 
 
 STATE = web.AppKey("state", _State)
@@ -125,6 +127,7 @@ def create_app(
     node_modules: Path | None = None,
     limits: TokenLimits | None = None,
     authorize: Authorize | None = None,
+    nodes: Sequence[str] = (),
 ) -> web.Application:
     """The page's aiohttp application.
 
@@ -148,7 +151,9 @@ def create_app(
         LiveKitProbe(settings),
         TokenBook(limits or limits_of(settings), (page_config or PageConfig()).token_ttl),
         authorize or authorize_of(settings),
+        Nodes([settings.ws_url, *(check_node_url(url) for url in nodes)]),
     )
+    app.cleanup_ctx.append(_check_nodes)
     app.add_routes(
         [
             *(web.get(path, _page) for path in _PAGE_PATHS),
@@ -163,6 +168,11 @@ def create_app(
     return app
 
 
+async def _check_nodes(app: web.Application) -> AsyncIterator[None]:
+    async with app[STATE].nodes.checking():
+        yield
+
+
 @web.middleware
 async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
     """No MIME sniffing and no referrer on every answer; the page also gets its CSP."""
@@ -173,7 +183,9 @@ async def _security_headers(request: web.Request, handler: Any) -> web.StreamRes
         raise
     response.headers.update(_SECURITY_HEADERS)
     if request.path in _PAGE_PATHS:
-        policy = content_security_policy(request.app[STATE].settings)
+        state = request.app[STATE]
+        nodes = [u for url in state.nodes.urls for u in (url, http_of(url))]
+        policy = content_security_policy(state.settings, nodes)
         response.headers["Content-Security-Policy"] = policy
     return response
 
@@ -264,7 +276,7 @@ async def _token(request: web.Request) -> web.Response:
         logger.warning("Refused a token request: %s", exc, extra={"peer": client})
         headers = {"Retry-After": str(exc.retry_after)}
         return web.json_response({"error": str(exc)}, status=429, headers=headers)
-    grant = mint_grant(state.settings, agent, state.page.token_ttl)
+    grant = replace(mint_grant(state.settings, agent, state.page.token_ttl), url=state.nodes.pick())
     state.book.record(client, grant.room, now)
     logger.info(
         "🎟️ Token for room %s (agent %s)",
@@ -356,12 +368,13 @@ async def serve(
     agents: Sequence[AgentChoice | str] = (DEFAULT_AGENT,),
     page_config: PageConfig | None = None,
     stop: asyncio.Event | None = None,
+    nodes: Sequence[str] = (),
 ) -> None:
     """Serve the page until `stop` is set; without `stop`, until SIGINT or SIGTERM.
 
     Raises ConfigurationError for bad agents or settings, or when the port is taken.
     """
-    app = create_app(settings, agents, page_config)
+    app = create_app(settings, agents, page_config, nodes=nodes)
     own_stop = stop is None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -378,10 +391,8 @@ async def serve(
                 extra={"url": url, "livekit_url": settings.livekit_url},
             )
             if not (state.node_modules / "livekit-client").is_dir():
-                logger.warning(
-                    "livekit-client is missing in %s: the page cannot connect; run ./setup.sh",
-                    state.node_modules,
-                )
+                missing = "livekit-client is missing in %s: the page cannot connect; run ./setup.sh"
+                logger.warning(missing, state.node_modules)
             await stop.wait()
     finally:
         if own_stop:

@@ -16,6 +16,7 @@
 
 import {
   ConnectionState,
+  DefaultReconnectPolicy,
   ParticipantKind,
   Room,
   RoomEvent,
@@ -55,6 +56,10 @@ const GOODBYE_WAIT_MS = 3000; // how long Disconnect waits for the agent to leav
 // for a new room (the mark is written before a dead agent is removed; this covers a page
 // that hears of the departure first).
 const MARK_WAIT_MS = 1500;
+// LiveKit's client retries a lost connection for about 45 s, always on the same node. The page
+// allows it about 9 s (resumes at once, then 0.3, 1.2, 2.7 and 4.8 s apart, give or take half):
+// a node that died is then left for a new room, on a node that answers (the server's choice).
+const RECONNECT_DELAYS_MS = [0, 300, 1200, 2700, 4800];
 const ACTIVE = new Set(['waiting', 'connected', 'retrying']);
 
 // What tests and curious people can read from the console.
@@ -195,6 +200,7 @@ async function startAttempt() {
     grant = await requestToken(session.agent.name);
     if (!isCurrent(generation)) return;
     attempt.room = exposed.room = grant.room;
+    attempt.node = grant.url;
     exposed.identity = grant.identity;
     session.leave = { room: grant.room, identity: grant.identity, leave_key: grant.leave_key };
     renderAttempts();
@@ -232,7 +238,7 @@ async function requestToken(agent) {
 }
 
 function newRoom(generation) {
-  const room = new Room();
+  const room = new Room({ reconnectPolicy: new DefaultReconnectPolicy(RECONNECT_DELAYS_MS) });
   room
     .on(RoomEvent.ParticipantConnected, (participant) => {
       if (isAgent(participant)) agentJoined(room, participant, generation);

@@ -1,0 +1,131 @@
+"""`room-recovery up --nodes 2`: Debian's redis-server and two livekit-server nodes of one
+cluster, run, watched and stopped like every other part; the page spreads people over the
+nodes, and a person whose node is SIGKILLed is connected again, with an agent, by the page."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from room_recovery.core.errors import ConfigurationError
+from room_recovery.core.manager import RoomManager
+from room_recovery.core.settings import load_settings
+from room_recovery.core.views import participant_view
+from room_recovery.rules.model import Kind, State
+from room_recovery.system.livekit_server import free_port
+from room_recovery.web.nodes import Nodes, check_node_url, http_of
+from tests.support.browser import artifact_name, chromium, pages_of, state, wait_status
+from tests.support.livekit import eventually
+from tests.support.system import System, alive, free_port_triple
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[System]:
+    """A system of two nodes; `down` afterwards, and nothing it started may be left running."""
+    under_test = System(tmp_path / "state", tmp_path, livekit_port=free_port_triple(nodes=2))
+    yield under_test
+    started = under_test.recorded_pids() if (under_test.state_dir / "run").exists() else []
+    under_test.cli("down")
+    leftovers = [pid for pid in started if alive(pid)]
+    assert leftovers == [], f"processes left running after down: {leftovers}"
+
+
+def bind(sock: socket.socket, url: str) -> bool:
+    try:
+        sock.bind(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    except OSError:
+        return False
+    return True
+
+
+async def live(node: str, room: str, identity: str) -> bool:
+    """Whether the server (asked through `node`) shows the person and an agent ACTIVE."""
+    settings = load_settings(
+        livekit_url=node, livekit_api_key="devkey", livekit_api_secret="secret"
+    )
+    async with RoomManager(settings=settings) as manager:
+        views = [participant_view(i) for i in await manager.list_participants(room)]
+    active = [v for v in views if v.state is State.ACTIVE]
+    return any(v.kind is Kind.AGENT for v in active) and any(v.identity == identity for v in active)
+
+
+async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobody(
+    cluster: System, request: pytest.FixtureRequest
+) -> None:
+    result = cluster.up("--nodes", "2", "--redis-port", str(free_port()))
+    assert result.returncode == 0, result.stderr + result.stdout
+    second = f"ws://127.0.0.1:{cluster.livekit_port + 10}"
+    assert f"LiveKit: {cluster.url}, {second}" in result.stdout
+    parts = cluster.status()
+    assert [name for name in parts] == ["redis", "livekit", "livekit-2", "agent", "web", "watch"]
+    assert all(part["state"] == "healthy" for part in parts.values())
+    page_url = f"http://127.0.0.1:{cluster.web_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{cluster.watch_port}/healthz") as answer:
+            assert (await answer.json())["role"] == "leader"  # elected through the Redis
+        body = {"agent": "demo-agent"}
+        async with http.post(f"{page_url}/api/token", json=body) as answer:
+            first_grant = await answer.json()
+
+    async with (
+        chromium() as browser,
+        pages_of(browser, artifact_name(request.node.name)) as open_page,
+    ):
+        page = await open_page(f"{page_url}/")
+        await page.get_by_role("button", name="Connect", exact=True).click()
+        await wait_status(page, "connected", 30)
+        before = await state(page)
+        node = before["attempts"][-1]["node"]
+        # the page's token went to the other node than the token before it
+        assert {node, first_grant["url"]} == {cluster.url, second}
+        assert await live(cluster.url, before["room"], before["identity"])
+
+        # The page's node dies, and stays away: its port is taken, so `up` cannot start it
+        # again. Wherever LiveKit placed the room, the page must take its person to the node
+        # that lives (where the only worker is connected: LIVEKIT_URL's node).
+        assert node == second
+        dead, alive_node = second, cluster.url
+        victim = cluster.pid_of("livekit-2")
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            os.kill(victim, signal.SIGKILL)
+            await eventually(lambda: asyncio.sleep(0, bind(squatter, dead)), what="its port")
+            squatter.listen()
+
+            async def served_again() -> bool:  # by the page, through a new attempt
+                now = await state(page)
+                if len(now["attempts"]) < 2 or now["status"] != "connected":
+                    return False
+                return await live(alive_node, now["room"], now["identity"])
+
+            await eventually(served_again, timeout=60, what="the person connected with an agent")
+            final = await state(page)
+            assert final.get("error") is None
+            assert final["attempts"][-1]["node"] != dead  # on the node that lives
+
+
+# --- the page server's choice of node (no server) ----------------------------------------
+
+
+def test_new_sessions_go_round_the_nodes_that_answer() -> None:
+    nodes = Nodes(["ws://a:7880", "ws://b:7890", "ws://a:7880"])
+    assert nodes.urls == ["ws://a:7880", "ws://b:7890"]
+    assert [nodes.pick() for _ in range(4)] == ["ws://a:7880", "ws://b:7890"] * 2
+    nodes.mark("ws://b:7890", False)
+    assert {nodes.pick() for _ in range(3)} == {"ws://a:7880"}
+    nodes.mark("ws://a:7880", False)  # none answers: better try them all than none
+    assert {nodes.pick() for _ in range(4)} == {"ws://a:7880", "ws://b:7890"}
+
+
+def test_a_node_url_is_checked_and_given_as_websocket() -> None:
+    assert check_node_url("https://lk.example.com/") == "wss://lk.example.com"
+    assert http_of("ws://10.0.0.2:7880") == "http://10.0.0.2:7880"
+    with pytest.raises(ConfigurationError, match=r"ws://10\.0\.0\.2:7880"):
+        check_node_url("10.0.0.2:7880")
