@@ -126,7 +126,7 @@ def _print_started(run: Run, summary: dict[str, Any], stopped: Sequence[str] = (
     output.line(f"The voice system is up (supervisor pid {summary['supervisor_pid']}).")
     if summary["page_url"]:
         output.line(f"  page:    {summary['page_url']}")
-    output.line(f"  LiveKit: {', '.join(summary.get('livekit_urls') or [summary['livekit_url']])}")
+    output.line(f"  LiveKit: {', '.join(summary['livekit_urls'])}")
     output.line(f"  logs:    {summary['log_dir']}/   status: room-recovery status")
 
 

@@ -76,8 +76,12 @@ def _check_ports(settings: Settings, options: SystemOptions, parts: list[PartSpe
             where = "the port in LIVEKIT_URL" + (f" (+{k * NODE_PORT_STEP}, --nodes)" if k else "")
             for candidate, what in ((config.http_port, node), (config.rtc_tcp_port, "its RTC")):
                 require_free_port(candidate, what, where)
-    flags = {"agent": "--agent-health-port", "web": "--web-port", "watch": "--watch-port"}
-    flags |= {"redis": "--redis-port"}
+    flags = {
+        "agent": "--agent-health-port",
+        "web": "--web-port",
+        "watch": "--watch-port",
+        "redis": "--redis-port",
+    }
     for part in parts:
         if part.name in flags and part.port is not None:
             require_free_port(part.port, f"the {part.name} part", flags[part.name])

@@ -72,6 +72,8 @@ class ServerConfig:
     bind: str = "127.0.0.1"
     webhook_urls: tuple[str, ...] = ()
     redis_address: str | None = None
+    redis_password: str = ""
+    redis_db: int = 0
     log_level: str = "info"
     empty_timeout: int = 300
     departure_timeout: int = 20
@@ -118,7 +120,10 @@ class ServerConfig:
         if self.webhook_urls:
             config["webhook"] = {"api_key": next(iter(self.keys)), "urls": list(self.webhook_urls)}
         if self.redis_address:
-            config["redis"] = {"address": self.redis_address}
+            redis: dict[str, object] = {"address": self.redis_address, "db": self.redis_db}
+            config["redis"] = redis | (
+                {"password": self.redis_password} if self.redis_password else {}
+            )
         config.update(self.extra)
         return json.dumps(config, indent=2)
 

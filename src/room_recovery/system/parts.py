@@ -38,7 +38,16 @@ def node_configs(settings: Settings, options: SystemOptions) -> list[ServerConfi
     port = server_port(settings)
     webhooks = (f"http://127.0.0.1:{options.watch_port}/webhook",) if options.with_watch else ()
     shared = urlparse(redis_url(settings, options)) if options.nodes > 1 else None
+    if shared is not None and shared.scheme != "redis":
+        raise ConfigurationError(
+            f"--nodes gives the livekit-server nodes REDIS_URL, but LiveKit takes only a "
+            f"redis://host:port/db address, not {shared.scheme}://; set such a REDIS_URL "
+            "or leave REDIS_URL empty and let up start redis-server"
+        )
     redis = f"{shared.hostname}:{shared.port or 6379}" if shared else None
+    password = (shared.password or "") if shared else ""
+    db_text = shared.path.strip("/") if shared else ""
+    db = int(db_text) if db_text.isdigit() else 0
     return [
         ServerConfig(
             http_port=port + NODE_PORT_STEP * k,
@@ -47,6 +56,8 @@ def node_configs(settings: Settings, options: SystemOptions) -> list[ServerConfi
             keys={settings.livekit_api_key: settings.livekit_api_secret},
             webhook_urls=webhooks,
             redis_address=redis,
+            redis_password=password,
+            redis_db=db,
         )
         for k in range(options.nodes)
     ]

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import aiohttp
 
 from ..core.errors import ConfigurationError
+from ..core.loops import LoopHealth, run_loop
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,17 @@ class Nodes:
         self.urls = list(dict.fromkeys(urls))  # in order, each once
         self.answering = set(self.urls)
         self._turn = 0
+        self.health = LoopHealth("nodes", CHECK_EVERY, budget=CHECK_TIMEOUT + 1)
+
+    @property
+    def origins(self) -> list[str]:
+        """Every node's WebSocket and HTTP URL, for the page's Content-Security-Policy."""
+        return [u for url in self.urls for u in (url, http_of(url))]
+
+    @property
+    def loops(self) -> list[LoopHealth]:
+        """The checking loop, when there is one (several nodes)."""
+        return [self.health] if len(self.urls) > 1 else []
 
     def pick(self) -> str:
         """The next node in turn among those that answer (all of them if none does)."""
@@ -81,23 +93,20 @@ class Nodes:
 
         await asyncio.gather(*(check(url) for url in self.urls))
 
-    async def _keep_checking(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while True:
-                await self._check_all(http)
-                await asyncio.sleep(CHECK_EVERY)
-
     @contextlib.asynccontextmanager
     async def checking(self) -> AsyncIterator[None]:
-        """Check the nodes in the background while the block runs (not with one node)."""
+        """Check the nodes in the background while the block runs (not with one node); the
+        loop's health is `self.health`, which the page server's /healthz reports."""
         if len(self.urls) < 2:
             yield
             return
-        task = asyncio.create_task(self._keep_checking(), name="room-recovery-nodes")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            checks = run_loop(self.health, lambda: self._check_all(http), first_delay=0)
+            task = asyncio.create_task(checks, name="room-recovery-nodes")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

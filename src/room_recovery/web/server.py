@@ -55,7 +55,7 @@ from ..protocol.page import page_protocol
 from ..rules.model import Kind
 from .access import Authorize, LiveKitProbe, authorize_of, existing_rooms, limits_of
 from .limits import Refused, TokenBook, TokenLimits
-from .nodes import Nodes, check_node_url, http_of
+from .nodes import Nodes, check_node_url
 from .rules import (
     DEFAULT_AGENT,
     AgentChoice,
@@ -184,8 +184,7 @@ async def _security_headers(request: web.Request, handler: Any) -> web.StreamRes
     response.headers.update(_SECURITY_HEADERS)
     if request.path in _PAGE_PATHS:
         state = request.app[STATE]
-        nodes = [u for url in state.nodes.urls for u in (url, http_of(url))]
-        policy = content_security_policy(state.settings, nodes)
+        policy = content_security_policy(state.settings, state.nodes.origins)
         response.headers["Content-Security-Policy"] = policy
     return response
 
@@ -330,8 +329,9 @@ async def _json_body(request: web.Request) -> object:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    problem = await request.app[STATE].probe.problem()
-    health = Health(failing=(problem,) if problem else ())
+    state = request.app[STATE]
+    problem = await state.probe.problem()
+    health = Health.of(state.nodes.loops, time.monotonic(), failing=(problem,) if problem else ())
     return web.json_response(health.to_dict(), status=health.http_status, headers=_NO_CACHE)
 
 
