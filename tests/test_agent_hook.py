@@ -23,8 +23,11 @@ from room_recovery.agent.hook import (
 from room_recovery.core.errors import ConfigurationError
 from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import load_settings
+from room_recovery.core.views import participant_view
+from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE
 from room_recovery.protocol.messages import room_cleanup
-from tests.support.livekit import ServerInfo, participant
+from room_recovery.rules.staleness import agent_death
+from tests.support.livekit import ServerInfo, eventually, participant
 from tests.support.worker import WorkerProcess, person
 
 # Everyone without a track looks stale at once to this worker: only `keep` can save them.
@@ -166,12 +169,22 @@ async def test_a_ghost_agent_left_by_a_killed_worker_is_removed_before_the_new_a
     await crashed.registered()
     async with person(livekit_server, room_name, "user1", name) as user:
         ghost = await user.wait_for_agent()
+        # it is shown at once (announced), perhaps before its first beat: a ghost is an agent
+        # whose heartbeat stopped, so let it beat once
+        await user.wait_for("its heartbeat", lambda: HEARTBEAT_ATTRIBUTE in ghost.attributes, 5)
         crashed.kill()  # worker and job process SIGKILLed: the agent stays as a ghost
         assert agent_identity(room_name) in await server_identities(manager, room_name)
 
         fresh = WorkerProcess.demo(livekit_server, name, tmp_path / "fresh.log")
         workers.append(fresh)
         await fresh.registered()
+
+        async def shown_dead() -> bool:  # its last beat older than the hook's threshold
+            views = [participant_view(i) for i in await manager.list_participants(room_name)]
+            found = [v for v in views if v.identity == ghost.identity]
+            return bool(found) and agent_death(found[0], time.time(), manager.policy) is not None
+
+        await eventually(shown_dead, what="the ghost's heartbeat to go silent")
         await manager.dispatch_agent(room_name, name, dispatch_metadata("user1"))
         await user.wait_for(
             "a new agent", lambda: any(a.sid != ghost.sid for a in user.agents()), timeout=10
