@@ -17,6 +17,7 @@ from livekit.agents import AutoSubscribe, JobContext, JobProcess
 
 from ..agent.guard import GuardOptions, guard_session, is_agent
 from ..agent.hook import DEFAULT_CLEANUP_TIMEOUT
+from ..protocol.agent_state import AGENT_STATE_ATTRIBUTE, AgentState
 from ..protocol.messages import AgentSelection
 from . import voice as demo_voice
 
@@ -26,6 +27,7 @@ DEFAULT_AGENT_NAME = "demo-agent"
 DEFAULT_GREETING = "Hello! I am the demo agent. Say something, and I will say it back."
 GREETING_WAIT = 3.0  # seconds to wait for the person to subscribe before greeting anyway
 TRACK_NAME = "agent-voice"
+STATE_TIMEOUT = 1.0  # a state that cannot be published in this long is skipped
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,11 @@ async def entrypoint(options: DemoAgentOptions, ctx: JobContext) -> None:
     """Join, guard the session, publish a voice, greet, echo. Returns once all is running."""
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     guard_session(ctx, options.guard, on_selection=_log_selection)
+    voice = Voice(ctx.room)
+    await voice.set_state("initializing")
     greeting = ctx.proc.userdata.get("greeting")
     if greeting is None:
         greeting = demo_voice.render_tone()
-    voice = Voice(ctx.room)
     await voice.publish()
     ctx.add_shutdown_callback(voice.aclose)
     voice.start(greeting, echo=options.echo)
@@ -72,7 +75,12 @@ def _log_selection(selection: AgentSelection, sender: rtc.RemoteParticipant) -> 
 
 
 class Voice:
-    """The agent's audio track, what it plays, and the echo of each person's track."""
+    """The agent's audio track, what it plays, and the echo of each person's track.
+
+    It publishes its state as LiveKit's agent front ends expect (`lk.agent.state`):
+    initializing until it speaks, speaking while a clip plays, thinking between hearing
+    an utterance and saying it back, listening otherwise.
+    """
 
     def __init__(self, room: rtc.Room) -> None:
         self.room = room
@@ -80,6 +88,18 @@ class Voice:
         self._queue: asyncio.Queue[demo_voice.Pcm] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscribed = asyncio.Event()
+        self.state: AgentState | None = None
+
+    async def set_state(self, state: AgentState) -> None:
+        """Publish the agent's state (best effort: a slow connection skips it)."""
+        if state == self.state:
+            return
+        self.state = state
+        try:
+            async with asyncio.timeout(STATE_TIMEOUT):
+                await self.room.local_participant.set_attributes({AGENT_STATE_ATTRIBUTE: state})
+        except Exception as exc:  # a closing connection must not end the voice
+            logger.debug("agent state %s not published: %s", state, exc or type(exc).__name__)
 
     async def publish(self) -> None:
         track = rtc.LocalAudioTrack.create_audio_track(TRACK_NAME, self.source)
@@ -123,12 +143,18 @@ class Voice:
 
     async def _speak(self) -> None:
         while True:
+            if self._queue.empty() and self.state != "initializing":
+                await self.set_state("listening")
             clip = await self._queue.get()
+            await self.set_state("speaking")
             for chunk in demo_voice.frames(clip):
                 frame = rtc.AudioFrame(
                     chunk, demo_voice.SAMPLE_RATE, 1, demo_voice.SAMPLES_PER_FRAME
                 )
                 await self.source.capture_frame(frame)
+            await self.source.wait_for_playout()
+            if self._queue.empty():
+                await self.set_state("listening")
 
     def _on_track_subscribed(
         self,
@@ -152,6 +178,7 @@ class Voice:
                 samples = np.frombuffer(event.frame.data, dtype=np.int16)
                 utterance = detector.push(samples)
                 if utterance is not None:
+                    await self.set_state("thinking")
                     logger.info(
                         "Heard %.1fs from %s; saying it back",
                         utterance.size / demo_voice.SAMPLE_RATE,

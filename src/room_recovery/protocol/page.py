@@ -7,12 +7,13 @@ on both sides at once.
 
 from __future__ import annotations
 
+from .agent_state import AGENT_STATE_ATTRIBUTE, AGENT_STATES
 from .heartbeat import HEARTBEAT_ATTRIBUTE
 from .messages import AGENT_SELECTION, MESSAGE_TOPIC, ROOM_CLEANUP
 from .room_status import RECOVERY_WAIT, ROOM_STATUS_KEY, STATUS_FAILED, STATUS_RECOVERING
 
 
-def page_protocol() -> dict[str, dict[str, str | float]]:
+def page_protocol() -> dict[str, dict[str, str | float | list[str]]]:
     """The message types, room-status names and agent attributes, for the page."""
     return {
         "messages": {
@@ -26,5 +27,9 @@ def page_protocol() -> dict[str, dict[str, str | float]]:
             "recovering": STATUS_RECOVERING,
             "recovery_wait": RECOVERY_WAIT,
         },
-        "attributes": {"heartbeat": HEARTBEAT_ATTRIBUTE},
+        "attributes": {
+            "heartbeat": HEARTBEAT_ATTRIBUTE,
+            "agent_state": AGENT_STATE_ATTRIBUTE,
+            "agent_states": list(AGENT_STATES),
+        },
     }
