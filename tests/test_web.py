@@ -20,6 +20,7 @@ from room_recovery.agent.hook import person_from_metadata
 from room_recovery.core.errors import ConfigurationError
 from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import Settings, load_settings
+from room_recovery.protocol.agent_state import AGENT_STATE_ATTRIBUTE, AGENT_STATES
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE
 from room_recovery.protocol.messages import AGENT_SELECTION, ROOM_CLEANUP
 from room_recovery.protocol.page import page_protocol
@@ -222,12 +223,23 @@ async def test_the_config_gives_the_page_the_protocols_names_from_python(
         "recovering": STATUS_RECOVERING,
         "recovery_wait": RECOVERY_WAIT,
     }
-    assert protocol["attributes"] == {"heartbeat": HEARTBEAT_ATTRIBUTE}
+    assert protocol["attributes"] == {
+        "heartbeat": HEARTBEAT_ATTRIBUTE,
+        "agent_state": AGENT_STATE_ATTRIBUTE,
+        "agent_states": list(AGENT_STATES),
+    }
 
 
 def test_the_pages_scripts_write_none_of_the_protocols_names_themselves() -> None:
     # One definition, in Python: a name changed there cannot leave the page behind.
-    names = [ROOM_CLEANUP, AGENT_SELECTION, ROOM_STATUS_KEY, HEARTBEAT_ATTRIBUTE, STATUS_RECOVERING]
+    names = [
+        ROOM_CLEANUP,
+        AGENT_SELECTION,
+        ROOM_STATUS_KEY,
+        HEARTBEAT_ATTRIBUTE,
+        STATUS_RECOVERING,
+        AGENT_STATE_ATTRIBUTE,
+    ]
     for script in STATIC.glob("*.js"):
         text = script.read_text()
         for name in names:

@@ -11,7 +11,8 @@
 //
 // The messages and the room status it reads use the names the server sends in /api/config
 // (protocol.js); what it explains when it cannot connect is problems.js; the page's
-// elements and how they are drawn, view.js.
+// elements and how they are drawn, view.js; the agent's state, levels, mute and
+// microphone once an agent is there, conversation.js.
 // Tests read `window.roomRecovery` (status, attempts, messages sent, error shown).
 
 import {
@@ -29,6 +30,7 @@ import {
   pageServerUnreachable,
   tokenRefused,
 } from '/static/problems.js';
+import * as conversation from '/static/conversation.js';
 import {
   cleanupMessage,
   encode,
@@ -60,12 +62,15 @@ const MARK_WAIT_MS = 1500;
 // allows it about 9 s (resumes at once, then 0.3, 1.2, 2.7 and 4.8 s apart, give or take half):
 // a node that died is then left for a new room, on a node that answers (the server's choice).
 const RECONNECT_DELAYS_MS = [0, 300, 1200, 2700, 4800];
-const ACTIVE = new Set(['waiting', 'connected', 'retrying']);
+const ACTIVE = new Set(['waiting', 'connected', 'reconnecting', 'retrying']);
+const WAITING = new Set(['waiting', 'reconnecting']); // in a room, for an agent
 
 // What tests and curious people can read from the console.
 const exposed = {
   status: 'loading',
   statusText: '',
+  statuses: [], // each status shown, in order (repeats collapsed)
+  connection: 'none', // LiveKit's connection: none | connected | reconnecting
   config: null,
   agent: null,
   room: null,
@@ -78,6 +83,7 @@ const exposed = {
   agentAudio: false,
   agentLeftFirst: null, // after Disconnect: did the agent leave before the page did?
   recoveries: 0, // times the agent was lost and the page waited in its room for another
+  conversation: conversation.seen, // agent state, mute, levels (conversation.js)
 };
 window.roomRecovery = exposed;
 
@@ -110,9 +116,20 @@ const seconds = (value) => `${Number(value.toFixed(2))} s`;
 function setStatus(status, text) {
   exposed.status = status;
   exposed.statusText = text;
+  if (exposed.statuses.at(-1) !== status) exposed.statuses.push(status);
   const active = ACTIVE.has(status);
   const busy = active || status === 'loading' || status === 'disconnecting';
   showStatus(status, text, { active, busy, canConnect: session.config.agents.length > 0 });
+}
+
+// LiveKit lost the connection and is resuming it (same room, same agent): say so, without
+// changing the session's status.
+function showConnection(room, connection) {
+  if (session.room !== room) return;
+  exposed.connection = connection;
+  ui.status.textContent = connection === 'reconnecting'
+    ? 'Your connection dropped; reconnecting...'
+    : exposed.statusText;
 }
 
 function showError(problem) {
@@ -173,8 +190,10 @@ function takeRoom() {
   const room = session.room;
   session.room = null;
   exposed.agentAudio = false;
+  exposed.connection = 'none';
   ui.agentAudio.replaceChildren();
   ui.audioButton.hidden = true;
+  conversation.end();
   return room;
 }
 
@@ -191,7 +210,9 @@ async function startSession(event) {
 async function startAttempt() {
   const generation = ++session.generation;
   const attempt = recordAttempt();
-  setStatus('waiting', 'Waiting for agent to join...');
+  const { max_retries: maxRetries } = session.config;
+  const count = session.retries ? ` (attempt ${session.retries + 1} of ${maxRetries + 1})` : '';
+  setStatus('waiting', `Waiting for agent to join...${count}`);
   const timeout = session.config.join_timeout;
   session.joinExtended = false;
   session.joinTimer = setTimeout(() => joinTimedOut(generation, timeout), timeout * 1000);
@@ -206,9 +227,11 @@ async function startAttempt() {
     renderAttempts();
     const room = newRoom(generation);
     session.room = room;
+    conversation.begin(room);
     await room.connect(grant.url, grant.token);
     if (!isCurrent(generation)) return;
     joinedRooms.add(room);
+    exposed.connection = 'connected';
     onRoomMetadata(room.metadata, generation);
     const agent = findAgent(room);
     if (agent) agentJoined(room, agent, generation);
@@ -252,6 +275,8 @@ function newRoom(generation) {
     .on(RoomEvent.AudioPlaybackStatusChanged, () => {
       ui.audioButton.hidden = room.canPlaybackAudio;
     })
+    .on(RoomEvent.Reconnecting, () => showConnection(room, 'reconnecting'))
+    .on(RoomEvent.Reconnected, () => showConnection(room, 'connected'))
     .on(RoomEvent.Disconnected, (reason) => {
       // a connect() that fails rejects, and that is handled where it was called
       if (!joinedRooms.has(room)) return;
@@ -263,7 +288,8 @@ function newRoom(generation) {
 function agentJoined(room, participant, generation) {
   // Agents listed at join time are handled once connect() has returned.
   if (!isCurrent(generation) || room.state !== ConnectionState.Connected) return;
-  if (exposed.status !== 'waiting') return;
+  conversation.agent(participant);
+  if (!WAITING.has(exposed.status)) return;
   clearTimeout(session.joinTimer);
   clearTimeout(session.recoveryTimer);
   session.recoveryTimer = null;
@@ -278,7 +304,9 @@ function agentJoined(room, participant, generation) {
 async function enableMicrophone(room, generation) {
   try {
     await room.localParticipant.setMicrophoneEnabled(true);
-    if (isCurrent(generation)) exposed.microphone = 'on';
+    if (!isCurrent(generation)) return;
+    exposed.microphone = 'on';
+    await conversation.microphoneOn();
   } catch (error) {
     if (!isCurrent(generation)) return;
     const problem = microphoneProblem(error);
@@ -304,7 +332,7 @@ function onRoomMetadata(metadata, generation) {
     const reason = mark.reason ? `: ${mark.reason}` : '';
     attemptFailed(generation, 'marked-failed', `the room was marked failed${reason}`);
   } else if (isRecovering(mark, session.lostAgent) && session.recoveryTimer
-    && exposed.status === 'waiting' && isCurrent(generation)) {
+    && WAITING.has(exposed.status) && isCurrent(generation)) {
     waitForReplacement(generation, recoveryWait(mark)); // the mark came after the departure
   }
 }
@@ -316,7 +344,8 @@ function agentLost(room, participant, generation) {
   exposed.agentIdentity = null;
   exposed.recoveries += 1;
   session.lostAgent = participant.identity;
-  setStatus('waiting', 'Your agent dropped out; a new one is on its way...');
+  conversation.agentGone();
+  setStatus('reconnecting', 'Reconnecting your agent... (it dropped out; a new one is on its way)');
   const mark = roomStatus(room.metadata);
   if (isRecovering(mark, participant.identity)) {
     waitForReplacement(generation, recoveryWait(mark));
@@ -350,7 +379,9 @@ function joinTimedOut(generation, timeout) {
 }
 
 async function attemptFailed(generation, outcome, detail) {
-  if (!isCurrent(generation) || !['waiting', 'connected'].includes(exposed.status)) return;
+  if (!isCurrent(generation) || !['waiting', 'reconnecting', 'connected'].includes(exposed.status)) {
+    return;
+  }
   const next = ++session.generation;
   session.recoveryTimer = null;
   clearTimers();
@@ -500,6 +531,7 @@ async function loadConfig() {
     return;
   }
   useProtocol(config.protocol);
+  conversation.useAttribute(config.protocol.attributes?.agent_state);
   session.config = withOverrides(config, params);
   exposed.config = { ...session.config };
   fillAgents(session.config.agents, params.get('agent'));
