@@ -111,3 +111,27 @@ async def test_metrics_and_health_answer(watchdog_url: str) -> None:
         "room_recovery_livekit_api_calls",
     ):
         assert name in text
+
+
+async def test_the_operations_view_is_served_with_a_strict_policy_and_its_data_as_json(
+    watchdog_url: str,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{watchdog_url}/") as response:
+            assert response.status == 200
+            policy = response.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+            assert "unsafe" not in policy
+            assert "/ops/ops.js" in await response.text()
+        async with session.get(f"{watchdog_url}/ops/ops.js") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/javascript")
+        async with session.get(f"{watchdog_url}/ops/../service.py") as response:
+            assert response.status == 404
+        async with session.get(f"{watchdog_url}/api/overview") as response:
+            assert response.status == 200
+            overview = await response.json()
+    assert overview["rooms"]["threshold"] == WatchdogOptions().room_alert_threshold
+    assert overview["room_list"] == [] and overview["recoveries"] == []
+    assert [bucket["le"] for bucket in overview["time_to_agent"]][-1] is None  # +Inf
+    assert set(overview["health"]["loops"]) >= {"poll", "sweep", "cleanup"}

@@ -126,6 +126,8 @@ def _print_started(run: Run, summary: dict[str, Any], stopped: Sequence[str] = (
     output.line(f"The voice system is up (supervisor pid {summary['supervisor_pid']}).")
     if summary["page_url"]:
         output.line(f"  page:    {summary['page_url']}")
+    if summary.get("ops_url"):
+        output.line(f"  ops:     {summary['ops_url']}")
     output.line(f"  LiveKit: {', '.join(summary['livekit_urls'])}")
     output.line(f"  logs:    {summary['log_dir']}/   status: room-recovery status")
 
@@ -356,6 +358,8 @@ def _print_status(status: dict[str, Any]) -> None:
         )
     if status.get("page_url") and status["running"]:
         output.line(f"page:  {status['page_url']}")
+    if status.get("ops_url") and status["running"]:
+        output.line(f"ops:   {status['ops_url']} (the watchdog's operations view)")
     output.line(f"rooms: {status['rooms']}")
     output.line(f"logs:  {status['log_dir']}")
 

@@ -15,6 +15,7 @@ from ..core.health import check_health
 from .check import Check
 
 NAME = "room-recovery's services are healthy"
+WATCHDOG = "watchdog"  # the service whose health URL's "/" is the operations view
 
 
 async def services_healthy(
@@ -43,4 +44,12 @@ async def services_healthy(
         )
     if not well:
         return Check(NAME, "skipped", "not checked: no watchdog or page server runs here")
-    return Check(NAME, "ok", ", ".join(well) + " healthy")
+    return Check(NAME, "ok", ", ".join(well) + " healthy" + _ops_view(urls, well))
+
+
+def _ops_view(urls: Mapping[str, str], well: list[str]) -> str:
+    """Where the watchdog's operations view is, when the watchdog answered."""
+    url = urls.get(WATCHDOG)
+    if WATCHDOG not in well or url is None:
+        return ""
+    return f"; operations view: {url.removesuffix('healthz')}"

@@ -122,6 +122,7 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
     hooks = {"livekit": startup_cleanup} if local else {}
     extra = {
         "page_url": options.page_url if options.with_web else None,
+        "ops_url": options.ops_url if options.with_watch else None,
         "livekit_url": settings.livekit_url,
         "log_dir": str(options.state_dir / "logs"),
     }
@@ -150,6 +151,7 @@ def ready_summary(
         "up": True,
         "supervisor_pid": supervisor_pid,
         "page_url": options.page_url if options.with_web else None,
+        "ops_url": options.ops_url if options.with_watch else None,
         "livekit_url": settings.livekit_url,
         "livekit_urls": node_urls(settings, options),
         "log_dir": str(options.state_dir / "logs"),
@@ -166,6 +168,8 @@ def _print_ready(
     lines = ["", READY_LINE]
     if options.with_web:
         lines.append(f"  page:     {options.page_url}")
+    if options.with_watch:
+        lines.append(f"  ops view: {options.ops_url}")
     lines.append(f"  LiveKit:  {', '.join(node_urls(settings, options))}")
     lines.append(f"  logs:     {options.state_dir / 'logs'}/ ({', '.join(p.name for p in parts)})")
     lines.append("  status:   room-recovery status    stop: Ctrl-C or room-recovery down")

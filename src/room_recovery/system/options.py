@@ -107,6 +107,11 @@ class SystemOptions:
     def page_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}/"
 
+    @property
+    def ops_url(self) -> str:
+        """The watchdog's operations view."""
+        return f"http://127.0.0.1:{self.watch_port}/"
+
 
 def server_is_local(settings: Settings) -> bool:
     return (urlparse(settings.livekit_url).hostname or "") in LOCAL_HOSTS

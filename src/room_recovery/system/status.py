@@ -53,6 +53,7 @@ async def collect_status(settings: Settings, options: SystemOptions) -> dict[str
         "running": supervisor is not None,
         "supervisor_pid": supervisor.pid if supervisor else None,
         "page_url": status.get("page_url"),
+        "ops_url": status.get("ops_url"),
         "log_dir": str(options.state_dir / "logs"),
         "parts": parts,
         "rooms": rooms,

@@ -1,4 +1,5 @@
-"""The watchdog's HTTP side: POST /webhook (verified), GET /metrics, GET /healthz, and the
+"""The watchdog's HTTP side: POST /webhook (verified), GET /metrics, GET /healthz, the
+operations view (GET /, its files under /ops/, its data at GET /api/overview), and the
 worker links (`GET /api/workers`, a WebSocket, see `links`)."""
 
 from __future__ import annotations
@@ -6,20 +7,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
 from ..core.settings import Settings
 from ..protocol.links import LINK_PATH
 from .metrics import CONTENT_TYPE
+from .overview import overview
 from .service import Watchdog, WatchdogOptions
 
 logger = logging.getLogger(__name__)
 
+OPS_DIR = Path(__file__).resolve().parent / "static"
+OPS_FILES = {"ops.js": "text/javascript", "ops.css": "text/css"}
+# The view loads only its own files and talks only to the watchdog.
+OPS_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self' data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if response.prepared:  # a worker link's WebSocket: its headers went long ago
+        return response
+    response.headers.update(SECURITY_HEADERS)
+    if request.path == "/":
+        response.headers["Content-Security-Policy"] = OPS_POLICY
+    return response
+
 
 def create_app(watchdog: Watchdog) -> web.Application:
-    """The watchdog's HTTP side: POST /webhook, GET /metrics, GET /healthz."""
+    """The watchdog's HTTP side: webhook, metrics, healthz, the operations view, links."""
 
     async def webhook(request: web.Request) -> web.Response:
         body = await request.read()
@@ -40,14 +74,30 @@ def create_app(watchdog: Watchdog) -> web.Application:
         }
         return web.json_response(body, status=health.http_status)
 
+    async def view(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(OPS_DIR / "ops.html", headers=NO_CACHE)
+
+    async def view_file(request: web.Request) -> web.FileResponse:
+        name = request.match_info["name"]
+        if name not in OPS_FILES:
+            raise web.HTTPNotFound(text=f"no such file: /ops/{name}")
+        headers = NO_CACHE | {"Content-Type": f"{OPS_FILES[name]}; charset=utf-8"}
+        return web.FileResponse(OPS_DIR / name, headers=headers)
+
+    async def view_data(_: web.Request) -> web.Response:
+        return web.json_response(overview(watchdog), headers={"Cache-Control": "no-store"})
+
     async def lifetime(_: web.Application) -> AsyncIterator[None]:
         async with watchdog:
             yield
 
-    app = web.Application()
+    app = web.Application(middlewares=[_security_headers])
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", view)
+    app.router.add_get("/ops/{name}", view_file)
+    app.router.add_get("/api/overview", view_data)
     app.router.add_get(LINK_PATH, watchdog.links.handle)
     app.cleanup_ctx.append(lifetime)
     return app
@@ -60,7 +110,11 @@ async def serve(settings: Settings, host: str, port: int, options: WatchdogOptio
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        logger.info("watchdog listening on http://%s:%d (webhook, metrics, healthz)", host, port)
+        logger.info(
+            "watchdog listening on http://%s:%d (operations view at /, webhook, metrics, healthz)",
+            host,
+            port,
+        )
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
     finally:

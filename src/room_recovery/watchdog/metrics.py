@@ -61,6 +61,11 @@ class Metrics:
             "1 while the number of rooms is above the alert threshold",
             registry=r,
         )
+        self.room_alert_threshold = Gauge(
+            "room_recovery_room_alert_threshold",
+            "The room count above which room_recovery_room_count_alert is 1",
+            registry=r,
+        )
         self.webhooks = Counter(
             "room_recovery_webhooks", "Verified webhooks received", ["event"], registry=r
         )
@@ -128,6 +133,7 @@ class Metrics:
         """Set the room count; warn once when it rises above `threshold`. Returns whether
         it is above (pass it back as `alerting` next time)."""
         self.rooms.set(count)
+        self.room_alert_threshold.set(threshold)
         alert = count > threshold
         if alert and not alerting:
             logger.warning(
@@ -152,6 +158,22 @@ class Metrics:
         if first_agent >= first_person:
             self.agent_join_seconds.observe((first_agent - first_person) / 1000)
         return True
+
+    def join_distribution(self) -> list[tuple[float, int]]:
+        """The time-to-agent histogram as (upper bound in seconds, joins in that bucket
+        alone), the last bound infinite."""
+        cumulative = [
+            (float(sample.labels["le"]), int(sample.value))
+            for family in self.agent_join_seconds.collect()
+            for sample in family.samples
+            if sample.name.endswith("_bucket")
+        ]
+        below = 0
+        buckets = []
+        for bound, count in cumulative:
+            buckets.append((bound, count - below))
+            below = count
+        return buckets
 
     def render(self) -> bytes:
         """The exposition text for a scrape."""

@@ -26,6 +26,8 @@ class WatchedRoom:
     unserved: bool = False  # the last dispatch found no linked worker for its agent
     replacing: str | None = None  # the dead agent whose replacement the room is waiting for
     counts: dict[str, int] = field(default_factory=dict)  # participants by kind, last look
+    people: tuple[str, ...] = ()  # identities at the last look
+    agents: tuple[str, ...] = ()
     waiting: bool = False  # a person waited without a live agent at the last look
     looking: asyncio.Task[bool] | None = None  # a look at this room, while it runs
     last_event: float = 0.0  # when a webhook, link message or listing last woke it

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -43,6 +44,7 @@ from ..rules.attention import AttentionPolicy, RoomSignals, next_page
 from ..rules.liveness import HeartbeatTracker
 from ..rules.model import ParticipantView, is_person
 from ..rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
+from .journal import Journal
 from .leader import Leadership, NotLeading
 from .links import WorkerLinks
 from .metrics import Metrics, count_kinds
@@ -78,6 +80,7 @@ class Watchdog:
         self.settings = settings
         self.options = options
         self.metrics = metrics or Metrics()
+        self.journal = Journal()  # the recent recoveries, for the operations view
         self.manager = RoomManager(settings=settings, request_timeout=5)
         verifier = api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
         self.receiver = api.WebhookReceiver(verifier)
@@ -91,6 +94,7 @@ class Watchdog:
         self.metrics.worker_links.set_function(self.links.count)
         self.metrics.linked_jobs.set_function(self.links.job_count)
         self.metrics.livekit_calls.set_function(lambda: self.manager.api_calls)
+        self.metrics.room_alert_threshold.set(options.room_alert_threshold)
         self.heartbeats = HeartbeatTracker()
         self.book = RoomBook(options.attention, time.monotonic())
         self._listing: dict[str, api.Room] = {}  # the last room listing, by name
@@ -129,6 +133,11 @@ class Watchdog:
             extra={"prefix": self.settings.room_prefix, "agent": self.options.agent_name},
         )
         return self
+
+    @property
+    def listing(self) -> Mapping[str, api.Room]:
+        """The rooms in scope at the last sweep, by name."""
+        return self._listing
 
     def health(self) -> Health:
         """The watchdog's loops and LiveKit's reachability, for /healthz, status and doctor."""
@@ -226,6 +235,11 @@ class Watchdog:
         self.book.forget(room)
         self.heartbeats.forget_room(room)
 
+    def recovered(self, room: str, cause: str, detail: str = "") -> None:
+        """Count a recovery action by cause, and keep it for the operations view."""
+        self.metrics.recoveries.labels(cause).inc()
+        self.journal.add(room, cause, detail)
+
     def log_error(self, exc: Exception, room: str = "") -> None:
         """At most every 10 s, not four times a second; a bug (not ours) with its traceback."""
         now = time.monotonic()
@@ -263,10 +277,13 @@ class Watchdog:
             now = time.monotonic()
             if not infos:  # empty, or gone: quiet until something happens in it again
                 state.history, state.counts, state.waiting = RoomHistory(), {}, False
+                state.people = state.agents = ()
                 self.book.looked(name, RoomSignals(), now)
                 return False
             views = [participant_view(info) for info in infos]
             state.counts = count_kinds(views)
+            state.people = tuple(v.identity for v in views if is_person(v))
+            state.agents = tuple(info.identity for info in infos if is_agent_info(info))
             vouched = self.links.vouched(name)  # their worker says they run: trust it
             silence = {
                 info.identity: None
@@ -308,7 +325,7 @@ class Watchdog:
             for ghost in result.ghosts:
                 if await self.manager.remove_participant(name, ghost.identity):
                     self.heartbeats.forget(name, ghost.identity)
-                    self.metrics.recoveries.labels("ghost_removed").inc()
+                    self.recovered(name, "ghost_removed", f"{ghost.identity}: {ghost.reason}")
                     logger.info(
                         "👻 Removed ghost agent %s from room %s (%s)",
                         ghost.identity,
@@ -353,7 +370,9 @@ class Watchdog:
         await self.manager.dispatch_agent(
             room, state.agent_name, dispatch_metadata(person) if person else ""
         )
-        self.metrics.recoveries.labels(cause).inc()
+        agent = state.agent_name or "the automatic agent"
+        tries = f"{attempt}/{self.options.watch.max_dispatches}"
+        self.recovered(room, cause, f"dispatched {agent} (attempt {tries})")
         logger.info(
             "🚑 Room %s: %s; dispatching %s (attempt %d/%d)",
             room,
@@ -370,5 +389,5 @@ class Watchdog:
             "registered? Run `room-recovery doctor`"
         )
         await self.manager.update_room_status(room, {"status": STATUS_FAILED, "reason": reason})
-        self.metrics.recoveries.labels("room_failed").inc()
+        self.recovered(room, "room_failed", reason)
         logger.warning("❌ Room %s: %s", room, reason, extra={"room": room})

@@ -52,6 +52,8 @@ class Watchdog(Protocol):
 
     def log_error(self, exc: Exception, room: str = "") -> None: ...
 
+    def recovered(self, room: str, cause: str, detail: str = "") -> None: ...
+
     def spawn_check(self, room: str) -> asyncio.Task[bool]: ...
 
 
@@ -94,7 +96,7 @@ async def replace_lost(watchdog: Watchdog, job: JobRecord) -> None:
         watchdog.heartbeats.forget(job.room, job.identity)
         state.history = RoomHistory(now, (now,) if served else (), False, agent_died=True)
         if served:  # else the dispatch, when a worker links, counts as agent_died
-            watchdog.metrics.recoveries.labels("worker_died").inc()
+            watchdog.recovered(job.room, "worker_died", f"{job.identity}'s worker was lost")
 
 
 async def worker_ready(watchdog: Watchdog, agent_name: str) -> None:
