@@ -62,25 +62,38 @@ def artifact_name(node_name: str) -> str:
 
 
 @asynccontextmanager
-async def pages_of(browser: Browser, name: str) -> AsyncIterator[OpenPage]:
-    """Open pages in fresh contexts; on exit, screenshot each one still open, then close."""
+async def pages_of(
+    browser: Browser, name: str, *, no_errors: bool = False
+) -> AsyncIterator[OpenPage]:
+    """Open pages in fresh contexts; on exit, screenshot each one still open, then close.
+
+    A CSP violation always fails the test; with `no_errors`, so does any console error or
+    uncaught exception. `open_page(url, ready=False)` does not wait for the voice page's
+    status (for other pages, such as the watchdog's operations view)."""
     contexts: list[BrowserContext] = []
     pages: list[Page] = []
     refused: list[str] = []  # what the page's Content-Security-Policy blocked
+    errors: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
         _console(name, message.type, message.text)
         if "Content Security Policy" in message.text:
             refused.append(message.text[:300])
+        elif message.type == "error":
+            errors.append(message.text[:300])
 
-    async def open_page(url: str, *, viewport: ViewportSize | None = None) -> Page:
+    async def open_page(
+        url: str, *, viewport: ViewportSize | None = None, ready: bool = True
+    ) -> Page:
         context = await browser.new_context(viewport=viewport or {"width": 900, "height": 800})
         contexts.append(context)
         page = await context.new_page()
         pages.append(page)
         page.on("console", on_console)
+        page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"[:300]))
         await page.goto(url)
-        await wait_status(page, ("idle", "error"), timeout=10)
+        if ready:
+            await wait_status(page, ("idle", "error"), timeout=10)
         return page
 
     try:
@@ -95,6 +108,7 @@ async def pages_of(browser: Browser, name: str) -> AsyncIterator[OpenPage]:
         for context in contexts:
             await context.close()
     assert refused == [], f"the page's CSP blocked what the page needs: {refused}"
+    assert not no_errors or errors == [], f"the page logged errors: {errors}"
 
 
 def _console(name: str, kind: str, text: str) -> None:
