@@ -8,8 +8,8 @@ cd "$(dirname "$0")"
 ./setup.sh --install-only
 echo
 echo "==> ruff (lint and format)"
-.venv/bin/ruff check src tests bench test_room_recovery.py
-.venv/bin/ruff format --check src tests bench test_room_recovery.py
+.venv/bin/ruff check src tests bench scripts test_room_recovery.py
+.venv/bin/ruff format --check src tests bench scripts test_room_recovery.py
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
