@@ -12,7 +12,7 @@ import pytest
 from room_recovery.core.manager import RoomManager
 from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
 from tests.support.livekit import ParticipantProcess, ServerInfo
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, close_all
 
 API_KEY = "testkey"
 
@@ -61,5 +61,4 @@ def workers() -> Iterator[list[WorkerProcess]]:
     """Agent workers started by one test (append them); every one is stopped after it."""
     started: list[WorkerProcess] = []
     yield started
-    for worker in started:
-        worker.close()
+    close_all(started)

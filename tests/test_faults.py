@@ -147,6 +147,9 @@ async def test_the_watchdog_answers_503_while_livekit_is_unreachable_and_recover
             return (await health())[0] == 200
 
         await eventually(healthy, timeout=10, what="/healthz to answer 200 again")
+        # and, healthy, doctor says where the operations view is
+        check = await services_healthy(http, {"watchdog": f"{url}/healthz"}, expected=True)
+        assert check.status == "ok" and f"operations view: {url}/" in check.detail
 
 
 async def test_a_child_printing_a_megabyte_line_is_not_blocked(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import pytest
 from livekit.agents.worker import ServerEnvOption
 
 from room_recovery.core.errors import ProcessError
+from room_recovery.core.manager import RoomManager
 from room_recovery.demo.worker import DEFAULT_HEALTH_PORT
 from room_recovery.rules.restart import RestartPolicy
 from room_recovery.system.livekit_server import free_port
@@ -339,6 +340,9 @@ async def test_an_automatic_agent_killed_under_up_comes_back_to_the_same_room_af
         )
         back_after = time.monotonic() - started
         assert someone.room.isconnected() and someone.room.name == room
+    # as the page's leave beacon would: the agent's job ends, so `down` need not drain it
+    async with RoomManager(server.url, server.api_key, server.api_secret) as manager:
+        await manager.delete_room(room)
     assert system.pid_of("agent-letta") != old_pid
     watch_log = (system.state_dir / "logs" / "watch.log").read_text()
     assert "is gone with 1 job(s)" in watch_log

@@ -120,10 +120,15 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(5)
 
+    def terminate(self) -> None:
+        """SIGTERM, if it still runs (it then drains its jobs)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def close(self, grace: float = 15.0) -> None:
         """SIGTERM, a bounded wait, then SIGKILL of the group; releases the pipes."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
@@ -137,6 +142,18 @@ class WorkerProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
+
+
+def close_all(workers: list[WorkerProcess], grace: float = 5.0) -> None:
+    """Stop every worker: SIGTERM to all at once, one shared wait of `grace`, then SIGKILL.
+
+    A worker drains its jobs on SIGTERM for as long as their rooms last, and a test's rooms
+    do not end by themselves: a worker with a job would use any grace to the full."""
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.close(grace=max(0.0, deadline - time.monotonic()))
 
 
 def person_token(
