@@ -3,10 +3,15 @@ the journal of recent recoveries, and the time-to-agent distribution."""
 
 from __future__ import annotations
 
+import json
+import time
+
+from room_recovery.core.settings import load_settings
 from room_recovery.rules.watch import RoomHistory
+from room_recovery.watchdog import Watchdog, WatchdogOptions
 from room_recovery.watchdog.journal import Journal
 from room_recovery.watchdog.metrics import Metrics
-from room_recovery.watchdog.overview import room_line
+from room_recovery.watchdog.overview import overview, room_line
 from room_recovery.watchdog.rooms import WatchedRoom
 
 
@@ -71,3 +76,20 @@ def test_the_join_distribution_counts_each_bucket_alone() -> None:
     buckets = dict(metrics.join_distribution())
     assert buckets[0.5] == 2 and buckets[15.0] == 1 and buckets[float("inf")] == 1
     assert sum(buckets.values()) == 4
+
+
+def test_the_overview_counts_who_waits_and_lists_the_most_urgent_rooms_first() -> None:
+    settings = load_settings(livekit_api_secret="a-secret-of-more-than-32-characters!")
+    watchdog = Watchdog(settings, WatchdogOptions(room_alert_threshold=2))
+    now = time.monotonic()
+    for name, people, since in (("calm", ("c",), None), ("two", ("a", "b"), now - 5)):
+        room = watchdog.book.wake(name, now)
+        room.people, room.waiting = people, since is not None
+        room.history = RoomHistory(waiting_since=since)
+    watchdog.journal.add("two", "agent_missing", "dispatched demo-agent (attempt 1/3)")
+    data = overview(watchdog, limit=1)
+    assert data["rooms"]["waiting"] == 1 and data["rooms"]["people_waiting"] == 2
+    assert data["rooms"]["threshold"] == 2 and data["rooms"]["alert"] is False
+    assert [room["name"] for room in data["room_list"]] == ["two"] and data["more"] == 1
+    assert data["recoveries"][0]["cause"] == "agent_missing"
+    json.dumps(data, allow_nan=False)  # what the view fetches is plain JSON

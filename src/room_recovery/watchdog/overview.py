@@ -91,6 +91,9 @@ def overview(watchdog: Watchdog, limit: int = ROOM_LIMIT) -> dict[str, Any]:
             "close": book.close_count(),
             "quiet": book.quiet_count(),
             "waiting": sum(1 for line in lines if line.waiting_for is not None),
+            "people_waiting": sum(
+                len(line.people) for line in lines if line.waiting_for is not None
+            ),
         },
         "room_list": [line.to_dict() for line in lines[:limit]],
         "more": max(0, len(lines) - limit),

@@ -23,10 +23,14 @@ function drawSummary(data) {
   const { health, rooms } = data;
   document.body.dataset.health = health.status;
   const problems = health.problems.length ? `: ${health.problems.join('; ')}` : '';
-  const waiting = rooms.waiting === 1 ? '1 person waiting' : `${rooms.waiting} people waiting`;
-  $('summary').textContent = `Watchdog ${health.status} (${data.role})${problems}. ${waiting}.`;
-  $('waiting-count').textContent = String(rooms.waiting);
-  $('tile-waiting').dataset.alert = String(rooms.waiting > 0);
+  const people = rooms.people_waiting;
+  const waiting = people === 1 ? '1 person waiting' : `${people} people waiting`;
+  const standby = data.role === 'standby'
+    ? ' It stands by: the leader looks at the rooms, and its view shows who waits.'
+    : '';
+  $('summary').textContent = `Watchdog ${health.status} (${data.role})${problems}. ${waiting}.${standby}`;
+  $('waiting-count').textContent = String(people);
+  $('tile-waiting').dataset.alert = String(people > 0);
   $('room-count').textContent = String(rooms.listed);
   $('room-meter').max = Math.max(rooms.threshold, rooms.listed, 1);
   $('room-meter').high = rooms.threshold;
