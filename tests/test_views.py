@@ -19,7 +19,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,6 @@ from room_recovery.web import running
 from tests.support.browser import (
     PHONE,
     artifact_name,
-    chromium,
     page_server,
     pages_of,
     state,
@@ -47,12 +45,6 @@ from tests.support.livekit import ServerInfo, eventually, participant
 from tests.support.worker import WorkerProcess, job_processes
 
 PREFIX = "views-"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as launched:
-        yield launched
 
 
 async def view_shows(page: Page, condition: str, timeout: float, what: str) -> None:
@@ -126,6 +118,8 @@ async def test_the_page_and_the_operations_view_show_the_agent_and_its_recovery(
                 "the dispatch for the waiting person",
             )
             assert "agent missing" in await ops.locator("#recoveries").inner_text()
+        # its agent's job ends with the room, so the page's agent has the worker's only job
+        await manager.delete_room(waiting_room)
 
         # 2. the page: the agent's state, and mute
         page = await open_page(f"{page_url}/?agent={agent}")
@@ -163,6 +157,10 @@ async def test_the_page_and_the_operations_view_show_the_agent_and_its_recovery(
         await eventually(unmuted, timeout=5, what="the server to show the microphone unmuted")
 
         # 3. the watchdog replaces a dead agent; the page waits for it in its room
+        async def one_job() -> bool:
+            return len(job_processes(worker, livekit_server.url)) == 1
+
+        await eventually(one_job, timeout=10, what="the page's agent to be the only job")
         [job] = job_processes(worker, livekit_server.url)
         os.kill(job, signal.SIGKILL)
         await wait_for(page, "rr.statuses.includes('reconnecting')", 15, "'reconnecting'")
