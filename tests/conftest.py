@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser
 
 from room_recovery.core.manager import RoomManager
 from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
+from tests.support.browser import chromium
 from tests.support.livekit import ParticipantProcess, ServerInfo
 from tests.support.worker import WorkerProcess, close_all
 
@@ -25,6 +27,14 @@ async def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
     folder = Path(tmp_path_factory.mktemp("livekit"))
     async with LiveKitServer(config, folder):
         yield ServerInfo(config.url, API_KEY, secret)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium per test module (Debian's, fake media); each test opens fresh
+    contexts in it (`support.browser.pages_of`)."""
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -51,13 +51,6 @@ def unique(prefix: str) -> str:
 AGENT = unique("page-agent")
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One headless Chromium for this module; each test gets fresh contexts."""
-    async with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 async def open_page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[OpenPage]:
     """`await open_page(url)`: a loaded page in a fresh context, screenshotted after the test."""

@@ -14,7 +14,6 @@ import asyncio
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from room_recovery.core.views import participant_view
 from room_recovery.rules.model import Kind, State
 from tests.support.browser import (
     artifact_name,
-    chromium,
     page_server,
     pages_of,
     state,
@@ -39,12 +37,6 @@ from tests.support.worker import WorkerProcess, job_processes
 PREFIX = "rpp-"
 FAULTS = ("job", "worker", "stall")
 STALL = 2.0  # seconds the stalled worker is stopped
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as launched:
-        yield launched
 
 
 async def agent_sids(manager: RoomManager, room: str) -> set[str]:

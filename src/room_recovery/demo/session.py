@@ -143,8 +143,6 @@ class Voice:
 
     async def _speak(self) -> None:
         while True:
-            if self._queue.empty() and self.state != "initializing":
-                await self.set_state("listening")
             clip = await self._queue.get()
             await self.set_state("speaking")
             for chunk in demo_voice.frames(clip):

@@ -77,7 +77,6 @@ def overview(watchdog: Watchdog, limit: int = ROOM_LIMIT) -> dict[str, Any]:
         key=RoomLine.urgency,
     )
     health = watchdog.health()
-    threshold = watchdog.options.room_alert_threshold
     listed = len(watchdog.listing)
     return {
         "at": time.time(),
@@ -86,8 +85,8 @@ def overview(watchdog: Watchdog, limit: int = ROOM_LIMIT) -> dict[str, Any]:
         "rooms": {
             "listed": listed,
             "known": len(book.rooms),
-            "threshold": threshold,
-            "alert": listed > threshold,
+            "threshold": watchdog.options.room_alert_threshold,
+            "alert": watchdog.alerting,
             "close": book.close_count(),
             "quiet": book.quiet_count(),
             "waiting": sum(1 for line in lines if line.waiting_for is not None),

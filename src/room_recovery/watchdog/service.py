@@ -139,6 +139,11 @@ class Watchdog:
         """The rooms in scope at the last sweep, by name."""
         return self._listing
 
+    @property
+    def alerting(self) -> bool:
+        """Whether the last sweep found more rooms than the alert threshold."""
+        return self._alerting
+
     def health(self) -> Health:
         """The watchdog's loops and LiveKit's reachability, for /healthz, status and doctor."""
         return Health.of(self.loops.values(), time.monotonic())
