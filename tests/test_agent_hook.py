@@ -30,8 +30,9 @@ from room_recovery.rules.staleness import agent_death
 from tests.support.livekit import ServerInfo, eventually, participant
 from tests.support.worker import WorkerProcess, person
 
-# Everyone without a track looks stale at once to this worker: only `keep` can save them.
-STALE_AT_ONCE = {"ROOM_STALE_TIMEOUT": "0.001"}
+# Everyone without a track looks stale at once to this worker (publishing nothing counts,
+# by the opt-in ROOM_STALE_SILENT): only `keep` can save them.
+STALE_AT_ONCE = {"ROOM_STALE_TIMEOUT": "0.001", "ROOM_STALE_SILENT": "true"}
 
 
 def unique(prefix: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from room_recovery.rules.model import Kind, ParticipantView, RoomView, State, room_name_problem
@@ -59,8 +61,14 @@ def test_a_participant_not_yet_active_within_the_timeout_stays() -> None:
     assert stale_removals(room, NOW, POLICY) == []
 
 
-def test_a_participant_publishing_nothing_past_the_timeout_is_stale() -> None:
-    removals = stale_removals([person("mute", age=301, tracks=0), agent()], NOW, POLICY)
+def test_publishing_nothing_is_no_sign_of_death_a_listener_stays() -> None:
+    room = [person("listener", age=3600, tracks=0), agent(age=3600, tracks=0), person("user")]
+    assert stale_removals(room, NOW, POLICY) == []
+
+
+def test_removing_silent_participants_is_an_explicit_opt_in() -> None:
+    opted_in = replace(POLICY, remove_silent=True)
+    removals = stale_removals([person("mute", age=301, tracks=0), agent()], NOW, opted_in)
     assert [(r.identity, r.reason) for r in removals] == [("mute", "publishes nothing")]
 
 
@@ -126,10 +134,15 @@ def test_prejoin_keeps_a_live_person_even_without_keep() -> None:
     assert prejoin_removals([person("user", age=1)], NOW, POLICY) == []
 
 
-def test_prejoin_removes_a_stale_person_who_is_not_kept() -> None:
-    room = [person("old-user", age=900, tracks=0), person("user", age=1)]
+def test_prejoin_removes_a_person_who_never_connected_and_is_not_kept() -> None:
+    room = [person("old-user", age=900, state=State.JOINING, tracks=0), person("user", age=1)]
     removals = prejoin_removals(room, NOW, POLICY, keep={"user"})
     assert [r.identity for r in removals] == ["old-user"]
+
+
+def test_prejoin_keeps_a_listen_only_person_who_publishes_nothing() -> None:
+    room = [person("listener", age=900, tracks=0), person("user", age=1)]
+    assert prejoin_removals(room, NOW, POLICY, keep={"user"}) == []
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 257, "é" * 129])

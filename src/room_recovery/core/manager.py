@@ -19,8 +19,7 @@ from types import TracebackType
 
 from livekit import api
 
-from ..protocol.room_status import with_status
-from ..rules.model import RoomView, room_name_problem
+from ..rules.model import RoomView
 from ..rules.staleness import (
     DEFAULT_AGENT_ALONE_GRACE,
     StalePolicy,
@@ -28,9 +27,10 @@ from ..rules.staleness import (
     prejoin_removals,
     stale_removals,
 )
-from .errors import InvalidRoomNameError, OutOfScopeError, RoomRecoveryError
+from .errors import RoomRecoveryError
 from .outcomes import delete_into, remove_into
 from .report import CleanupReport, Failure, KeptParticipant
+from .room_actions import RoomActions
 from .settings import Settings, load_settings
 from .transport import DEFAULT_REQUEST_TIMEOUT, Transport
 from .views import participant_view
@@ -42,7 +42,7 @@ DEFAULT_CONCURRENCY = 16
 Progress = Callable[[int, int], None]  # (rooms done, rooms in all)
 
 
-class RoomManager:
+class RoomManager(RoomActions):
     """List, inspect and clean LiveKit rooms, within this deployment's ROOM_PREFIX.
 
     Arguments left as None fall back to the environment and `.env` (see `settings`).
@@ -69,7 +69,11 @@ class RoomManager:
             room_stale_timeout=stale_room_timeout,
             room_prefix=room_prefix,
         )
-        self.policy = StalePolicy(self.settings.room_stale_timeout, agent_alone_grace)
+        self.policy = StalePolicy(
+            self.settings.room_stale_timeout,
+            agent_alone_grace,
+            remove_silent=self.settings.room_stale_silent,
+        )
         self.max_concurrency = max_concurrency
         self._transport = Transport(self.settings, request_timeout)
 
@@ -103,13 +107,6 @@ class RoomManager:
     async def close(self) -> None:
         """Release the HTTP session opened by `async with`; safe to call more than once."""
         await self._transport.close()
-
-    def _check_room(self, room_name: str) -> None:
-        problem = room_name_problem(room_name)
-        if problem is not None:
-            raise InvalidRoomNameError(f"invalid room name {room_name!r}: {problem}")
-        if not self.settings.in_scope(room_name):
-            raise OutOfScopeError(room_name, self.settings.room_prefix)
 
     # --- the spec's queries ----------------------------------------------------------
 
@@ -145,12 +142,6 @@ class RoomManager:
             fields = {"room": room_name, "identity": identity}
             logger.info("Removed participant %s from room %s", identity, room_name, extra=fields)
         return removed
-
-    async def set_attributes(self, room_name: str, identity: str, values: dict[str, str]) -> bool:
-        """Merge `values` into a participant's attributes. False if it was not there."""
-        self._check_room(room_name)
-        async with self._transport.session() as lkapi:
-            return await self._transport.update_attributes(lkapi, room_name, identity, values)
 
     async def delete_room(self, room_name: str) -> bool:
         """Delete a room, disconnecting everyone in it. False if it did not exist."""
@@ -355,42 +346,6 @@ class RoomManager:
                 if p.identity not in removed
             )
         return report
-
-    # --- agents and room status (used by the watchdog) ----------------------------------
-
-    async def dispatch_agent(self, room_name: str, agent_name: str, metadata: str = "") -> str:
-        """Ask the server to send agent `agent_name` into the room. Returns the dispatch id.
-
-        The server drops the job if no worker with that name is registered at that moment
-        (livekit/livekit#4060), so callers check later that an agent really came.
-        """
-        self._check_room(room_name)
-        async with self._transport.session() as lkapi:
-            dispatch = await self._transport.dispatch(lkapi, room_name, agent_name, metadata)
-        return dispatch.id
-
-    async def create_room(self, room_name: str, agent_name: str | None) -> None:
-        """Create a room whose creation dispatches `agent_name` (None: automatic dispatch)."""
-        self._check_room(room_name)
-        async with self._transport.session() as lkapi:
-            await self._transport.create_room(lkapi, room_name, agent_name)
-
-    async def dispatched_agents(self, room_name: str) -> list[tuple[str, str]]:
-        """The (agent name, metadata) of every dispatch the room has had, oldest first."""
-        self._check_room(room_name)
-        async with self._transport.session() as lkapi:
-            dispatches = await self._transport.list_dispatches(lkapi, room_name)
-        return [(d.agent_name, d.metadata) for d in dispatches]
-
-    async def update_room_status(self, room_name: str, status: dict[str, str]) -> None:
-        """Merge `{"room_recovery": status}` into the room's JSON metadata (pages read it)."""
-        self._check_room(room_name)
-        async with self._transport.session() as lkapi:
-            rooms = await self._transport.list_rooms(lkapi, names=[room_name])
-            if not rooms:
-                return
-            metadata = with_status(rooms[0].metadata, status)
-            await self._transport.update_metadata(lkapi, room_name, metadata)
 
     # --- server calls ------------------------------------------------------------------
 

@@ -27,12 +27,23 @@ async def remove_into(
     room_name: str,
     removals: Sequence[Removal],
 ) -> None:
-    """Remove participants concurrently, recording each outcome in the report."""
+    """Remove participants concurrently, recording each outcome in the report.
+
+    A removal that names a sid removes that participant only: one that has left, or whose
+    identity a newer participant took, is not removed (and not reported).
+    """
 
     async def remove(removal: Removal) -> None:
         if not report.dry_run:
             try:
-                await transport.remove(lkapi, room_name, removal.identity)
+                if removal.sid:
+                    found = await transport.remove_exact(
+                        lkapi, room_name, removal.identity, removal.sid
+                    )
+                    if not found:
+                        return
+                else:
+                    await transport.remove(lkapi, room_name, removal.identity)
             except RoomRecoveryError as exc:
                 report.failed.append(Failure(room_name, removal.identity, str(exc)))
                 logger.warning(

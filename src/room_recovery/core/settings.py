@@ -7,6 +7,8 @@ Names and defaults are the spec's (`ROOM_RECOVERY_GUIDE.md`, "Environment Variab
     LIVEKIT_API_SECRET   secret                its secret (never sent to a browser)
     ROOM_STALE_TIMEOUT   300                   seconds before a room or participant is stale
     ROOM_PREFIX          "" (all rooms)        only rooms whose name starts with it are touched
+    ROOM_STALE_SILENT    false                 also remove an ACTIVE participant that has
+                                               published nothing for ROOM_STALE_TIMEOUT (opt-in)
 
 Anything else in `.env` is ignored. A bad value fails at once with a ConfigurationError
 that names the variable and an example of a good value.
@@ -38,6 +40,7 @@ _HINTS: dict[str, tuple[str, str]] = {
     "livekit_api_secret": ("LIVEKIT_API_SECRET", "secret"),
     "room_stale_timeout": ("ROOM_STALE_TIMEOUT", "300"),
     "room_prefix": ("ROOM_PREFIX", "voice-"),
+    "room_stale_silent": ("ROOM_STALE_SILENT", "false"),
     "room_recovery_token_rate": ("ROOM_RECOVERY_TOKEN_RATE", "30"),
     "room_recovery_token_rooms": ("ROOM_RECOVERY_TOKEN_ROOMS", "10"),
     "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -56,6 +59,8 @@ class Settings(BaseSettings):
     livekit_api_secret: str = Field(default="secret", min_length=1, repr=False)
     room_stale_timeout: float = Field(default=DEFAULT_STALE_TIMEOUT, gt=0)
     room_prefix: str = ""
+    # publishing nothing is no proof of anything (a listener, a transcriber): opt-in only
+    room_stale_silent: bool = False
     # several watchdogs elect one leader through it (`watchdog.leader`); may hold a password
     redis_url: str = Field(default="", repr=False)
     # the page server's bounds per client (0: none), and an optional sign-in header

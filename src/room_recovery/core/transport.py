@@ -120,6 +120,16 @@ class Transport:
         )
         return list(response.participants) if response is not None else []
 
+    async def get_participant(
+        self, lkapi: api.LiveKitAPI, room_name: str, identity: str
+    ) -> api.ParticipantInfo | None:
+        """One participant of a room; None when it (or the room) is not there."""
+        request = api.RoomParticipantIdentity(room=room_name, identity=identity)
+        return await self._call_or_missing(
+            f"get participant {identity!r} of room {room_name!r}",
+            lambda: lkapi.room.get_participant(request),
+        )
+
     async def remove(self, lkapi: api.LiveKitAPI, room_name: str, identity: str) -> bool:
         """Remove a participant; False when it was not there."""
         request = api.RoomParticipantIdentity(room=room_name, identity=identity)
@@ -128,6 +138,26 @@ class Transport:
             lambda: lkapi.room.remove_participant(request),
         )
         return response is not None
+
+    async def remove_exact(
+        self,
+        lkapi: api.LiveKitAPI,
+        room_name: str,
+        identity: str,
+        sid: str,
+        *,
+        agent_only: bool = False,
+    ) -> bool:
+        """Remove participant `sid` (known as `identity`), and nobody else; False if it is
+        gone, or `identity` now names another participant (or, with `agent_only`, one that
+        is not an agent). LiveKit removes by identity only, and identities are reused, so
+        it is looked up right before."""
+        info = await self.get_participant(lkapi, room_name, identity)
+        if info is None or (sid and info.sid != sid):
+            return False
+        if agent_only and info.kind != api.ParticipantInfo.Kind.AGENT:
+            return False
+        return await self.remove(lkapi, room_name, identity)
 
     async def delete(self, lkapi: api.LiveKitAPI, room_name: str) -> bool:
         """Delete a room; False when it did not exist."""
@@ -147,6 +177,16 @@ class Transport:
             f"dispatch agent {agent_name!r} to room {room_name!r}",
             lambda: lkapi.agent_dispatch.create_dispatch(request),
         )
+
+    async def delete_dispatch(
+        self, lkapi: api.LiveKitAPI, room_name: str, dispatch_id: str
+    ) -> bool:
+        """Delete one agent dispatch of a room; False when it (or the room) is not there."""
+        response = await self._call_or_missing(
+            f"delete dispatch {dispatch_id!r} of room {room_name!r}",
+            lambda: lkapi.agent_dispatch.delete_dispatch(dispatch_id, room_name),
+        )
+        return response is not None
 
     async def list_dispatches(
         self, lkapi: api.LiveKitAPI, room_name: str

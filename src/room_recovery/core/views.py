@@ -6,6 +6,7 @@ from livekit import api
 
 from ..protocol.heartbeat import heartbeat_of, heartbeat_time
 from ..rules.model import Kind, ParticipantView, State
+from ..rules.watch import DispatchFate
 
 _KINDS = {
     api.ParticipantInfo.Kind.STANDARD: Kind.STANDARD,
@@ -32,9 +33,28 @@ def participant_view(info: api.ParticipantInfo) -> ParticipantView:
         joined_at=joined_at,
         track_count=len(info.tracks),
         heartbeat_at=heartbeat_time(heartbeat_of(info.attributes)),
+        sid=info.sid,
     )
 
 
 def is_agent_info(info: api.ParticipantInfo) -> bool:
     """Whether a server ParticipantInfo is an agent (by kind, never by identity)."""
     return bool(info.kind == api.ParticipantInfo.Kind.AGENT)
+
+
+_STARTING = {api.JobStatus.JS_PENDING, api.JobStatus.JS_RUNNING}
+
+
+def dispatch_fate(dispatches: list[api.AgentDispatch], dispatch_id: str) -> DispatchFate:
+    """What became of one dispatch: taken by a worker (a job exists), and still starting.
+
+    A dispatch that is no longer listed (the room was recreated) was taken by nobody.
+    LiveKit's job states never change when a job dies (livekit/agents#1472): "starting"
+    is only ever a reason to wait a bounded time, never proof of life.
+    """
+    for dispatch in dispatches:
+        if dispatch.id == dispatch_id:
+            jobs = list(dispatch.state.jobs)
+            starting = any(job.state.status in _STARTING for job in jobs)
+            return DispatchFate(taken=bool(jobs), starting=starting)
+    return DispatchFate(taken=False)

@@ -54,6 +54,7 @@ class ParticipantView:
     joined_at: float  # seconds since the epoch
     track_count: int
     heartbeat_at: float | None = None  # when its last heartbeat was sent (epoch s), if any
+    sid: str = ""  # the participant's sid: one connection, never reused
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Removal:
 
     identity: str
     reason: str
+    sid: str = ""  # the participant judged so: a removal never hits a later one of that identity
 
 
 def room_name_problem(name: str) -> str | None:

@@ -7,8 +7,10 @@ The rule, in one place:
 
 * A room is stale when it has no participants and is older than the stale timeout.
 * A participant is stale when it has been in its room longer than the stale timeout and
-  shows no sign of life: it never reached the ACTIVE state, or it publishes no track
-  (egress participants, which never publish, are exempt).
+  never reached the ACTIVE state (it never connected). Publishing nothing is no sign of
+  death (a listen-only person, a transcriber agent): an ACTIVE participant that has
+  published no track is removed only when `remove_silent` is set (ROOM_STALE_SILENT=true;
+  egress participants, which never publish, are exempt even then).
 * An agent is stale when it is alone in its room (no participant other than agents) and
   joined more than `agent_alone_grace` seconds ago: an agent waits for a person only that long.
 * Before a new agent joins (`prejoin_removals`) an agent already in the room is removed
@@ -36,6 +38,7 @@ class StalePolicy:
     stale_timeout: float = 300.0
     agent_alone_grace: float = DEFAULT_AGENT_ALONE_GRACE
     dead_heartbeat: float = 3.0  # an agent whose heartbeat is older than this is dead
+    remove_silent: bool = False  # also an ACTIVE participant that publishes nothing (opt-in)
 
 
 def is_stale_room(room: RoomView, now: float, policy: StalePolicy) -> bool:
@@ -59,7 +62,8 @@ def staleness(
         return None
     if participant.state is not State.ACTIVE:
         return f"never became active (state {participant.state.value})"
-    if participant.track_count == 0 and participant.kind is not Kind.EGRESS:
+    silent = participant.track_count == 0 and participant.kind is not Kind.EGRESS
+    if policy.remove_silent and silent:
         return "publishes nothing"
     return None
 
@@ -77,7 +81,7 @@ def stale_removals(
             continue
         reason = staleness(participant, participants, now, policy)
         if reason is not None:
-            removals.append(Removal(participant.identity, reason))
+            removals.append(Removal(participant.identity, reason, participant.sid))
     return removals
 
 
@@ -111,9 +115,9 @@ def prejoin_removals(
             if reason is None and (first_person is None or participant.joined_at < first_person):
                 reason = "left over from an earlier session"
             if reason is not None:
-                removals.append(Removal(participant.identity, f"agent {reason}"))
+                removals.append(Removal(participant.identity, f"agent {reason}", participant.sid))
             continue
         reason = staleness(participant, participants, now, policy)
         if reason is not None:
-            removals.append(Removal(participant.identity, reason))
+            removals.append(Removal(participant.identity, reason, participant.sid))
     return removals
