@@ -1,11 +1,18 @@
-"""The pieces of a recovery test: agent workers of three kinds, linked to a watchdog.
+"""The pieces of a recovery test: agent workers of every kind, linked to a watchdog.
 
 Kinds of agent, as users wire them:
 
 * `demo`:  the demo agent (named dispatch, pre-join hook, session guard with heartbeat);
-* `spec`:  `tests/workers/letta_voice_agent.py`: automatic dispatch, only the spec's
-           request-handler snippet, nothing of ours in its entrypoint;
-* `named`: `tests/workers/named_agent.py`: named dispatch, our `request_handler`, no guard.
+* `spec`:  `tests/workers/letta_voice_agent.py`: automatic dispatch, the guide's request
+           handler verbatim (its import inside the handler), nothing of ours elsewhere;
+* `named`: `tests/workers/named_agent.py`: named dispatch, our `request_handler`, no guard;
+* `top`:   `tests/workers/letta_top_import.py`: the guide's handler, its import at the top;
+* `entrypoint`: `tests/workers/letta_entrypoint_cleanup.py`: `ensure_clean_room` called
+           from the entrypoint (in the job's process) instead of the request handler;
+* `plain`: `tests/workers/plain_agent.py`: no room-recovery code at all;
+* `broken`: `tests/workers/broken_agent.py`: takes every job, its agent never comes.
+
+The page's matrix (`test_recovery_page.py`) runs the first three (`KINDS`).
 """
 
 from __future__ import annotations
@@ -24,12 +31,28 @@ from tests.support.livekit import ROOT, ServerInfo
 from tests.support.worker import WorkerProcess, job_processes
 
 KINDS = ("demo", "spec", "named")
+SCRIPTS = {
+    "spec": "letta_voice_agent.py",
+    "named": "named_agent.py",
+    "top": "letta_top_import.py",
+    "entrypoint": "letta_entrypoint_cleanup.py",
+    "plain": "plain_agent.py",
+    "broken": "broken_agent.py",
+}
+AUTOMATIC = (
+    "spec",
+    "top",
+    "entrypoint",
+    "plain",
+    "broken",
+)  # no agent_name: LiveKit's automatic dispatch
+LINKS_AT_REGISTRATION = ("demo", "named", "top")  # the others link at their first job, or never
 LINKED = "linked to the watchdog"
 
 
 def agent_name_for(kind: str) -> str:
-    """The dispatch name a test uses for `kind` ("" for the automatic spec worker)."""
-    return "" if kind == "spec" else f"rp-{kind}-{uuid.uuid4().hex[:6]}"
+    """The dispatch name a test uses for `kind` ("" for the automatic workers)."""
+    return "" if kind in AUTOMATIC else f"rp-{kind}-{uuid.uuid4().hex[:6]}"
 
 
 async def start_worker(
@@ -40,21 +63,21 @@ async def start_worker(
     workers: list[WorkerProcess],
     watchdog_url: str = "",
 ) -> WorkerProcess:
-    """A worker of `kind`, registered (and linked to the watchdog, with `watchdog_url`)."""
+    """A worker of `kind`, registered (and, for the kinds that link at registration, linked
+    to the watchdog at `watchdog_url`; the others link at their first job, or never)."""
     env = {WATCHDOG_URL_VARIABLE: watchdog_url} if watchdog_url else {}
     if kind == "demo":
         worker = WorkerProcess.demo(server, agent_name, log, env=env)
         workers.append(worker)
         await worker.registered()
     else:
-        script = "letta_voice_agent.py" if kind == "spec" else "named_agent.py"
         if kind == "named":
             env["AGENT_NAME"] = agent_name
-        command = [str(ROOT / "tests" / "workers" / script), "start"]
+        command = [str(ROOT / "tests" / "workers" / SCRIPTS[kind]), "start"]
         worker = WorkerProcess(server, command, log, env=env, stdout_to_log=True)
         workers.append(worker)
         await worker.wait_for_log("registered worker", timeout=40)
-    if watchdog_url:
+    if watchdog_url and kind in LINKS_AT_REGISTRATION:
         await worker.wait_for_log(LINKED, timeout=10)
     return worker
 

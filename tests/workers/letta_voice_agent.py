@@ -1,28 +1,33 @@
-"""A worker wired exactly as the spec's users wire theirs (`letta_voice_agent.py`): LiveKit's
-automatic dispatch (no agent_name), `cli.run_app`, and the spec's request-handler snippet as
-its only room-recovery code. Its entrypoint knows nothing of room-recovery.
+"""The user's worker, wired as `ROOM_RECOVERY_GUIDE.md` says: LiveKit's automatic dispatch
+(no agent_name), `cli.run_app`, and the guide's request-handler block pasted character for
+character, its import *inside* the handler. Nothing else of room-recovery is in this file.
+`tests/test_guide_worker.py` reads the block out of the guide and fails if this copy differs.
 
     python tests/workers/letta_voice_agent.py start      (LIVEKIT_* from the environment)
 
-Two test-only settings differ from a verbatim copy: `port=0` (several run at once) and
-`load_threshold=1.0` (a busy 2-core test machine must still get jobs; see the README).
+Two test-only settings differ from a user's: `port=0` (several run at once) and
+`load_threshold=1.0` (a busy 2-core test machine must still get jobs; see the docs).
 """
-
-from __future__ import annotations
 
 import logging
 
 from livekit.agents import JobContext, JobRequest, WorkerOptions, cli
 
-from livekit_room_manager import RoomManager
-
 logger = logging.getLogger("letta-voice-agent")
 
 
-async def request_handler(req: JobRequest) -> None:
-    # the spec's snippet
-    await RoomManager().ensure_clean_room(req.room.name)
-    await req.accept()
+async def request_handler(job_request: JobRequest):
+    room_name = job_request.room.name
+
+    # Clean up stale participants before joining
+    try:
+        from livekit_room_manager import RoomManager
+        manager = RoomManager()
+        await manager.ensure_clean_room(room_name)
+    except Exception as e:
+        logger.warning(f"Room cleanup failed: {e}")
+
+    await job_request.accept()
 
 
 async def entrypoint(ctx: JobContext) -> None:

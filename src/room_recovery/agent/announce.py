@@ -45,22 +45,23 @@ async def announce_when_joined(
     identity: str,
     wait: float = ANNOUNCE_WAIT,
     every: float = ANNOUNCE_EVERY,
-) -> bool:
+) -> str:
     """Wait for `identity` to be ACTIVE in `room`, then make LiveKit announce it now.
 
-    True if it was announced (by us or already by LiveKit); False if it never joined in
-    `wait` seconds or left. Raises RoomRecoveryError when the server cannot be asked.
+    Returns the sid of the participant it saw joining (announced by us, or already by
+    LiveKit), or "" if it never joined in `wait` seconds, or left. Raises
+    RoomRecoveryError when the server cannot be asked.
     """
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         infos = {i.identity: i for i in await manager.list_participants(room)}
         info = infos.get(identity)
         if info is not None and info.state == api.ParticipantInfo.State.ACTIVE:
-            if not needs_announcing(info):
-                return True
-            stamp = f"{time.time():.3f}"
-            return await manager.set_attributes(room, identity, {ANNOUNCED_ATTRIBUTE: stamp})
+            if needs_announcing(info):
+                stamp = f"{time.time():.3f}"
+                await manager.set_attributes(room, identity, {ANNOUNCED_ATTRIBUTE: stamp})
+            return info.sid
         if info is not None and info.state == api.ParticipantInfo.State.DISCONNECTED:
-            return False
+            return ""
         await asyncio.sleep(every)
-    return False
+    return ""

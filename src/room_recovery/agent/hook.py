@@ -34,7 +34,7 @@ from ..core.manager import RoomManager
 from ..core.report import CleanupReport
 from ..core.settings import Settings, load_settings
 from ..protocol.messages import PERSON_KEY, dispatch_metadata, person_from_metadata
-from . import monitor
+from . import adapter, monitor
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class PrejoinCleanup:
 
     async def __call__(self, request: JobRequest) -> None:
         room_name = request.room.name
-        server = monitor.server_of_request(request)
+        server = adapter.server_of_request(request)
         if server is not None:
             monitor.attach(server, self._settings)
         if self.clean:

@@ -5,55 +5,42 @@ processes are that process's children, so it learns at once when one dies (livek
 process pool reports every exit); the server learns only ~20 s later. On a death it
 replaces the agent in place (`core.recovery.replace_agent`: mark the room recovering,
 remove the dead participant, dispatch the same agent again), provided a person is still
-there. It also keeps the worker link to the watchdog (`protocol.links`), so that the death
-of the *whole* worker, which no process of it can report, is seen by the watchdog the moment
-the kernel closes the worker's socket.
+there and no other agent serves them. It also keeps the worker link to the watchdog
+(`agent.link`), so that the death of the *whole* worker, which no process of it can report,
+is seen by the watchdog the moment the kernel closes the worker's socket.
 
-It attaches itself, with no call from the user, by any of three routes:
-
-* the worker logs "registered worker" (importing `livekit_room_manager` or
-  `room_recovery.agent` installs a log handler that notices it and finds the worker);
-* our `request_handler` gets its first job request (it knows the worker through it);
-* `attach(server)` from code that holds the AgentServer (the demo agent does).
-
-What it reads of livekit-agents beyond its documented API (the process pool's events and the
-worker behind a JobRequest) is checked on attach; when it is not there, it logs one warning
-and the watchdog's other signals (heartbeat, waiting person) still work.
+It attaches itself, with no call from the user (see `agent.attach`): when the worker
+registers, when `livekit_room_manager` is imported inside a request handler (the guide's
+code), when our `request_handler` gets a job request, or by `attach(server)` from code that
+holds the AgentServer (the demo agent does). What it reads of livekit-agents' internals is
+in `agent.adapter`; when that is missing, it logs one warning and the watchdog's other
+signals (heartbeat, waiting person) still work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import sys
+import time
 import weakref
-from datetime import timedelta
-from types import FrameType
 from typing import Any
 
-import aiohttp
-from livekit import api
-from livekit.agents import AgentServer, JobRequest
-
 from ..core.errors import OutOfScopeError, RoomRecoveryError
+from ..core.link import LinkClient, watchdog_url
 from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
 from ..core.settings import Settings, load_settings
-from ..core.views import participant_view
 from ..protocol import links
 from ..protocol.links import JobRecord
-from ..rules.model import is_person
+from ..rules.recovery import DeadAgent
+from . import adapter
 from .announce import announce_when_joined, announcing
 
 logger = logging.getLogger(__name__)
 
 MONITOR_SWITCH = "ROOM_RECOVERY_WORKER_MONITOR"  # "off": do not watch (benchmarks' baseline)
-REGISTERED_MESSAGE = "registered worker"  # livekit-agents' log line on (re)registration
 RECOVERY_TIMEOUT = 5.0  # bound on one in-place replacement
-LINK_RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach the watchdog
-LINK_PATIENCE = 4  # failed attempts (about 10 s) before a warning
 
 _monitors: weakref.WeakKeyDictionary[Any, WorkerMonitor] = weakref.WeakKeyDictionary()
 
@@ -69,57 +56,65 @@ def record_of(info: Any) -> JobRecord:
     )
 
 
-def link_problem(url: str, exc: BaseException) -> str:
-    """What went wrong with the link to the watchdog, said so that it can be fixed."""
-    if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status == 401:
-        return (
-            f"the watchdog at {url} refused this worker's link: the worker's and the "
-            "watchdog's LIVEKIT_API_KEY/LIVEKIT_API_SECRET differ; give both the same keys"
-        )
-    return f"cannot reach the watchdog at {url}: {exc or type(exc).__name__}"
+def enabled() -> bool:
+    """False when ROOM_RECOVERY_WORKER_MONITOR=off (the benchmarks' baseline)."""
+    return os.environ.get(MONITOR_SWITCH, "").lower() != "off"
 
 
 class WorkerMonitor:
     """Watches one AgentServer's job processes and keeps its link to the watchdog."""
 
     def __init__(
-        self, server: Any, settings: Settings | None = None, watchdog_url: str | None = None
+        self,
+        server: Any,
+        settings: Settings | None = None,
+        watchdog: str | None = None,
+        *,
+        registered: bool = False,
     ) -> None:
         self.server = server
+        self._fresh = registered  # the next hello says the worker has just registered
         self._settings = settings
-        if watchdog_url is None:
-            watchdog_url = os.environ.get(links.WATCHDOG_URL_VARIABLE, "")
-        self.watchdog_url = watchdog_url.rstrip("/")
+        self.watchdog_url = watchdog_url() if watchdog is None else watchdog.rstrip("/")
         self.jobs: dict[str, JobRecord] = {}
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.sids: dict[str, str] = {}  # job id -> its agent's sid, once it was seen
         self._tasks: set[asyncio.Task[Any]] = set()
         self._announcing: dict[str, asyncio.Task[None]] = {}  # job id -> its announcement
-        self._link: asyncio.Task[None] | None = None
-        self.linked = asyncio.Event()
+        self.link: LinkClient | None = None
+        if self.watchdog_url:
+            self.link = LinkClient(self.watchdog_url, self._hello, settings)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
 
     # --- attaching ----------------------------------------------------------------------
 
     def start(self) -> bool:
         """Subscribe to the worker's process pool and open the link. False if it cannot."""
-        pool = getattr(self.server, "_proc_pool", None)
-        if pool is None or not hasattr(pool, "on"):
+        pool = adapter.process_pool(self.server)
+        if pool is None:
             logger.warning(
-                "room-recovery cannot watch this worker's job processes (livekit-agents "
-                "changed?): dead agents are found by the watchdog's slower signals only"
+                "room-recovery cannot watch this worker's job processes (livekit-agents %s: "
+                "%s): dead agents are found by the watchdog's slower signals only",
+                adapter.installed_version(),
+                "; ".join(adapter.problems()) or "no process pool yet",
             )
             return False
         pool.on("process_job_launched", self._launched)
         pool.on("process_closed", self._closed)
         # a re-registration (after a server restart) brings a new worker id: say hello again
-        self.server.on("worker_registered", lambda *_: self._send(self._hello()))
+        self.server.on("worker_registered", self._registered)
         for info in self._active_jobs():
             self.jobs[info.job.id] = record_of(info)
-        if self.watchdog_url and self._link is None:
-            self._link = asyncio.create_task(self._keep_link(), name="room-recovery-link")
+        if self.link is not None:
+            self.link.start()
         logger.info(
             "🩺 watching this worker's jobs%s",
             f"; linked to the watchdog at {self.watchdog_url}" if self.watchdog_url else "",
-            extra={"watchdog": self.watchdog_url or None},
+            extra={"watchdog": self.watchdog_url or None, "jobs": len(self.jobs)},
         )
         return True
 
@@ -147,7 +142,9 @@ class WorkerMonitor:
         info = getattr(proc, "running_job", None)
         if info is None:
             return  # an idle process
+        died_at = time.time()
         record = self.jobs.pop(info.job.id, None) or record_of(info)
+        sid = self.sids.pop(record.job_id, "")
         announcement = self._announcing.pop(record.job_id, None)
         if announcement is not None:
             announcement.cancel()
@@ -161,27 +158,22 @@ class WorkerMonitor:
                 exitcode,
                 extra={"room": record.room, "job_id": record.job_id, "exitcode": exitcode},
             )
-            self._spawn(self._replace(record))
+            self._spawn(self._replace(record, DeadAgent(record.identity, sid, died_at)))
 
-    async def _replace(self, record: JobRecord) -> None:
+    async def _replace(self, record: JobRecord, dead: DeadAgent) -> None:
         try:
             async with asyncio.timeout(RECOVERY_TIMEOUT):
-                settings = self._settings or load_settings()
-                async with RoomManager(settings=settings, request_timeout=2) as manager:
-                    infos = await manager.list_participants(record.room)
-                    views = [participant_view(i) for i in infos]
-                    if not any(is_person(v) for v in views):
-                        if any(v.identity == record.identity for v in views):
-                            await manager.remove_participant(record.room, record.identity)
-                        return  # nobody to serve: the room ends as it would have
+                async with RoomManager(settings=self.settings, request_timeout=2) as manager:
                     await replace_agent(
                         manager,
                         record.room,
-                        record.identity,
+                        dead,
                         record.agent_name,
                         record.metadata,
                         cause="agent_died",
                     )
+        except OutOfScopeError:
+            return  # not this deployment's room: never touched
         except (RoomRecoveryError, TimeoutError, OSError) as exc:
             logger.warning(
                 "could not replace the dead agent of room %s: %s (the watchdog, if any, will)",
@@ -193,9 +185,8 @@ class WorkerMonitor:
     async def _announce(self, record: JobRecord) -> None:
         """Have LiveKit show the job's agent to the room now (see `announce`)."""
         try:
-            settings = self._settings or load_settings()
-            async with RoomManager(settings=settings, request_timeout=2) as manager:
-                await announce_when_joined(manager, record.room, record.identity)
+            async with RoomManager(settings=self.settings, request_timeout=2) as manager:
+                sid = await announce_when_joined(manager, record.room, record.identity)
         except OutOfScopeError:
             return  # not this deployment's room: never touched
         except (RoomRecoveryError, OSError) as exc:
@@ -205,6 +196,9 @@ class WorkerMonitor:
                 exc or type(exc).__name__,
                 extra={"room": record.room, "job_id": record.job_id},
             )
+            return
+        if sid and record.job_id in self.jobs:
+            self.sids[record.job_id] = sid
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -214,118 +208,45 @@ class WorkerMonitor:
 
     # --- the link to the watchdog ----------------------------------------------------------
 
+    def _registered(self, *_: object) -> None:
+        self._fresh = True
+        if self.link is not None and self.link.linked.is_set():  # else the link's own hello
+            self.link.send(self._hello())
+
     def _hello(self) -> str:
-        worker = str(getattr(self.server, "id", "") or "")
-        agent_name = str(getattr(self.server, "_agent_name", "") or "")
-        return links.hello(worker, agent_name, list(self.jobs.values()))
+        worker, name = adapter.worker_id(self.server), adapter.registered_name(self.server)
+        fresh, self._fresh = self._fresh, False
+        return links.hello(worker, name, list(self.jobs.values()), registered=fresh)
 
     def _send(self, message: str) -> None:
-        if self.linked.is_set():
-            self._outbox.put_nowait(message)
-
-    def _token(self, settings: Settings) -> str:
-        token = api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-        token = token.with_identity("room-recovery-worker").with_ttl(timedelta(minutes=1))
-        return token.with_grants(api.VideoGrants(agent=True)).to_jwt()
-
-    async def _keep_link(self) -> None:
-        failures = 0
-        url = f"{self.watchdog_url}{links.LINK_PATH}"
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, connect=3)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while True:
-                try:
-                    settings = self._settings or load_settings()
-                    headers = {"Authorization": f"Bearer {self._token(settings)}"}
-                    connecting = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=3)
-                    async with http.ws_connect(url, headers=headers, timeout=connecting) as ws:
-                        failures = 0
-                        await self._serve_link(ws)
-                    logger.warning("the watchdog closed the link; reconnecting")
-                except (aiohttp.ClientError, OSError, TimeoutError, RoomRecoveryError) as exc:
-                    if failures in (0, LINK_PATIENCE):  # `up` starts the watchdog after us
-                        logger.log(
-                            logging.INFO if failures == 0 else logging.WARNING,
-                            "%s (retrying; dead agents are still replaced by this worker)",
-                            link_problem(url, exc),
-                        )
-                    failures += 1
-                finally:
-                    self.linked.clear()
-                await asyncio.sleep(LINK_RETRY[min(failures, len(LINK_RETRY) - 1)])
-
-    async def _serve_link(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._outbox = asyncio.Queue()
-        await ws.send_str(self._hello())
-        self.linked.set()
-        logger.info("🔗 linked to the watchdog", extra={"jobs": len(self.jobs)})
-        receive = asyncio.create_task(ws.receive())  # ends when the watchdog goes
-        try:
-            while not receive.done():
-                send = asyncio.create_task(self._outbox.get())
-                done, _ = await asyncio.wait({send, receive}, return_when=asyncio.FIRST_COMPLETED)
-                if send in done:
-                    await ws.send_str(send.result())
-                else:
-                    send.cancel()
-        finally:
-            receive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receive
+        if self.link is not None:
+            self.link.send(message)
 
 
-# --- finding the worker ---------------------------------------------------------------------
+def attach(
+    server: Any, settings: Settings | None = None, *, registered: bool = False
+) -> WorkerMonitor | None:
+    """Watch `server` (an AgentServer), once; the running monitor if it already is.
 
-
-def attach(server: Any, settings: Settings | None = None) -> WorkerMonitor | None:
-    """Watch `server` (an AgentServer), once; the running monitor if it already is."""
-    if os.environ.get(MONITOR_SWITCH, "").lower() == "off":
+    `registered`: it is attached because the worker has just registered (so the watchdog
+    may send it people who waited while no worker was there)."""
+    if not enabled():
         return None
     monitor = _monitors.get(server)
     if monitor is not None:
         monitor._settings = settings or monitor._settings
         return monitor
-    monitor = WorkerMonitor(server, settings)
+    monitor = WorkerMonitor(server, settings, registered=registered)
     if not monitor.start():
         return None
     _monitors[server] = monitor
     return monitor
 
 
-def server_of_request(request: JobRequest) -> Any | None:
-    """The AgentServer that made `request` (its accept callback is a closure over it)."""
-    for cell in getattr(getattr(request, "_on_accept", None), "__closure__", None) or ():
-        with contextlib.suppress(ValueError):
-            if isinstance(cell.cell_contents, AgentServer):
-                return cell.cell_contents
-    return None
-
-
-def handle_registration(record: logging.LogRecord) -> None:
-    """Called while livekit-agents logs "registered worker": find that worker and watch it."""
-    if record.msg != REGISTERED_MESSAGE:
-        return
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, AgentServer):
-            try:
-                attach(candidate)
-            except Exception:  # never break the worker's logging
-                logger.debug("could not attach the worker monitor", exc_info=True)
-            return
-        frame = frame.f_back
-
-
-class _RegistrationHandler(logging.Handler):
-    """Attaches the monitor when livekit-agents logs that its worker registered."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        handle_registration(record)
-
-
 def install() -> None:
-    """Attach to the worker of this process when it registers (idempotent)."""
-    source = logging.getLogger("livekit.agents")
-    if not any(isinstance(h, _RegistrationHandler) for h in source.handlers):
-        source.addHandler(_RegistrationHandler(logging.INFO))
+    """Attach to the worker of this process whenever it registers (idempotent)."""
+    adapter.on_registration(_attach_registered)
+
+
+def _attach_registered(server: Any) -> None:
+    attach(server, registered=True)

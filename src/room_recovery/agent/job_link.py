@@ -1,0 +1,91 @@
+"""A job's own link to the watchdog, for workers that run no monitor.
+
+When the user's only room-recovery code runs in the entrypoint (the job process), the
+worker's process never runs ours and cannot report the job's death. The job then links to
+the watchdog itself (`protocol.links`, kind "job"): the kernel closes its socket the moment
+the process dies, and the watchdog replaces its agent in place. A job that ends normally
+says `job_ended` first (a shutdown callback), so only a death goes unannounced.
+
+As the worker monitor does for its jobs (`announce`), the job also makes LiveKit show its
+agent to the room at once: it sets one attribute on itself when it connects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import get_job_context
+
+from ..core.link import LinkClient, watchdog_url
+from ..core.settings import Settings
+from ..protocol import links
+from ..protocol.links import JobRecord
+from . import adapter, monitor
+from .announce import ANNOUNCED_ATTRIBUTE, announcing
+
+logger = logging.getLogger(__name__)
+
+_links: dict[str, LinkClient] = {}  # job id -> its link (a job process runs one job)
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def watch(job: adapter.CurrentJob, settings: Settings | None = None) -> LinkClient | None:
+    """Link `job` to the watchdog (once); None when there is no watchdog to link to."""
+    url = watchdog_url()
+    if not url or not monitor.enabled():
+        return None
+    if job.job_id in _links:
+        return _links[job.job_id]
+    record = JobRecord(job.job_id, job.room, job.identity, job.agent_name, job.metadata)
+    worker = f"{job.worker_id}/{job.job_id}"
+
+    def hello() -> str:
+        return links.hello(worker, job.agent_name, [record], kind=links.JOB)
+
+    client = _links[job.job_id] = LinkClient(url, hello, settings, name="job")
+    client.start()
+
+    async def ended(reason: str) -> None:
+        await client.close(links.job_ended(record, died=False))
+        _links.pop(job.job_id, None)
+
+    adapter.on_job_shutdown(ended)
+    if announcing():
+        _announce_on_connect(get_job_context().room)
+    logger.info(
+        "🩺 this job links to the watchdog at %s",
+        url,
+        extra={"room": job.room, "job_id": job.job_id},
+    )
+    return client
+
+
+def _announce_on_connect(room: rtc.Room) -> None:
+    """Set `ANNOUNCED_ATTRIBUTE` on the agent once it is connected: LiveKit sends an
+    attribute change at once, where a silent participant's join waits for its 3 s tick."""
+
+    async def announce() -> None:
+        stamp = f"{time.time():.3f}"
+        with contextlib.suppress(Exception):  # best effort: the room sees it within 3 s
+            async with asyncio.timeout(1.0):
+                await room.local_participant.set_attributes({ANNOUNCED_ATTRIBUTE: stamp})
+
+    def start() -> None:
+        task = asyncio.get_running_loop().create_task(announce())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+    def changed(state: int) -> None:  # rtc 1.1 never emits its documented "connected"
+        if state == rtc.ConnectionState.CONN_CONNECTED:
+            room.off("connection_state_changed", changed)
+            start()
+
+    if room.isconnected():
+        start()
+    else:
+        room.on("connection_state_changed", changed)

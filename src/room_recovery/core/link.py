@@ -1,0 +1,147 @@
+"""The client end of a link to the watchdog (`protocol.links`): connect, say hello, send.
+
+A `LinkClient` keeps one WebSocket open to the watchdog for as long as its owner lives,
+reconnecting with a short backoff (`up` starts the watchdog after the agents). On every
+(re)connection it sends `hello()` afresh, so the watchdog always holds the current truth.
+Its owner (the worker monitor, a job's own link, or `up` for a worker it runs) queues
+messages with `send`; those sent while no link is up are dropped: the next hello carries
+the state they described.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from datetime import timedelta
+
+import aiohttp
+from livekit import api
+
+from ..protocol import links
+from .errors import RoomRecoveryError
+from .settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+LINK_RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach the watchdog
+LINK_PATIENCE = 4  # failed attempts (about 10 s) before a warning
+
+
+def watchdog_url() -> str:
+    """Where the watchdog listens (ROOM_RECOVERY_WATCHDOG_URL, set by `up`), or ""."""
+    return os.environ.get(links.WATCHDOG_URL_VARIABLE, "").rstrip("/")
+
+
+def link_problem(url: str, exc: BaseException) -> str:
+    """What went wrong with the link to the watchdog, said so that it can be fixed."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status == 401:
+        return (
+            f"the watchdog at {url} refused this worker's link: the worker's and the "
+            "watchdog's LIVEKIT_API_KEY/LIVEKIT_API_SECRET differ; give both the same keys"
+        )
+    return f"cannot reach the watchdog at {url}: {exc or type(exc).__name__}"
+
+
+class LinkClient:
+    """One link to the watchdog at `url`; `start()` it in a running event loop."""
+
+    def __init__(
+        self,
+        url: str,
+        hello: Callable[[], str],
+        settings: Settings | None = None,
+        *,
+        name: str = "worker",
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.hello = hello
+        self.name = name  # "worker" or "job": for the log lines
+        self._settings = settings
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.linked = asyncio.Event()
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep(), name=f"room-recovery-{self.name}-link")
+
+    def send(self, message: str) -> None:
+        if self.linked.is_set():
+            self._outbox.put_nowait(message)
+
+    async def close(self, last: str | None = None, timeout: float = 1.0) -> None:
+        """Send `last` (if linked), then close the link; bounded by `timeout`."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        ws = self._ws
+        if last is not None and ws is not None and self.linked.is_set():
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+                async with asyncio.timeout(timeout):
+                    await ws.send_str(last)
+                    await ws.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def _token(self) -> str:
+        settings = self.settings
+        token = api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+        token = token.with_identity(f"room-recovery-{self.name}").with_ttl(timedelta(minutes=1))
+        return token.with_grants(api.VideoGrants(agent=True)).to_jwt()
+
+    async def _keep(self) -> None:
+        failures = 0
+        url = f"{self.url}{links.LINK_PATH}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, connect=3)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                try:
+                    headers = {"Authorization": f"Bearer {self._token()}"}
+                    connecting = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=3)
+                    async with http.ws_connect(url, headers=headers, timeout=connecting) as ws:
+                        failures = 0
+                        await self._serve(ws)
+                    logger.warning("the watchdog closed the link; reconnecting")
+                except (aiohttp.ClientError, OSError, TimeoutError, RoomRecoveryError) as exc:
+                    if failures in (0, LINK_PATIENCE):  # `up` starts the watchdog after us
+                        logger.log(
+                            logging.INFO if failures == 0 else logging.WARNING,
+                            "%s (retrying)",
+                            link_problem(url, exc),
+                        )
+                    failures += 1
+                finally:
+                    self.linked.clear()
+                await asyncio.sleep(LINK_RETRY[min(failures, len(LINK_RETRY) - 1)])
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._outbox = asyncio.Queue()
+        await ws.send_str(self.hello())
+        self._ws = ws
+        self.linked.set()
+        logger.info("🔗 linked to the watchdog", extra={"link": self.name, "watchdog": self.url})
+        receive = asyncio.create_task(ws.receive())  # ends when the watchdog goes
+        try:
+            while not receive.done():
+                send = asyncio.create_task(self._outbox.get())
+                done, _ = await asyncio.wait({send, receive}, return_when=asyncio.FIRST_COMPLETED)
+                if send in done:
+                    await ws.send_str(send.result())
+                else:
+                    send.cancel()
+        finally:
+            self._ws = None
+            receive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receive
