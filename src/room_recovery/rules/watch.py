@@ -1,16 +1,30 @@
 """The watchdog's decision for one room: remove which ghosts, dispatch an agent, or give up.
 
 `assess_room` is a pure function of what the room holds now, how long each agent's
-heartbeat has been silent, and what the watchdog remembers of the room (`RoomHistory`).
+heartbeat has been silent, what the watchdog remembers of the room (`RoomHistory`), and,
+when it asks for it (`ask_fate`), what became of its last dispatch (`DispatchFate`).
+
+A dispatch is an attempt only if a worker took it. LiveKit drops a dispatch for which no
+worker is registered, silently and for good (livekit/livekit#4060); by `dispatch_wait`
+(longer than LiveKit's 3 s job-request deadline) a dispatch that no worker took never will.
+Such a dispatch does not count, and the agent is dispatched again at once: a person who
+waits is retried every `dispatch_wait` for as long as they wait, so an agent comes as soon
+as a worker is back. A room is marked failed only after `max_dispatches` dispatches that
+workers took and whose agents never came; even then, a person still there gets another
+dispatch every `failed_retry` seconds, and at once when a worker (re)registers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .liveness import HEARTBEAT_TIMEOUT
 from .model import Kind, ParticipantView, Removal, is_person
+
+# LiveKit's deadline for a worker's answer to a job request is 3 s (psrpc's default): a
+# dispatch with no job after this long was taken by no worker, and never will be.
+REQUEST_DEADLINE = 3.5
 
 
 @dataclass(frozen=True)
@@ -18,12 +32,14 @@ class WatchPolicy:
     """When the watchdog acts on a room, in seconds."""
 
     grace: float = 3.0  # a person may wait this long for the first agent before we act
-    dispatch_wait: float = 4.0  # how long a dispatched agent gets to arrive
-    max_dispatches: int = 3  # then the room is marked failed, so the page gives up early
+    dispatch_wait: float = 4.0  # how long a dispatched agent gets to arrive (> LiveKit's 3 s)
+    max_dispatches: int = 3  # taken but fruitless; then the room is marked failed
     heartbeat_timeout: float = (
         HEARTBEAT_TIMEOUT  # an agent whose heartbeat is silent this long is a ghost
     )
     start_wait: float = 15.0  # an agent its worker says is starting gets this long to join
+    fate_every: float = 1.0  # seconds between two looks at a starting job's dispatch
+    failed_retry: float = 30.0  # a person still in a failed room gets a dispatch this often
 
 
 @dataclass(frozen=True)
@@ -31,9 +47,29 @@ class RoomHistory:
     """What the watchdog remembers of one room between looks."""
 
     waiting_since: float | None = None
-    dispatches: tuple[float, ...] = ()
+    dispatches: tuple[float, ...] = ()  # attempts: taken by a worker, or not yet known
     failed: bool = False
     agent_died: bool = False  # the wait began when a serving agent's heartbeat stopped
+    pending: str | None = None  # the last dispatch's id, until what became of it is known
+    asked_at: float | None = None  # when that was last asked
+    last_dispatch: float | None = None  # the last dispatch, counted or not (default: the
+    # last counted one)
+
+    @property
+    def last_sent(self) -> float | None:
+        """When the last dispatch was made, counted or not."""
+        if self.last_dispatch is not None:
+            return self.last_dispatch
+        return self.dispatches[-1] if self.dispatches else None
+
+
+@dataclass(frozen=True)
+class DispatchFate:
+    """What became of a dispatch, as LiveKit's dispatch state says: `taken` by a worker
+    (a job exists), and whether that job is still `starting` (pending or running)."""
+
+    taken: bool
+    starting: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +82,8 @@ class RoomAssessment:
     mark_failed: bool
     history: RoomHistory
     cause: str | None = None  # why an agent is dispatched: "agent_missing" or "agent_died"
+    ask_fate: bool = False  # decide again once `DispatchFate` of `history.pending` is known
+    dropped: str | None = None  # the id of a dispatch found dropped (delete it)
 
 
 def room_agent(dispatched_names: Sequence[str], fallback: str, automatic: bool = False) -> str:
@@ -71,6 +109,9 @@ def assess_room(
     watch: WatchPolicy,
     heartbeat_allowance: Mapping[str, float] | None = None,
     hold: bool = False,
+    *,
+    fate: DispatchFate | None = None,
+    worker_ready: bool = False,
 ) -> RoomAssessment:
     """Decide, for a room, which ghost agents to remove and whether to dispatch an agent.
 
@@ -79,14 +120,16 @@ def assess_room(
     a ghost when that exceeds `watch.heartbeat_timeout`, or its own, longer allowance in
     `heartbeat_allowance` (learned from its rhythm, see `liveness.HeartbeatTracker`).
 
-    `hold`: a dispatch now would make two (a linked worker reported a job for this room
-    whose agent has not joined yet) or be dropped (no linked worker serves the agent now).
-    No agent is dispatched then, for up to `watch.start_wait` after the wait began.
+    `hold`: a linked worker reported a job for this room whose agent has not joined yet: a
+    dispatch now would make two. None is made for up to `watch.start_wait` after the wait.
+
+    `fate`: what became of `history.pending`, once the result asked for it (`ask_fate`).
+    `worker_ready`: a worker for the room's agent (re)registered since its last dispatch.
     """
     allowance = heartbeat_allowance or {}
     agents = [p for p in participants if p.kind is Kind.AGENT]
     ghosts = tuple(
-        Removal(a.identity, f"heartbeat silent for {silence:.1f}s")
+        Removal(a.identity, f"heartbeat silent for {silence:.1f}s", a.sid)
         for a in agents
         if (silence := heartbeat_silence.get(a.identity)) is not None
         and silence > max(watch.heartbeat_timeout, allowance.get(a.identity, 0.0))
@@ -95,24 +138,73 @@ def assess_room(
     live_agents = [a for a in agents if a.identity not in ghost_ids]
     people = [p for p in participants if is_person(p)]
     if not people or live_agents:
-        return RoomAssessment(False, ghosts, False, False, RoomHistory(failed=history.failed))
+        return RoomAssessment(False, ghosts, False, False, RoomHistory())
 
     agent_died = history.agent_died or bool(ghosts)
     since = history.waiting_since if history.waiting_since is not None else now
-    waiting = RoomHistory(since, history.dispatches, history.failed, agent_died)
+    waiting = replace(history, waiting_since=since, agent_died=agent_died)
     cause = "agent_died" if agent_died else "agent_missing"
-    nothing = RoomAssessment(True, ghosts, False, False, waiting, cause)
-    if history.failed:
-        return nothing
+    dropped: str | None = None
+
+    def nothing(state: RoomHistory = waiting, ask: bool = False) -> RoomAssessment:
+        return RoomAssessment(True, ghosts, False, False, state, cause, ask, dropped)
+
+    sent = waiting.last_sent
+    if waiting.pending is not None and sent is not None:
+        due = now - sent >= max(watch.dispatch_wait, REQUEST_DEADLINE) or worker_ready
+        asked_lately = waiting.asked_at is not None and now - waiting.asked_at < watch.fate_every
+        if fate is None:
+            return nothing(ask=due and not asked_lately)
+        if not fate.taken:  # dropped: no worker took it, so it was no attempt
+            dropped = waiting.pending
+            counted = waiting.dispatches[:-1]
+            waiting = replace(waiting, dispatches=counted, pending=None, asked_at=None)
+            if waiting.failed and len(counted) < watch.max_dispatches:
+                waiting = replace(waiting, failed=False)
+        elif fate.starting and now - sent < watch.start_wait:
+            return nothing(replace(waiting, asked_at=now))  # its agent is on its way
+        else:
+            waiting = replace(waiting, pending=None, asked_at=None)
+    if worker_ready and waiting.failed:  # a worker is back: a fresh round of attempts
+        waiting = replace(waiting, failed=False, dispatches=())
+    if waiting.failed:
+        last = waiting.last_sent
+        if last is None or now - last >= watch.failed_retry:
+            return _dispatch(waiting, now, ghosts, cause, dropped, counted=False)
+        return nothing()
     # A person whose agent died has already waited: act at once. A new arrival gets grace.
     if not agent_died and now - since < watch.grace:
-        return nothing
-    if history.dispatches and now - history.dispatches[-1] < watch.dispatch_wait:
-        return nothing
+        return nothing()
+    last = waiting.last_sent
+    recent = last is not None and now - last < watch.dispatch_wait
+    if recent and dropped is None and not worker_ready:
+        return nothing()
     if hold and now - since < watch.start_wait:
-        return nothing
-    if len(history.dispatches) >= watch.max_dispatches:
-        failed = RoomHistory(since, history.dispatches, True, agent_died)
-        return RoomAssessment(True, ghosts, False, True, failed, cause)
-    dispatched = RoomHistory(since, (*history.dispatches, now), False, agent_died)
-    return RoomAssessment(True, ghosts, True, False, dispatched, cause)
+        return nothing()
+    if len(waiting.dispatches) >= watch.max_dispatches:
+        failed = replace(waiting, failed=True)
+        return RoomAssessment(True, ghosts, False, True, failed, cause, False, dropped)
+    return _dispatch(waiting, now, ghosts, cause, dropped, counted=True)
+
+
+def _dispatch(
+    history: RoomHistory,
+    now: float,
+    ghosts: tuple[Removal, ...],
+    cause: str,
+    dropped: str | None,
+    *,
+    counted: bool,
+) -> RoomAssessment:
+    """Dispatch now; the caller records the new dispatch's id with `dispatched`."""
+    attempts = (*history.dispatches, now) if counted else history.dispatches
+    state = replace(history, dispatches=attempts, last_dispatch=now, pending=None)
+    return RoomAssessment(True, ghosts, True, False, state, cause, False, dropped)
+
+
+def dispatched(history: RoomHistory, dispatch_id: str | None) -> RoomHistory:
+    """`history` once the dispatch it decided was made (`dispatch_id`; None if the call
+    failed). An attempt's fate is asked later (`ask_fate`); a failed room's retry, which
+    counts nothing either way, is simply made again after `failed_retry`."""
+    counted = bool(history.dispatches) and history.dispatches[-1] == history.last_sent
+    return replace(history, pending=dispatch_id if counted else None, asked_at=None)

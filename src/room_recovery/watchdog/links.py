@@ -1,14 +1,21 @@
 """The watchdog's end of the worker links (`protocol.links`): who is alive, who just died.
 
-Each agent worker that runs room-recovery's monitor holds a WebSocket open to
-`GET /api/workers` and reports its jobs. From that the watchdog knows, without asking the
-server:
+Each agent worker that runs room-recovery's monitor (and each job that links on its own)
+holds a WebSocket open to `GET /api/workers` and reports its jobs. From that the watchdog
+knows, without asking the server:
 
-* which agents are alive (`vouched`): their worker says their process runs, so a silent
-  heartbeat means a stall, not a death, and they are never removed;
+* which agents are alive (`vouched`): their worker says their process runs and answers
+  its pings, so a silent heartbeat means a stall, not a death, and they are never removed;
 * which rooms have an agent on its way: a vouched identity that has not joined the room
   yet, so dispatching another would make two;
-* that a whole worker died (`on_lost` is called with its jobs) the moment its socket closes;
+* that a whole worker died (`on_lost` is called with its jobs and the moment of death) the
+  moment its socket closes: the kernel's word that the process is gone;
+* that a link went silent (`LINK_STALL` without a word or a pong): the worker is stopped or
+  unreachable, which proves nothing. It no longer vouches, so its agents are judged by
+  their own signals (heartbeat, the server), and nothing of it is replaced; once it answers
+  again it vouches again. If its socket closes later, its agents count as dead from the
+  moment it went silent, so an agent that joined since (a replacement) is never taken
+  for one of its own;
 * that a worker for an agent name is (again) there (`on_ready`), so a person waiting for it
   gets it at once instead of at the next retry.
 """
@@ -16,7 +23,10 @@ server:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -28,18 +38,22 @@ from ..protocol.links import JobRecord, MalformedLinkMessage
 
 logger = logging.getLogger(__name__)
 
-LostHandler = Callable[[list[JobRecord]], Awaitable[None]]
+LostHandler = Callable[[list[JobRecord], float], Awaitable[None]]  # jobs, died at (epoch s)
 ReadyHandler = Callable[[str], Awaitable[None]]
 JobHandler = Callable[[str], object]  # called with the room of a job that started or ended
+REMEMBERED_JOBS = 10_000  # job ids that worker links reported, for the job links' losses
 
 
 @dataclass
 class WorkerLink:
-    """One connected worker: its id, the agent it serves, and its running jobs."""
+    """One connected worker (or job): its id, the agent it serves, and its running jobs."""
 
     worker: str = ""
     agent_name: str | None = None  # None until its hello arrives
+    kind: str = links.WORKER
     jobs: dict[str, JobRecord] = field(default_factory=dict)
+    heard_at: float = field(default_factory=time.monotonic)  # its last word or pong
+    silent_since: float | None = None  # epoch s when it went silent, while it is
 
 
 class WorkerLinks:
@@ -49,17 +63,20 @@ class WorkerLinks:
         self._verifier = verifier
         self._open: dict[int, WorkerLink] = {}
         self._rooms: dict[str, dict[str, JobRecord]] = {}  # room → job id → job, all links
-        self._known: set[str] = set()  # agent names whose workers have linked at some time
+        self._silent: set[str] = set()  # job ids of silent links: they vouch for nothing
+        self._worker_jobs: OrderedDict[str, None] = OrderedDict()  # reported by workers
         self.on_lost: LostHandler | None = None
         self.on_ready: ReadyHandler | None = None
         self.on_job: JobHandler | None = None
         self.lost_workers = 0
+        self.stalls = 0
 
     # --- what the links say ------------------------------------------------------------
 
     def vouched(self, room: str) -> set[str]:
-        """Identities in `room` whose worker says their job process runs."""
-        return {job.identity for job in self._rooms.get(room, {}).values()}
+        """Identities in `room` whose worker says their job process runs, and answers."""
+        jobs = self._rooms.get(room, {})
+        return {job.identity for job_id, job in jobs.items() if job_id not in self._silent}
 
     def count(self) -> int:
         """Open links."""
@@ -69,12 +86,9 @@ class WorkerLinks:
         """Jobs the open links report running."""
         return sum(len(jobs) for jobs in self._rooms.values())
 
-    def serves(self, agent_name: str) -> bool | None:
-        """Whether a linked worker serves `agent_name` now. None when no worker of that agent
-        has ever linked: its workers may run without a link, so nothing is known."""
-        if any(link.agent_name == agent_name for link in self._open.values()):
-            return True
-        return False if agent_name in self._known else None
+    def silent_count(self) -> int:
+        """Open links that answer nothing now."""
+        return sum(1 for link in self._open.values() if link.silent_since is not None)
 
     # --- the endpoint ------------------------------------------------------------------
 
@@ -93,12 +107,18 @@ class WorkerLinks:
             return web.Response(
                 status=401, text="a worker link needs a token signed with the API secret\n"
             )
-        ws = web.WebSocketResponse(heartbeat=links.LINK_HEARTBEAT)
+        # our own pings: aiohttp's heartbeat would close the socket of a worker that is
+        # only stopped, and a closed socket is what must mean "dead"
+        ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         link = WorkerLink()
         self._open[id(ws)] = link
+        pinger = asyncio.create_task(self._ping(ws, link), name="worker-link-ping")
         try:
             async for message in ws:  # ends when the worker's socket closes
+                self._heard(link)
+                if message.type is WSMsgType.PING:
+                    await ws.pong(message.data)
                 if message.type is not WSMsgType.TEXT:
                     continue
                 try:
@@ -109,18 +129,63 @@ class WorkerLinks:
             self._forget(link)  # the watchdog is stopping, not the worker
             raise
         finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
             del self._open[id(ws)]
             await self._closed(link)
         return ws
 
+    async def _ping(self, ws: web.WebSocketResponse, link: WorkerLink) -> None:
+        while not ws.closed:
+            await asyncio.sleep(links.LINK_PING)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.ping()
+            silence = time.monotonic() - link.heard_at
+            if silence > links.LINK_STALL and link.silent_since is None:
+                link.silent_since = time.time() - silence
+                self._silent.update(link.jobs)
+                self.stalls += 1
+                logger.warning(
+                    "⏸️ worker %s has not answered for %.0fs: stopped or unreachable, not "
+                    "dead; its agents are judged by their own signals until it answers",
+                    link.worker or "(unnamed)",
+                    silence,
+                    extra={"worker": link.worker, "jobs": len(link.jobs)},
+                )
+                self._wake_rooms(link)
+
+    def _heard(self, link: WorkerLink) -> None:
+        link.heard_at = time.monotonic()
+        if link.silent_since is None:
+            return
+        link.silent_since = None
+        self._silent.difference_update(link.jobs)
+        logger.info(
+            "▶️ worker %s answers again; it vouches for its agents again",
+            link.worker or "(unnamed)",
+            extra={"worker": link.worker},
+        )
+        self._wake_rooms(link)
+
+    def _wake_rooms(self, link: WorkerLink) -> None:
+        if self.on_job is not None:
+            for room in {job.room for job in link.jobs.values()}:
+                self.on_job(room)
+
     def _keep(self, link: WorkerLink, job: JobRecord) -> None:
         link.jobs[job.job_id] = job
         self._rooms.setdefault(job.room, {})[job.job_id] = job
+        if link.kind == links.WORKER:
+            self._worker_jobs[job.job_id] = None
+            while len(self._worker_jobs) > REMEMBERED_JOBS:
+                self._worker_jobs.popitem(last=False)
 
     def _drop(self, link: WorkerLink, job_id: str) -> None:
         job = link.jobs.pop(job_id, None)
         if job is None:
             return
+        self._silent.discard(job_id)
         room = self._rooms.get(job.room, {})
         room.pop(job_id, None)
         if not room:
@@ -139,18 +204,20 @@ class WorkerLinks:
             jobs = message.get("jobs")
             link.worker = str(message.get("worker", ""))
             link.agent_name = str(message.get("agent_name", ""))
-            self._known.add(link.agent_name)
+            link.kind = links.JOB if message.get("kind") == links.JOB else links.WORKER
             self._forget(link)
             for job in map(JobRecord.from_dict, jobs if isinstance(jobs, list) else []):
                 self._keep(link, job)
             logger.info(
-                "🔗 worker %s linked (agent %r, %d job(s))",
+                "🔗 %s %s linked (agent %r, %d job(s))",
+                link.kind,
                 link.worker,
                 link.agent_name,
                 len(link.jobs),
                 extra={"worker": link.worker, "agent_name": link.agent_name},
             )
-            if self.on_ready is not None:
+            fresh = message.get("registered", True) is not False  # it just registered
+            if self.on_ready is not None and link.kind == links.WORKER and fresh:
                 await self.on_ready(link.agent_name)
             return
         job = JobRecord.from_dict(message.get("job"))
@@ -163,14 +230,18 @@ class WorkerLinks:
 
     async def _closed(self, link: WorkerLink) -> None:
         jobs = self._forget(link)
+        if link.kind == links.JOB:  # a worker that links knows its own jobs better
+            jobs = [job for job in jobs if job.job_id not in self._worker_jobs]
         if not jobs:
             return
         self.lost_workers += 1
+        died_at = link.silent_since if link.silent_since is not None else time.time()
         logger.warning(
-            "💀 worker %s is gone with %d job(s): replacing their agents",
+            "💀 %s %s is gone with %d job(s): replacing their agents",
+            link.kind,
             link.worker or "(unnamed)",
             len(jobs),
             extra={"worker": link.worker, "rooms": sorted({j.room for j in jobs})},
         )
         if self.on_lost is not None:
-            await self.on_lost(jobs)
+            await self.on_lost(jobs, died_at)

@@ -23,7 +23,7 @@ class WatchedRoom:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     agent_name: str | None = None
     join_recorded: bool = False
-    unserved: bool = False  # the last dispatch found no linked worker for its agent
+    ready_at: float = 0.0  # when a worker for its agent last (re)registered
     replacing: str | None = None  # the dead agent whose replacement the room is waiting for
     counts: dict[str, int] = field(default_factory=dict)  # participants by kind, last look
     people: tuple[str, ...] = ()  # identities at the last look

@@ -36,19 +36,15 @@ from ..core.health import Health
 from ..core.loops import LoopHealth, run_loop
 from ..core.manager import RoomManager
 from ..core.settings import Settings
-from ..core.views import is_agent_info, participant_view
-from ..protocol.heartbeat import heartbeat_of
-from ..protocol.messages import dispatch_metadata
-from ..protocol.room_status import STATUS_FAILED, recovering
-from ..rules.attention import AttentionPolicy, RoomSignals, next_page
+from ..rules.attention import AttentionPolicy, next_page
 from ..rules.liveness import HeartbeatTracker
-from ..rules.model import ParticipantView, is_person
-from ..rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
+from ..rules.watch import WatchPolicy
 from .journal import Journal
 from .leader import Leadership, NotLeading
 from .links import WorkerLinks
-from .metrics import Metrics, count_kinds
-from .rooms import RoomBook, WatchedRoom
+from .look import look_at_room
+from .metrics import Metrics
+from .rooms import RoomBook
 from .workers import worker_ready, workers_lost
 
 logger = logging.getLogger(__name__)
@@ -273,126 +269,5 @@ class Watchdog:
         return False
 
     async def check_room(self, name: str) -> bool:
-        """Look at one room and act on it. Returns whether a person is waiting there."""
-        state = self.book.get(name)
-        if state is None:
-            return False
-        async with self.gate, state.lock:
-            infos = await self.manager.list_participants(name)
-            now = time.monotonic()
-            if not infos:  # empty, or gone: quiet until something happens in it again
-                state.history, state.counts, state.waiting = RoomHistory(), {}, False
-                state.people = state.agents = ()
-                self.book.looked(name, RoomSignals(), now)
-                return False
-            views = [participant_view(info) for info in infos]
-            state.counts = count_kinds(views)
-            state.people = tuple(v.identity for v in views if is_person(v))
-            state.agents = tuple(info.identity for info in infos if is_agent_info(info))
-            vouched = self.links.vouched(name)  # their worker says they run: trust it
-            silence = {
-                info.identity: None
-                if info.identity in vouched
-                else self.heartbeats.silence(
-                    name, info.identity, heartbeat_of(info.attributes), now
-                )
-                for info in infos
-                if is_agent_info(info)
-            }
-            on_its_way = bool(vouched - {info.identity for info in infos})  # not joined yet
-            # a dispatch now would be dropped: the agent's workers link, and none is linked
-            no_worker = (
-                state.agent_name is not None and self.links.serves(state.agent_name) is False
-            )
-            allowance = {
-                identity: self.heartbeats.allowance(name, identity) for identity in silence
-            }
-            if not state.join_recorded:
-                state.join_recorded = self.metrics.record_join(infos)
-            result = assess_room(
-                views,
-                silence,
-                state.history,
-                now,
-                self.options.watch,
-                allowance,
-                hold=on_its_way or no_worker,
-            )
-            if result.ghosts or result.dispatch or result.mark_failed:
-                await self.leadership.fence()  # only the leader acts, never on a stale lease
-            if result.ghosts and result.waiting:
-                state.replacing = result.ghosts[0].identity
-                await self.manager.update_room_status(
-                    name, recovering("agent_died", state.replacing)
-                )
-            elif not result.waiting:
-                state.replacing = None
-            for ghost in result.ghosts:
-                if await self.manager.remove_participant(name, ghost.identity):
-                    self.heartbeats.forget(name, ghost.identity)
-                    self.recovered(name, "ghost_removed", f"{ghost.identity}: {ghost.reason}")
-                    logger.info(
-                        "👻 Removed ghost agent %s from room %s (%s)",
-                        ghost.identity,
-                        name,
-                        ghost.reason,
-                        extra={"room": name, "identity": ghost.identity},
-                    )
-            if result.dispatch:
-                await self._dispatch(
-                    name,
-                    state,
-                    views,
-                    result.cause or "agent_missing",
-                    len(result.history.dispatches),
-                )
-            if result.mark_failed:
-                await self._mark_failed(name, len(result.history.dispatches))
-            state.history = result.history
-            state.waiting = result.waiting
-            signals = RoomSignals(
-                waiting=result.waiting,
-                recovering=bool(result.ghosts) or state.replacing is not None,
-                starting=on_its_way,
-                # a heartbeat read matters only to a person who would wait on its agent
-                in_doubt=state.counts["person"] > 0
-                and any(silent is not None for silent in silence.values()),
-            )
-            self.book.looked(name, signals, time.monotonic())
-            return result.waiting
-
-    async def _dispatch(
-        self, room: str, state: WatchedRoom, views: list[ParticipantView], cause: str, attempt: int
-    ) -> None:
-        if state.agent_name is None:
-            dispatched = await self.manager.dispatched_agents(room)
-            names = [name for name, _metadata in dispatched]
-            state.agent_name = room_agent(names, self.options.agent_name, self.options.automatic)
-        if not await self.leadership.claim(room, self.options.watch.dispatch_wait):
-            return  # another watchdog dispatched to this room a moment ago
-        person = next((v.identity for v in views if is_person(v)), "")
-        state.unserved = self.links.serves(state.agent_name) is False
-        await self.manager.dispatch_agent(
-            room, state.agent_name, dispatch_metadata(person) if person else ""
-        )
-        agent = state.agent_name or "the automatic agent"
-        tries = f"{attempt}/{self.options.watch.max_dispatches}"
-        self.recovered(room, cause, f"dispatched {agent} (attempt {tries})")
-        logger.info(
-            "🚑 Room %s: %s; dispatching %s (attempt %d/%d)",
-            room,
-            "its agent died" if cause == "agent_died" else "a person is waiting without an agent",
-            state.agent_name,
-            attempt,
-            self.options.watch.max_dispatches,
-            extra={"room": room, "cause": cause, "agent": state.agent_name, "attempt": attempt},
-        )
-
-    async def _mark_failed(self, room: str, attempts: int) -> None:
-        reason = (
-            f"no agent joined after {attempts} dispatches; is an agent worker running and "
-            "registered? Run `room-recovery doctor`"
-        )
-        await self.manager.update_room_status(room, {"status": STATUS_FAILED, "reason": reason})
-        self.recovered(room, "room_failed", reason)
-        logger.warning("❌ Room %s: %s", room, reason, extra={"room": room})
+        """Look at one room and act on it (`look.look_at_room`). Whether a person waits."""
+        return await look_at_room(self, name)

@@ -1,9 +1,10 @@
 """What the watchdog does when its worker links report (`links.WorkerLinks`).
 
-A worker whose link drops died with its jobs: each of their agents is replaced at once
-where a person still waits. A worker that links (again) brings its agent back: people
-waiting for that agent get it now rather than at their next retry. Only the leader acts
-(`leader.Leadership`): each action is fenced, each dispatch claims its room first.
+A worker whose link drops died with its jobs: each of their agents is removed (by the sid
+that joined before the death, never a person or a later agent) and replaced at once where
+a person still waits. A worker that links (again) brings its agent back: people waiting
+for that agent get it now rather than at their next retry, failed mark or not. Only the
+leader acts (`leader.Leadership`): each action is fenced, each dispatch claims its room.
 """
 
 from __future__ import annotations
@@ -11,108 +12,75 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import replace
-from typing import Protocol
 
 from ..core.errors import RoomRecoveryError
-from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
-from ..core.settings import Settings
-from ..core.views import participant_view
 from ..protocol.links import JobRecord
 from ..protocol.room_status import recovering
-from ..rules.liveness import HeartbeatTracker
-from ..rules.model import is_person
-from ..rules.watch import RoomHistory, WatchPolicy
-from .leader import Leadership
-from .links import WorkerLinks
-from .metrics import Metrics
-from .rooms import RoomBook
+from ..rules.recovery import DeadAgent
+from ..rules.watch import RoomHistory, dispatched
+from .context import WatchdogContext
 
 
-class Options(Protocol):
-    @property
-    def watch(self) -> WatchPolicy: ...
-
-
-class Watchdog(Protocol):
-    """What these reactions use of the watchdog (`service.Watchdog`)."""
-
-    settings: Settings
-    manager: RoomManager
-    links: WorkerLinks
-    leadership: Leadership
-    book: RoomBook
-    heartbeats: HeartbeatTracker
-    metrics: Metrics
-    gate: asyncio.Semaphore
-
-    @property
-    def options(self) -> Options: ...
-
-    def log_error(self, exc: Exception, room: str = "") -> None: ...
-
-    def recovered(self, room: str, cause: str, detail: str = "") -> None: ...
-
-    def spawn_check(self, room: str) -> asyncio.Task[bool]: ...
-
-
-async def workers_lost(watchdog: Watchdog, jobs: list[JobRecord]) -> None:
+async def workers_lost(watchdog: WatchdogContext, jobs: list[JobRecord], died_at: float) -> None:
     """A worker died with these jobs: replace each agent at once, where a person waits."""
-    await asyncio.gather(*(replace_lost(watchdog, job) for job in jobs))
+    await asyncio.gather(*(replace_lost(watchdog, job, died_at) for job in jobs))
 
 
-async def replace_lost(watchdog: Watchdog, job: JobRecord) -> None:
+async def replace_lost(watchdog: WatchdogContext, job: JobRecord, died_at: float) -> None:
+    """Remove the lost job's agent (the participant of that identity that joined before
+    `died_at`, of kind AGENT) and dispatch it again if a person is left without an agent."""
     if not watchdog.settings.in_scope(job.room):
         return
     state = watchdog.book.wake(job.room, time.monotonic())
+    dead = DeadAgent(job.identity, died_at=died_at)
+
+    async def gate(action: str) -> bool:
+        if action == "dispatch":  # all watchdogs together: one dispatch per claim
+            return await watchdog.leadership.claim(job.room, watchdog.options.watch.dispatch_wait)
+        await watchdog.leadership.fence()
+        return True
+
     async with watchdog.gate, state.lock:
         try:
-            await watchdog.leadership.fence()
-            infos = await watchdog.manager.list_participants(job.room)
-            if not any(is_person(participant_view(i)) for i in infos):
-                return
-            state.agent_name = job.agent_name
-            state.replacing = job.identity
-            # no other linked worker of that agent: a dispatch would be dropped; the room
-            # gets its agent when one links (`worker_ready`)
-            served = watchdog.links.serves(job.agent_name) is not False
-            if served:
-                wait = watchdog.options.watch.dispatch_wait
-                served = await watchdog.leadership.claim(job.room, wait)
-            now = time.monotonic()
-            await replace_agent(
+            outcome = await replace_agent(
                 watchdog.manager,
                 job.room,
-                job.identity,
+                dead,
                 job.agent_name,
                 job.metadata,
                 cause="worker_died",
-                dispatch=served,
+                gate=gate,
             )
         except RoomRecoveryError as exc:
             watchdog.log_error(exc)
             return
         watchdog.heartbeats.forget(job.room, job.identity)
-        state.history = RoomHistory(now, (now,) if served else (), False, agent_died=True)
-        if served:  # else the dispatch, when a worker links, counts as agent_died
+        if outcome.removed:
+            watchdog.recovered(job.room, "ghost_removed", f"{job.identity}: its worker was lost")
+        if outcome.dispatched:
+            now = time.monotonic()
+            state.agent_name = job.agent_name
+            state.replacing = job.identity
+            history = RoomHistory(now, (now,), agent_died=True, last_dispatch=now)
+            state.history = dispatched(history, outcome.dispatch_id)
             watchdog.recovered(job.room, "worker_died", f"{job.identity}'s worker was lost")
 
 
-async def worker_ready(watchdog: Watchdog, agent_name: str) -> None:
-    """A worker for `agent_name` linked: people waiting for that agent get it now."""
+async def worker_ready(watchdog: WatchdogContext, agent_name: str) -> None:
+    """A worker for `agent_name` (re)registered: people waiting for that agent get it now,
+    in their own room, whether their last dispatch was dropped or their room marked failed."""
     if not watchdog.leadership.leading:
         return
+    now = time.monotonic()
     for name, state in list(watchdog.book.rooms.items()):
-        if state.agent_name != agent_name or state.history.waiting_since is None:
+        if not state.waiting or state.agent_name not in (None, agent_name):
             continue
-        if state.unserved and state.history.dispatches:
-            # that dispatch was dropped (no worker then): it does not count
-            state.history = replace(state.history, dispatches=state.history.dispatches[:-1])
-        state.unserved = False
+        state.ready_at = now
         if state.replacing is not None:  # the page waits again, for as long as before
             with contextlib.suppress(RoomRecoveryError):
                 await watchdog.leadership.fence()
                 mark = recovering("worker_died", state.replacing)
                 await watchdog.manager.update_room_status(name, mark)
-        watchdog.spawn_check(name)
+        if not state.busy():
+            state.looking = watchdog.spawn_check(name)

@@ -1,0 +1,233 @@
+"""One look at one room: gather what it holds, decide (pure, `rules.watch`), act.
+
+Gather: the participants (one `ListParticipants`), what the worker links vouch for, how
+long each agent's heartbeat has been silent, and, only when the decision asks for it
+(`ask_fate`), what became of the room's last dispatch (one `ListDispatch`). Decide:
+`rules.watch.assess_room`. Act: remove ghosts (by sid), delete a dispatch no worker took,
+dispatch an agent (one per claim among watchdogs), or mark the room failed; each step only
+while this watchdog leads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from livekit import api
+
+from ..core.errors import RoomRecoveryError
+from ..core.views import dispatch_fate, is_agent_info, participant_view
+from ..protocol.heartbeat import heartbeat_of
+from ..protocol.messages import dispatch_metadata
+from ..protocol.room_status import STATUS_FAILED, recovering
+from ..rules.attention import RoomSignals
+from ..rules.model import ParticipantView, is_person
+from ..rules.watch import (
+    DispatchFate,
+    RoomAssessment,
+    RoomHistory,
+    assess_room,
+    dispatched,
+    room_agent,
+)
+from .context import WatchdogContext
+from .metrics import count_kinds
+from .rooms import WatchedRoom
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoomFacts:
+    """What one look gathered: the participants, and what is known of its agents' lives."""
+
+    views: list[ParticipantView]
+    silence: dict[str, float | None]  # agent identity → seconds its heartbeat is silent
+    allowance: dict[str, float]  # agent identity → silence it may have (its rhythm)
+    on_its_way: bool  # a linked worker runs a job for the room whose agent is not in yet
+
+
+async def look_at_room(watchdog: WatchdogContext, name: str) -> bool:
+    """Look at one room and act on it. Returns whether a person is waiting there.
+
+    Gather (the participants, the links' and heartbeats' word, and, when the decision
+    asks for it, what became of the last dispatch), decide (`rules.watch.assess_room`,
+    pure), act (each step fenced: only the leader acts).
+    """
+    state = watchdog.book.get(name)
+    if state is None:
+        return False
+    async with watchdog.gate, state.lock:
+        infos = await watchdog.manager.list_participants(name)
+        now = time.monotonic()
+        if not infos:  # empty, or gone: quiet until something happens in it again
+            state.history, state.counts, state.waiting = RoomHistory(), {}, False
+            state.people = state.agents = ()
+            watchdog.book.looked(name, RoomSignals(), now)
+            return False
+        facts = _facts(watchdog, name, state, infos, now)
+        result = _assess(watchdog, state, facts, now)
+        if result.ask_fate and state.history.pending is not None:
+            dispatches = await watchdog.manager.list_dispatches(name)
+            _learn_agent(watchdog, state, dispatches)
+            fate = dispatch_fate(dispatches, state.history.pending)
+            result = _assess(watchdog, state, facts, now, fate)
+        await _act(watchdog, name, state, facts, result)
+        state.waiting = result.waiting
+        signals = RoomSignals(
+            waiting=result.waiting,
+            recovering=bool(result.ghosts) or state.replacing is not None,
+            starting=facts.on_its_way,
+            # a heartbeat read matters only to a person who would wait on its agent
+            in_doubt=state.counts["person"] > 0
+            and any(silent is not None for silent in facts.silence.values()),
+        )
+        watchdog.book.looked(name, signals, time.monotonic())
+        return result.waiting
+
+
+def _facts(
+    watchdog: WatchdogContext,
+    name: str,
+    state: WatchedRoom,
+    infos: list[api.ParticipantInfo],
+    now: float,
+) -> RoomFacts:
+    """What the room holds now, and what the links and heartbeats say of its agents."""
+    views = [participant_view(info) for info in infos]
+    state.counts = count_kinds(views)
+    state.people = tuple(v.identity for v in views if is_person(v))
+    state.agents = tuple(info.identity for info in infos if is_agent_info(info))
+    vouched = watchdog.links.vouched(name)  # their worker says they run: trust it
+    silence = {
+        info.identity: None
+        if info.identity in vouched
+        else watchdog.heartbeats.silence(name, info.identity, heartbeat_of(info.attributes), now)
+        for info in infos
+        if is_agent_info(info)
+    }
+    allowance = {identity: watchdog.heartbeats.allowance(name, identity) for identity in silence}
+    if not state.join_recorded:
+        state.join_recorded = watchdog.metrics.record_join(infos)
+    on_its_way = bool(vouched - {info.identity for info in infos})  # not joined yet
+    return RoomFacts(views, silence, allowance, on_its_way)
+
+
+def _assess(
+    watchdog: WatchdogContext,
+    state: WatchedRoom,
+    facts: RoomFacts,
+    now: float,
+    fate: DispatchFate | None = None,
+) -> RoomAssessment:
+    last = state.history.last_sent
+    return assess_room(
+        facts.views,
+        facts.silence,
+        state.history,
+        now,
+        watchdog.options.watch,
+        facts.allowance,
+        hold=facts.on_its_way,
+        fate=fate,
+        worker_ready=last is not None and state.ready_at > last,
+    )
+
+
+async def _act(
+    watchdog: WatchdogContext,
+    name: str,
+    state: WatchedRoom,
+    facts: RoomFacts,
+    result: RoomAssessment,
+) -> None:
+    if result.ghosts or result.dispatch or result.mark_failed or result.dropped:
+        await watchdog.leadership.fence()  # only the leader acts, never on a stale lease
+    if result.ghosts and result.waiting:
+        state.replacing = result.ghosts[0].identity
+        await watchdog.manager.update_room_status(name, recovering("agent_died", state.replacing))
+    elif not result.waiting:
+        state.replacing = None
+    for ghost in result.ghosts:
+        await watchdog.leadership.fence()
+        if await watchdog.manager.remove_agent(name, ghost.identity, ghost.sid):
+            watchdog.heartbeats.forget(name, ghost.identity)
+            watchdog.recovered(name, "ghost_removed", f"{ghost.identity}: {ghost.reason}")
+            logger.info(
+                "👻 Removed ghost agent %s from room %s (%s)",
+                ghost.identity,
+                name,
+                ghost.reason,
+                extra={"room": name, "identity": ghost.identity, "sid": ghost.sid},
+            )
+    if result.dropped is not None:
+        # no worker took it: not an attempt; deleted, so the room's list stays short
+        watchdog.metrics.recoveries.labels("dispatch_dropped").inc()
+        with contextlib.suppress(RoomRecoveryError):
+            await watchdog.manager.delete_dispatch(name, result.dropped)
+    history = result.history
+    if result.dispatch:
+        dispatch_id = await _dispatch(
+            watchdog, name, state, facts.views, result.cause or "agent_missing", history
+        )
+        history = dispatched(history, dispatch_id)
+    if result.mark_failed:
+        await _mark_failed(watchdog, name, len(history.dispatches))
+    state.history = history
+
+
+def _learn_agent(
+    watchdog: WatchdogContext, state: WatchedRoom, dispatches: list[api.AgentDispatch]
+) -> None:
+    if state.agent_name is None:
+        names = [d.agent_name for d in dispatches]
+        state.agent_name = room_agent(
+            names, watchdog.options.agent_name, watchdog.options.automatic
+        )
+
+
+async def _dispatch(
+    watchdog: WatchdogContext,
+    room: str,
+    state: WatchedRoom,
+    views: list[ParticipantView],
+    cause: str,
+    history: RoomHistory,
+) -> str | None:
+    """Dispatch the room's agent (at most once per claim among watchdogs); its id."""
+    if state.agent_name is None:
+        _learn_agent(watchdog, state, await watchdog.manager.list_dispatches(room))
+    agent_name = state.agent_name or ""
+    if not await watchdog.leadership.claim(room, watchdog.options.watch.dispatch_wait):
+        return None  # another watchdog dispatched to this room a moment ago
+    person = next((v.identity for v in views if is_person(v)), "")
+    dispatch_id = await watchdog.manager.dispatch_agent(
+        room, agent_name, dispatch_metadata(person) if person else ""
+    )
+    agent = agent_name or "the automatic agent"
+    attempt = len(history.dispatches)
+    tries = f"attempt {attempt}/{watchdog.options.watch.max_dispatches}"
+    if history.failed:
+        tries = "again: the room was marked failed, and someone still waits"
+    watchdog.recovered(room, cause, f"dispatched {agent} ({tries})")
+    logger.info(
+        "🚑 Room %s: %s; dispatching %s (%s)",
+        room,
+        "its agent died" if cause == "agent_died" else "a person is waiting without an agent",
+        agent,
+        tries,
+        extra={"room": room, "cause": cause, "agent": agent_name, "attempt": attempt},
+    )
+    return dispatch_id
+
+
+async def _mark_failed(watchdog: WatchdogContext, room: str, attempts: int) -> None:
+    reason = (
+        f"no agent joined after {attempts} dispatches; is an agent worker running and "
+        "registered? Run `room-recovery doctor`"
+    )
+    await watchdog.manager.update_room_status(room, {"status": STATUS_FAILED, "reason": reason})
+    watchdog.recovered(room, "room_failed", reason)
+    logger.warning("❌ Room %s: %s", room, reason, extra={"room": room})
