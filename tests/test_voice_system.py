@@ -368,6 +368,30 @@ def test_a_bad_agent_command_is_refused_before_anything_starts(
     assert not (system.state_dir / "run" / "supervisor.pid").exists()
 
 
+@pytest.mark.parametrize(
+    ("given", "write"),
+    [
+        ("letta", "auto:letta="),  # an automatic worker given a name: no dispatch reaches it
+        ("auto:letta", "named-letta="),  # a named worker given as automatic
+    ],
+)
+def test_a_worker_registered_under_another_name_stops_up_with_what_to_write(
+    system: System, given: str, write: str
+) -> None:
+    script = (
+        Path(__file__).parent
+        / "workers"
+        / ("letta_voice_agent.py" if given == "letta" else "named_agent.py")
+    )
+    system.extra_env["AGENT_NAME"] = "named-letta"
+    result = system.up(*SERVER_ONLY, "--agent-command", f"{given}={sys.executable} {script} start")
+    assert result.returncode != 0
+    [line] = [ln for ln in result.stderr.splitlines() if "registered" in ln]
+    assert "so it would never get the page's dispatches" in line and write in line, line
+    assert "Traceback" not in result.stderr
+    assert not (system.state_dir / "run" / "supervisor.pid").exists()
+
+
 def test_your_own_agent_that_exits_at_once_fails_the_start_and_names_its_log(
     system: System,
 ) -> None:

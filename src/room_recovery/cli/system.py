@@ -74,9 +74,11 @@ def up(
         list[str] | None,
         typer.Option(
             "--agent-command",
-            metavar="NAME=COMMAND",
-            help="also run your own agent worker, registered as NAME, with COMMAND (for "
-            "example 'letta-agent=python letta_voice_agent.py start'); repeat for more",
+            metavar="[auto:]NAME=COMMAND",
+            help="also run your own agent worker with COMMAND: NAME=... for a worker "
+            "registered with agent_name NAME, auto:NAME=... for one without agent_name "
+            "(LiveKit's automatic dispatch, as the guide's letta_voice_agent.py: "
+            "'auto:letta=python letta_voice_agent.py start'); repeat for more",
             show_default=False,
         ),
     ] = None,

@@ -26,7 +26,14 @@ from ..core.manager import RoomManager
 from ..core.settings import Settings
 from .files import private_dir
 from .options import NODE_PORT_STEP, SystemOptions, server_is_local
-from .parts import build_parts, livekit_config, node_configs, node_urls, write_server_config
+from .parts import (
+    build_parts,
+    livekit_config,
+    node_configs,
+    node_urls,
+    watchdog_url,
+    write_server_config,
+)
 from .processes import (
     PidRecord,
     command_line,
@@ -35,6 +42,7 @@ from .processes import (
     stop_recorded,
     write_pidfile,
 )
+from .registrations import AgentRegistration
 from .status import read_status
 from .supervisor import PartSpec, Supervisor
 
@@ -129,7 +137,14 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
     try:
         if not hooks:
             await startup_cleanup()
-        supervisor = Supervisor(options.state_dir, parts, after_start=hooks, extra_status=extra)
+        # each of your agents: its registered name checked, the watchdog told it is there
+        observers = {
+            agent.part_name: AgentRegistration(agent, settings, watchdog_url(options))
+            for agent in options.extra_agents
+        }
+        supervisor = Supervisor(
+            options.state_dir, parts, after_start=hooks, extra_status=extra, observers=observers
+        )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, supervisor.request_stop)

@@ -83,11 +83,15 @@ def _python_part(
     )
 
 
+def watchdog_url(options: SystemOptions) -> str | None:
+    """Where `up`'s watchdog listens for links (`protocol.links`), or None without one."""
+    return f"http://127.0.0.1:{options.watch_port}" if options.with_watch else None
+
+
 def _link_env(options: SystemOptions) -> dict[str, str]:
     """Where agent workers find the watchdog for their link (`protocol.links`)."""
-    if not options.with_watch:
-        return {}
-    return {WATCHDOG_URL_VARIABLE: f"http://127.0.0.1:{options.watch_port}"}
+    url = watchdog_url(options)
+    return {WATCHDOG_URL_VARIABLE: url} if url else {}
 
 
 def server_config_path(options: SystemOptions, k: int = 0) -> Path:

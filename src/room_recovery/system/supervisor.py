@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -49,6 +50,16 @@ class PartSpec:
     unhealthy_after: float = 10.0  # stalled or silent this long: the part is restarted
 
 
+class PartObserver(Protocol):
+    """Told when a part prints its ready line, and when it exits (`registrations`)."""
+
+    def registered(self, line: str) -> str | None:
+        """The part printed `line` (its ready line); a problem that must stop it, or None."""
+        ...
+
+    async def exited(self) -> None: ...
+
+
 @dataclass
 class PartState:
     """What the supervisor knows of a part right now (written to status.json)."""
@@ -63,6 +74,7 @@ class PartState:
     process: asyncio.subprocess.Process | None = None
     log_task: asyncio.Task[None] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # its ready_line was seen
+    misconfigured: str | None = None  # why it cannot work as configured (its observer says)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -86,11 +98,13 @@ class Supervisor:
         restart: RestartPolicy | None = None,
         after_start: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
         extra_status: Mapping[str, object] | None = None,
+        observers: Mapping[str, PartObserver] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.parts = {spec.name: PartState(spec) for spec in parts}
         self.restart = restart or RestartPolicy()
         self.after_start = dict(after_start or {})
+        self.observers = dict(observers or {})
         self.extra_status = dict(extra_status or {})
         self._stopping = asyncio.Event()
         self._watchers: list[asyncio.Task[None]] = []
@@ -142,6 +156,9 @@ class Supervisor:
         for part in reversed(list(self.parts.values())):
             await self._stop_part(part)
             part.state = "stopped"
+            observer = self.observers.get(part.spec.name)
+            if observer is not None:
+                await observer.exited()
         self._write_status()
 
     async def _start_part(self, part: PartState) -> None:
@@ -162,6 +179,7 @@ class Supervisor:
         part.process = process
         part.pid = process.pid
         part.ready = asyncio.Event()
+        part.misconfigured = None
         part.log_task = asyncio.create_task(self._copy_output(process, part_log, part))
         write_pidfile(
             self.run_dir / f"{spec.name}.pid",
@@ -170,18 +188,27 @@ class Supervisor:
         logger.info("started %s", spec.name, extra={"part": spec.name, "pid": process.pid})
         self._write_status()
 
-    @staticmethod
     async def _copy_output(
-        process: asyncio.subprocess.Process, part_log: logging.Logger, part: PartState
+        self, process: asyncio.subprocess.Process, part_log: logging.Logger, part: PartState
     ) -> None:
         """Copy the child's output to its log in chunks: a line of any length (cut into
         MAX_LINE pieces) never blocks the child on a full pipe."""
         assert process.stdout is not None
         ready_line = part.spec.ready_line
+        observer = self.observers.get(part.spec.name)
         async for text in output_lines(process.stdout):
             part_log.info(text)
             if ready_line is not None and ready_line in text:
+                if observer is not None:
+                    self._misconfigured(part, observer.registered(text))
                 part.ready.set()
+
+    def _misconfigured(self, part: PartState, problem: str | None) -> None:
+        if problem is None or problem == part.misconfigured:
+            return
+        part.misconfigured = part.problem = problem
+        logger.error("%s", problem, extra={"part": part.spec.name})
+        self._write_status()
 
     async def _wait_healthy(self, part: PartState) -> None:
         spec = part.spec
@@ -196,6 +223,8 @@ class Supervisor:
                         f"{spec.name} exited with code {code} while starting; see "
                         f"{self.log_dir / (spec.name + '.log')}"
                     )
+                if part.misconfigured is not None:
+                    raise ProcessError(part.misconfigured)
                 if spec.health_url is None:
                     settled = time.monotonic() - started >= spec.settle
                     healthy = settled or part.ready.is_set()
@@ -219,6 +248,9 @@ class Supervisor:
             assert part.process is not None
             code = await self._until_exit(part)
             await drain_output(part.log_task, part.spec.name)
+            observer = self.observers.get(part.spec.name)
+            if observer is not None:
+                await observer.exited()
             if self._stopping.is_set():
                 return
             now = time.time()
