@@ -53,7 +53,9 @@ import {
 } from '/static/view.js';
 
 const DEFAULTS = { join_timeout: 15, max_retries: 3, retry_step: 1 };
-const GOODBYE_WAIT_MS = 3000; // how long Disconnect waits for the agent to leave first
+// How long Disconnect waits for the agent to leave first; then the page leaves and asks its
+// server to delete the room, all within 2 s, even for an agent that ignores the goodbye.
+const GOODBYE_WAIT_MS = 1200;
 // After the agent left: how long to wait in the room for a `recovering` mark before leaving
 // for a new room (the mark is written before a dead agent is removed; this covers a page
 // that hears of the departure first).
@@ -82,6 +84,8 @@ const exposed = {
   microphone: 'off', // off | on | refused | missing
   agentAudio: false,
   agentLeftFirst: null, // after Disconnect: did the agent leave before the page did?
+  leaveRequests: 0, // how many times the page asked its server to delete its room
+  leaveAnswers: [], // what the server answered when the page could still hear it
   recoveries: 0, // times the agent was lost and the page waited in its room for another
   conversation: conversation.seen, // agent state, mute, levels (conversation.js)
 };
@@ -430,7 +434,9 @@ async function disconnect() {
   clearTimers();
   endAttempt('cancelled', 'you disconnected');
   setStatus('disconnecting', 'Disconnecting...');
-  await leave(takeRoom(), true);
+  const room = takeRoom();
+  await leave(room, true);
+  askToDeleteRoom(room, false);
   if (isCurrent(generation)) setStatus('disconnected', 'Disconnected. Press Connect to talk again.');
 }
 
@@ -495,11 +501,30 @@ function leaveOnPageHide() {
   } else {
     leave();
   }
-  if (session.leave?.room === room.name) {
-    const body = new Blob([JSON.stringify(session.leave)], { type: 'application/json' });
-    navigator.sendBeacon('/api/leave', body);
-  }
+  askToDeleteRoom(room, true);
   setStatus('disconnected', 'Disconnected (the page was closed).');
+}
+
+// The page's server deletes the room if nobody but agents is left in it (`/api/leave`):
+// an agent that ignores the goodbye would otherwise keep it for LiveKit's departure
+// timeout. A closing tab can only send a beacon; Disconnect can still fetch.
+function askToDeleteRoom(room, closing) {
+  if (!room || session.leave?.room !== room.name) return;
+  const body = JSON.stringify(session.leave);
+  exposed.leaveRequests += 1;
+  if (closing) {
+    navigator.sendBeacon('/api/leave', new Blob([body], { type: 'application/json' }));
+    return;
+  }
+  fetch('/api/leave', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body,
+    keepalive: true,
+  })
+    .then((response) => response.json())
+    .then((answer) => exposed.leaveAnswers.push(answer))
+    .catch((error) => console.warn('asking to delete the room failed', error));
 }
 
 // --- start ----------------------------------------------------------------------------
