@@ -164,7 +164,7 @@ async def _act(
             )
     if result.dropped is not None:
         # no worker took it: not an attempt; deleted, so the room's list stays short
-        watchdog.metrics.recoveries.labels("dispatch_dropped").inc()
+        watchdog.recovered(name, "dispatch_dropped", "no worker took the last dispatch")
         with contextlib.suppress(RoomRecoveryError):
             await watchdog.manager.delete_dispatch(name, result.dropped)
     history = result.history

@@ -81,6 +81,11 @@ class Metrics:
         self.linked_jobs = Gauge(
             "room_recovery_linked_jobs", "Jobs the linked workers report running", registry=r
         )
+        self.silent_links = Gauge(
+            "room_recovery_worker_links_silent",
+            "Linked workers that answer no ping (stopped or unreachable; not taken for dead)",
+            registry=r,
+        )
 
         self.watched_rooms = Gauge(
             "room_recovery_watched_rooms",

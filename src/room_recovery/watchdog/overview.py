@@ -101,5 +101,9 @@ def overview(watchdog: Watchdog, limit: int = ROOM_LIMIT) -> dict[str, Any]:
             {"le": None if math.isinf(bound) else bound, "count": count}
             for bound, count in watchdog.metrics.join_distribution()
         ],
-        "workers": {"links": watchdog.links.count(), "jobs": watchdog.links.job_count()},
+        "workers": {
+            "links": watchdog.links.count(),
+            "jobs": watchdog.links.job_count(),
+            "silent": watchdog.links.silent_count(),
+        },
     }

@@ -89,6 +89,7 @@ class Watchdog:
         self.metrics.leader.set_function(lambda: 1 if self.leadership.leading else 0)
         self.metrics.worker_links.set_function(self.links.count)
         self.metrics.linked_jobs.set_function(self.links.job_count)
+        self.metrics.silent_links.set_function(self.links.silent_count)
         self.metrics.livekit_calls.set_function(lambda: self.manager.api_calls)
         self.metrics.room_alert_threshold.set(options.room_alert_threshold)
         self.heartbeats = HeartbeatTracker()

@@ -39,7 +39,8 @@ function drawSummary(data) {
   $('tile-rooms').dataset.alert = String(rooms.alert);
   $('close-count').textContent = `${rooms.close} of ${rooms.known}`;
   const jobs = data.workers.jobs === 1 ? '1 job' : `${data.workers.jobs} jobs`;
-  $('link-count').textContent = `${data.workers.links} (${jobs})`;
+  const silent = data.workers.silent ? `, ${data.workers.silent} not answering` : '';
+  $('link-count').textContent = `${data.workers.links} (${jobs}${silent})`;
   $('role').textContent = data.role;
 }
 
