@@ -199,8 +199,9 @@ async def test_a_dispatch_no_worker_took_is_no_attempt_and_the_agent_comes_with_
 async def test_a_room_marked_failed_gets_its_agent_when_a_worker_registers(
     livekit_server: ServerInfo, room: str, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
+    # its jobs stay "running" in LiveKit's dispatch state: held start_wait, then counted
     async with linked_watchdog(
-        livekit_server, PREFIX, grace=0.5, dispatch_wait=1.5, max_dispatches=1
+        livekit_server, PREFIX, grace=0.5, dispatch_wait=1.5, max_dispatches=1, start_wait=2
     ) as (watchdog, url):
         broken = await start_worker("broken", livekit_server, "", tmp_path / "b.log", workers)
         async with person(livekit_server, room, "user-1", publish=True) as user:

@@ -144,11 +144,12 @@ class WorkerProcess:
         self._log.close()
 
 
-def close_all(workers: list[WorkerProcess], grace: float = 5.0) -> None:
+def close_all(workers: list[WorkerProcess], grace: float = 1.0) -> None:
     """Stop every worker: SIGTERM to all at once, one shared wait of `grace`, then SIGKILL.
 
     A worker drains its jobs on SIGTERM for as long as their rooms last, and a test's rooms
-    do not end by themselves: a worker with a job would use any grace to the full."""
+    do not end by themselves: a worker with a job would use any grace to the full, so the
+    grace is short (an idle worker exits within it; one with a job is killed after it)."""
     for worker in workers:
         worker.terminate()
     deadline = time.monotonic() + grace
