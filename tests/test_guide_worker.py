@@ -18,6 +18,7 @@ import re
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -294,14 +295,15 @@ async def disconnect_page(page: Page) -> dict[str, object]:
     return dict((await state(page))["leaveAnswers"][0])
 
 
-async def test_disconnect_deletes_the_room_even_when_the_agent_ignores_the_goodbye(
+@pytest.fixture
+async def guide_page(
     livekit_server: ServerInfo,
     workers: list[WorkerProcess],
     tmp_path: Path,
     browser: Browser,
     request: pytest.FixtureRequest,
-) -> None:
-    # the guide's agent only logs the goodbye and stays: the page's server deletes the room
+) -> AsyncIterator[tuple[Page, str, RoomManager]]:
+    """The page, connected to the guide's agent (automatic dispatch): (page, room, manager)."""
     await start_worker("spec", livekit_server, "", tmp_path / "w.log", workers)
     settings = web_settings(livekit_server, room_prefix=PREFIX)
     async with (
@@ -311,32 +313,28 @@ async def test_disconnect_deletes_the_room_even_when_the_agent_ignores_the_goodb
     ):
         page = await open_page(f"{site}/?agent=letta")
         room = await connect_page(page)
-        assert await agent_sids(manager, room)
-        clicked = time.monotonic()
-        assert await disconnect_page(page) == {"deleted": True}
-        await eventually(lambda: gone(manager, room), timeout=5, what=f"room {room} deleted")
-        print(f"room deleted {time.monotonic() - clicked:.2f} s after Disconnect")
-        await wait_status(page, "disconnected", 5)
+        yield page, room, manager
+
+
+async def test_disconnect_deletes_the_room_even_when_the_agent_ignores_the_goodbye(
+    guide_page: tuple[Page, str, RoomManager],
+) -> None:
+    # the guide's agent only logs the goodbye and stays: the page's server deletes the room
+    page, room, manager = guide_page
+    assert await agent_sids(manager, room)
+    clicked = time.monotonic()
+    assert await disconnect_page(page) == {"deleted": True}
+    await eventually(lambda: gone(manager, room), timeout=5, what=f"room {room} deleted")
+    print(f"room deleted {time.monotonic() - clicked:.2f} s after Disconnect")
+    await wait_status(page, "disconnected", 5)
 
 
 async def test_disconnect_never_deletes_a_room_another_person_is_in(
-    livekit_server: ServerInfo,
-    workers: list[WorkerProcess],
-    tmp_path: Path,
-    browser: Browser,
-    request: pytest.FixtureRequest,
+    livekit_server: ServerInfo, guide_page: tuple[Page, str, RoomManager]
 ) -> None:
-    await start_worker("spec", livekit_server, "", tmp_path / "w.log", workers)
-    settings = web_settings(livekit_server, room_prefix=PREFIX)
-    async with (
-        page_server(settings, ["auto:letta"]) as site,
-        pages_of(browser, artifact_name(request.node.name), no_errors=True) as open_page,
-        RoomManager(settings=settings) as manager,
-    ):
-        page = await open_page(f"{site}/?agent=letta")
-        room = await connect_page(page)
-        async with participant(livekit_server, room, "someone-else"):
-            assert await disconnect_page(page) == {"deleted": False}
-            assert await manager.get_room_info(room) is not None
-            assert "someone-else" in {p.identity for p in await manager.list_participants(room)}
-        await manager.delete_room(room)
+    page, room, manager = guide_page
+    async with participant(livekit_server, room, "someone-else"):
+        assert await disconnect_page(page) == {"deleted": False}
+        assert await manager.get_room_info(room) is not None
+        assert "someone-else" in {p.identity for p in await manager.list_participants(room)}
+    await manager.delete_room(room)
