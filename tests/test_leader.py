@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -19,7 +21,7 @@ from room_recovery.core.settings import load_settings
 from room_recovery.rules.watch import WatchPolicy
 from room_recovery.system.livekit_server import free_port
 from room_recovery.watchdog import Watchdog, WatchdogOptions
-from room_recovery.watchdog.leader import Leadership, NotLeading, RedisUnreachableError
+from room_recovery.watchdog.leader import LEASE, Leadership, NotLeading, RedisUnreachableError
 from tests.support.livekit import ServerInfo, eventually
 from tests.support.redis_server import redis_server
 from tests.support.worker import WorkerProcess, person
@@ -199,6 +201,65 @@ async def test_the_standby_finishes_a_recovery_when_the_leader_is_killed(
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(5)
+
+
+async def test_a_leader_stalled_between_its_claim_and_its_call_never_dispatches_after_it(
+    livekit_server: ServerInfo,
+    redis_url: str,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    # The leader (here, in this process) passes its fence and claims the room, then stalls
+    # before its dispatch call, for longer than its lease and its claim: its whole event
+    # loop blocked, as a SIGSTOP would. The standby (a process) takes over and sends the
+    # agent. When the old leader resumes, its call meets its own clock: its lease ran out,
+    # so it never makes it. One dispatch, and the successor's agent stays.
+    agent_name = f"ld-agent-{uuid.uuid4().hex[:6]}"
+    room = f"{PREFIX}{uuid.uuid4().hex[:10]}"
+    worker = WorkerProcess.demo(livekit_server, agent_name, tmp_path / "worker.log")
+    workers.append(worker)
+    await worker.registered()
+    options = WatchdogOptions(
+        agent_name=agent_name, sweep_interval=0.3, watch=WatchPolicy(grace=0.5)
+    )
+    stalled = False
+    async with Watchdog(settings_for(livekit_server, redis_url), options) as leader:  # type: ignore[arg-type]
+        await eventually(
+            lambda: asyncio.sleep(0, leader.leadership.leading), timeout=10, what="a leader"
+        )
+        claim = leader.leadership.claim
+
+        async def claim_then_stall(room_name: str, seconds: float) -> bool:
+            nonlocal stalled
+            claimed = await claim(room_name, seconds)
+            if claimed and not stalled:
+                stalled = True
+                time.sleep(LEASE + 4.0)  # noqa: ASYNC251 (the point: nothing runs)
+            return claimed
+
+        leader.leadership.claim = claim_then_stall  # type: ignore[method-assign]
+        log = tmp_path / "standby.log"
+        standby = watch_process(livekit_server, redis_url, agent_name, log)
+        try:
+            await eventually(
+                lambda: asyncio.sleep(0, "watchdog started" in log.read_text()),
+                timeout=20,
+                what="the standby to start",
+            )
+            async with person(livekit_server, room, "user-3") as someone:  # a plain join
+                agent = await someone.wait_for_agent(timeout=30)
+                assert stalled and "leads (epoch" in log.read_text()
+                await asyncio.sleep(2)  # the old leader runs again for a while
+                assert not leader.leadership.leading
+                assert await named_dispatches(livekit_server, room) == [agent_name]
+                assert [a.sid for a in someone.agents()] == [agent.sid]
+        finally:
+            standby.send_signal(signal.SIGTERM)
+            try:
+                standby.wait(10)
+            except subprocess.TimeoutExpired:
+                standby.kill()
+                standby.wait(5)
 
 
 async def test_redis_out_of_reach_is_one_clear_error_without_the_password() -> None:

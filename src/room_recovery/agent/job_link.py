@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from livekit import rtc
@@ -44,19 +46,28 @@ def watch(job: adapter.CurrentJob, settings: Settings | None = None) -> LinkClie
     record = JobRecord(job.job_id, job.room, job.identity, job.agent_name, job.metadata)
     worker = f"{job.worker_id}/{job.job_id}"
 
-    def hello() -> str:
-        return links.hello(worker, job.agent_name, [record], kind=links.JOB)
+    def hello(link: str) -> str:
+        return links.hello(worker, job.agent_name, [record], kind=links.JOB, link=link)
 
     client = _links[job.job_id] = LinkClient(url, hello, settings, name="job")
-    client.start()
+    if not client.start():
+        return None
 
     async def ended(reason: str) -> None:
         await client.close(links.job_ended(record, died=False))
         _links.pop(job.job_id, None)
 
     adapter.on_job_shutdown(ended)
-    if announcing():
-        _announce_on_connect(get_job_context().room)
+    room = get_job_context().room
+
+    def connected() -> None:
+        nonlocal record
+        record = replace(record, sid=room.local_participant.sid)  # what the watchdog removes
+        client.send(links.job_started(record))
+        if announcing():
+            _spawn(_announce(room))
+
+    _when_connected(room, connected)
     logger.info(
         "🩺 this job links to the watchdog at %s",
         url,
@@ -65,27 +76,30 @@ def watch(job: adapter.CurrentJob, settings: Settings | None = None) -> LinkClie
     return client
 
 
-def _announce_on_connect(room: rtc.Room) -> None:
-    """Set `ANNOUNCED_ATTRIBUTE` on the agent once it is connected: LiveKit sends an
-    attribute change at once, where a silent participant's join waits for its 3 s tick."""
+async def _announce(room: rtc.Room) -> None:
+    """Set `ANNOUNCED_ATTRIBUTE` on the agent: LiveKit sends an attribute change at once,
+    where a silent participant's join waits for its 3 s tick."""
+    stamp = f"{time.time():.3f}"
+    with contextlib.suppress(Exception):  # best effort: the room sees it within 3 s
+        async with asyncio.timeout(1.0):
+            await room.local_participant.set_attributes({ANNOUNCED_ATTRIBUTE: stamp})
 
-    async def announce() -> None:
-        stamp = f"{time.time():.3f}"
-        with contextlib.suppress(Exception):  # best effort: the room sees it within 3 s
-            async with asyncio.timeout(1.0):
-                await room.local_participant.set_attributes({ANNOUNCED_ATTRIBUTE: stamp})
 
-    def start() -> None:
-        task = asyncio.get_running_loop().create_task(announce())
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
+def _spawn(coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def _when_connected(room: rtc.Room, then: Callable[[], None]) -> None:
+    """Call `then()` once the job's room is connected (now, if it is)."""
 
     def changed(state: int) -> None:  # rtc 1.1 never emits its documented "connected"
         if state == rtc.ConnectionState.CONN_CONNECTED:
             room.off("connection_state_changed", changed)
-            start()
+            then()
 
     if room.isconnected():
-        start()
+        then()
     else:
         room.on("connection_state_changed", changed)

@@ -24,6 +24,7 @@ import logging
 import os
 import time
 import weakref
+from dataclasses import replace
 from typing import Any
 
 from ..core.errors import OutOfScopeError, RoomRecoveryError
@@ -77,7 +78,6 @@ class WorkerMonitor:
         self._settings = settings
         self.watchdog_url = watchdog_url() if watchdog is None else watchdog.rstrip("/")
         self.jobs: dict[str, JobRecord] = {}
-        self.sids: dict[str, str] = {}  # job id -> its agent's sid, once it was seen
         self._tasks: set[asyncio.Task[Any]] = set()
         self._announcing: dict[str, asyncio.Task[None]] = {}  # job id -> its announcement
         self.link: LinkClient | None = None
@@ -144,7 +144,6 @@ class WorkerMonitor:
             return  # an idle process
         died_at = time.time()
         record = self.jobs.pop(info.job.id, None) or record_of(info)
-        sid = self.sids.pop(record.job_id, "")
         announcement = self._announcing.pop(record.job_id, None)
         if announcement is not None:
             announcement.cancel()
@@ -158,7 +157,7 @@ class WorkerMonitor:
                 exitcode,
                 extra={"room": record.room, "job_id": record.job_id, "exitcode": exitcode},
             )
-            self._spawn(self._replace(record, DeadAgent(record.identity, sid, died_at)))
+            self._spawn(self._replace(record, DeadAgent(record.identity, record.sid, died_at)))
 
     async def _replace(self, record: JobRecord, dead: DeadAgent) -> None:
         try:
@@ -198,7 +197,8 @@ class WorkerMonitor:
             )
             return
         if sid and record.job_id in self.jobs:
-            self.sids[record.job_id] = sid
+            known = self.jobs[record.job_id] = replace(record, sid=sid)
+            self._send(links.job_started(known))  # the watchdog removes only that sid
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -211,12 +211,13 @@ class WorkerMonitor:
     def _registered(self, *_: object) -> None:
         self._fresh = True
         if self.link is not None and self.link.linked.is_set():  # else the link's own hello
-            self.link.send(self._hello())
+            self.link.send(self._hello(self.link.link_id))
 
-    def _hello(self) -> str:
+    def _hello(self, link: str) -> str:
         worker, name = adapter.worker_id(self.server), adapter.registered_name(self.server)
         fresh, self._fresh = self._fresh, False
-        return links.hello(worker, name, list(self.jobs.values()), registered=fresh)
+        jobs = list(self.jobs.values())
+        return links.hello(worker, name, jobs, registered=fresh, link=link)
 
     def _send(self, message: str) -> None:
         if self.link is not None:

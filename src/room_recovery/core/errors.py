@@ -8,6 +8,7 @@
      ├── OutOfScopeError           a room outside ROOM_PREFIX; it is never touched
      ├── LiveKitAPIError           any other refusal by the server (carries its code)
      ├── ProcessError              a process the project runs could not start or stop
+     ├── NotLeading                a watchdog that does not (or no longer) lead may not act
      └── MissingExtraError         an optional extra is not installed (also an ImportError)
 
 Each message says what failed, with which value, and what to do about it; the CLI
@@ -21,6 +22,11 @@ class RoomRecoveryError(Exception):
     """Base class: catch this to handle every error of this package."""
 
     exit_code = 1
+
+
+class NotLeading(RoomRecoveryError):
+    """This watchdog is not the leader (or no longer is): it must not act. Never a failure
+    to report: a step that meets it stops, and the leader acts instead."""
 
 
 class ConfigurationError(RoomRecoveryError):

@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
+import socket
 from collections.abc import Callable
-from datetime import timedelta
 
 import aiohttp
-from livekit import api
 
 from ..protocol import links
 from .errors import RoomRecoveryError
@@ -40,25 +40,31 @@ def link_problem(url: str, exc: BaseException) -> str:
     if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status == 401:
         return (
             f"the watchdog at {url} refused this worker's link: the worker's and the "
-            "watchdog's LIVEKIT_API_KEY/LIVEKIT_API_SECRET differ; give both the same keys"
+            "watchdog's LIVEKIT_API_KEY/LIVEKIT_API_SECRET differ (or their clocks differ "
+            "by more than a minute); give both the same keys"
         )
     return f"cannot reach the watchdog at {url}: {exc or type(exc).__name__}"
 
 
 class LinkClient:
-    """One link to the watchdog at `url`; `start()` it in a running event loop."""
+    """One link to the watchdog at `url`; `start()` it in a running event loop.
+
+    `hello(link_id)` makes the hello sent on each (re)connection; `link_id` names this link
+    in its credential (`protocol.links.link_token`) and must be in the hello.
+    """
 
     def __init__(
         self,
         url: str,
-        hello: Callable[[], str],
+        hello: Callable[[str], str],
         settings: Settings | None = None,
         *,
         name: str = "worker",
     ) -> None:
         self.url = url.rstrip("/")
         self.hello = hello
-        self.name = name  # "worker" or "job": for the log lines
+        self.name = name  # "worker", "job" or "up": for the log lines
+        self.link_id = f"{socket.gethostname()}/{os.getpid()}/{name}/{secrets.token_hex(4)}"
         self._settings = settings
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -71,9 +77,21 @@ class LinkClient:
             self._settings = load_settings()
         return self._settings
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Start linking; False (and one error line) when the link would cross machines
+        in clear: it carries a credential, so it needs https:// (or wss://) there."""
+        if links.needs_tls(self.url):
+            logger.error(
+                "not linking to the watchdog at %s: it is on another machine and the link "
+                "would carry its credential in clear; put TLS in front of the watchdog and "
+                "use https:// in %s (dead agents are found by the watchdog's other signals)",
+                self.url,
+                links.WATCHDOG_URL_VARIABLE,
+            )
+            return False
         if self._task is None:
             self._task = asyncio.create_task(self._keep(), name=f"room-recovery-{self.name}-link")
+        return True
 
     def send(self, message: str) -> None:
         if self.linked.is_set():
@@ -96,9 +114,7 @@ class LinkClient:
 
     def _token(self) -> str:
         settings = self.settings
-        token = api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-        token = token.with_identity(f"room-recovery-{self.name}").with_ttl(timedelta(minutes=1))
-        return token.with_grants(api.VideoGrants(agent=True)).to_jwt()
+        return links.link_token(settings.livekit_api_key, settings.livekit_api_secret, self.link_id)
 
     async def _keep(self) -> None:
         failures = 0
@@ -127,7 +143,7 @@ class LinkClient:
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._outbox = asyncio.Queue()
-        await ws.send_str(self.hello())
+        await ws.send_str(self.hello(self.link_id))
         self._ws = ws
         self.linked.set()
         logger.info("🔗 linked to the watchdog", extra={"link": self.name, "watchdog": self.url})

@@ -61,6 +61,7 @@ class RoomManager(RoomActions):
         max_concurrency: int = DEFAULT_CONCURRENCY,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         agent_alone_grace: float = DEFAULT_AGENT_ALONE_GRACE,
+        before_change: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings or load_settings(
             livekit_url=livekit_url,
@@ -75,7 +76,7 @@ class RoomManager(RoomActions):
             remove_silent=self.settings.room_stale_silent,
         )
         self.max_concurrency = max_concurrency
-        self._transport = Transport(self.settings, request_timeout)
+        self._transport = Transport(self.settings, request_timeout, before_change)
 
     @property
     def stale_room_timeout(self) -> float:

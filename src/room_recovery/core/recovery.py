@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..protocol.room_status import recovering
 from ..rules.recovery import DeadAgent, plan_replacement
-from .errors import RoomRecoveryError
+from .errors import NotLeading, RoomRecoveryError
 from .manager import RoomManager
 from .views import participant_view
 
@@ -66,22 +66,29 @@ async def replace_agent(
     """
     fields = {"room": room, "identity": dead.identity, "agent_name": agent_name, "cause": cause}
     views = [participant_view(i) for i in await manager.list_participants(room)]
+    # each step's failure is logged and the next tried; a lost lead stops them all
     plan = plan_replacement(views, dead)
     removed = False
     if plan.dispatch and await gate("mark"):
         try:
             await manager.update_room_status(room, recovering(cause, dead.identity))
+        except NotLeading:
+            raise
         except RoomRecoveryError as exc:
             logger.warning("could not mark room %s recovering: %s", room, exc, extra=fields)
     if plan.remove is not None and await gate("remove"):
         try:
             removed = await manager.remove_agent(room, dead.identity, plan.remove.sid)
+        except NotLeading:
+            raise
         except RoomRecoveryError as exc:
             logger.warning("could not remove dead agent %s: %s", dead.identity, exc, extra=fields)
     if not plan.dispatch or not await gate("dispatch"):
         return ReplacementOutcome(removed, None, False, plan.serving)
     try:
         dispatch_id: str | None = await manager.dispatch_agent(room, agent_name, metadata)
+    except NotLeading:
+        raise
     except RoomRecoveryError as exc:
         logger.warning("could not dispatch a new agent to room %s: %s", room, exc, extra=fields)
         dispatch_id = None

@@ -29,10 +29,18 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 class Transport:
     """Calls to one LiveKit server; `open()` shares one session until `close()`."""
 
-    def __init__(self, settings: Settings, request_timeout: float = DEFAULT_REQUEST_TIMEOUT):
+    def __init__(
+        self,
+        settings: Settings,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        before_change: Callable[[], None] | None = None,
+    ):
         self.settings = settings
         self.request_timeout = request_timeout
         self.calls = 0  # server API calls made, for benchmarks and metrics
+        # called right before every call that changes something; it raises to forbid it
+        # (the watchdog's leader checks that its lease still holds, on its own clock)
+        self.before_change = before_change
         self._api: api.LiveKitAPI | None = None
 
     def open(self) -> None:
@@ -68,8 +76,13 @@ class Transport:
         finally:
             await lkapi.aclose()
 
-    async def call(self, action: str, request: Callable[[], Awaitable[T]]) -> T:
-        """Run one server API call, turning transport and server errors into ours."""
+    async def call(
+        self, action: str, request: Callable[[], Awaitable[T]], *, changes: bool = False
+    ) -> T:
+        """Run one server API call, turning transport and server errors into ours.
+        `changes`: it changes something (`before_change` may forbid it)."""
+        if changes and self.before_change is not None:
+            self.before_change()
         self.calls += 1
         url = self.settings.livekit_url
         try:
@@ -92,10 +105,12 @@ class Transport:
         except (aiohttp.ClientError, OSError) as exc:
             raise ServerUnreachableError(url, str(exc) or type(exc).__name__) from None
 
-    async def _call_or_missing(self, action: str, request: Callable[[], Awaitable[T]]) -> T | None:
+    async def _call_or_missing(
+        self, action: str, request: Callable[[], Awaitable[T]], *, changes: bool = False
+    ) -> T | None:
         """`call`, with None when the server says the room or participant does not exist."""
         try:
-            return await self.call(action, request)
+            return await self.call(action, request, changes=changes)
         except LiveKitAPIError as exc:
             if exc.code == api.ServerErrorCode.NOT_FOUND:
                 return None
@@ -136,6 +151,7 @@ class Transport:
         response = await self._call_or_missing(
             f"remove participant {identity!r} from room {room_name!r}",
             lambda: lkapi.room.remove_participant(request),
+            changes=True,
         )
         return response is not None
 
@@ -163,7 +179,7 @@ class Transport:
         """Delete a room; False when it did not exist."""
         request = api.DeleteRoomRequest(room=room_name)
         response = await self._call_or_missing(
-            f"delete room {room_name!r}", lambda: lkapi.room.delete_room(request)
+            f"delete room {room_name!r}", lambda: lkapi.room.delete_room(request), changes=True
         )
         return response is not None
 
@@ -176,6 +192,7 @@ class Transport:
         return await self.call(
             f"dispatch agent {agent_name!r} to room {room_name!r}",
             lambda: lkapi.agent_dispatch.create_dispatch(request),
+            changes=True,
         )
 
     async def delete_dispatch(
@@ -185,6 +202,7 @@ class Transport:
         response = await self._call_or_missing(
             f"delete dispatch {dispatch_id!r} of room {room_name!r}",
             lambda: lkapi.agent_dispatch.delete_dispatch(dispatch_id, room_name),
+            changes=True,
         )
         return response is not None
 
@@ -206,7 +224,7 @@ class Transport:
         agents = [] if agent_name is None else [api.RoomAgentDispatch(agent_name=agent_name)]
         request = api.CreateRoomRequest(name=room_name, agents=agents)
         return await self.call(
-            f"create room {room_name!r}", lambda: lkapi.room.create_room(request)
+            f"create room {room_name!r}", lambda: lkapi.room.create_room(request), changes=True
         )
 
     async def update_metadata(self, lkapi: api.LiveKitAPI, room_name: str, metadata: str) -> None:
@@ -214,6 +232,7 @@ class Transport:
         await self.call(
             f"update the metadata of room {room_name!r}",
             lambda: lkapi.room.update_room_metadata(request),
+            changes=True,
         )
 
     async def update_attributes(
@@ -226,5 +245,6 @@ class Transport:
         response = await self._call_or_missing(
             f"update the attributes of {identity!r} in room {room_name!r}",
             lambda: lkapi.room.update_participant(request),
+            changes=True,
         )
         return response is not None

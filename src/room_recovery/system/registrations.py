@@ -82,11 +82,14 @@ class AgentRegistration:
                 return problem
         else:
             name = "" if self.agent.automatic else self.agent.name
-        hello = links.hello(f"up:{self.agent.part_name}", name, [])
+
+        def hello(link: str) -> str:
+            return links.hello(f"up:{self.agent.part_name}", name, [], link=link)
+
         if self._link is not None:  # registered again (LiveKit restarted): tell it again
-            self._link.send(hello)
+            self._link.send(hello(self._link.link_id))
         elif self.watchdog_url:
-            self._link = LinkClient(self.watchdog_url, lambda: hello, self.settings, name="up")
+            self._link = LinkClient(self.watchdog_url, hello, self.settings, name="up")
             self._link.start()
         return None
 

@@ -80,7 +80,7 @@ def create_app(watchdog: Watchdog) -> web.Application:
     async def view_file(request: web.Request) -> web.FileResponse:
         name = request.match_info["name"]
         if name not in OPS_FILES:
-            raise web.HTTPNotFound(text=f"no such file: /ops/{name}")
+            raise web.HTTPNotFound(text=f"no such file: /ops/{name[:64]!r}")
         headers = NO_CACHE | {"Content-Type": f"{OPS_FILES[name]}; charset=utf-8"}
         return web.FileResponse(OPS_DIR / name, headers=headers)
 

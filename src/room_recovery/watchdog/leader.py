@@ -8,10 +8,15 @@ takes over at most `lease + renew` seconds after the leader dies.
 
 Fencing: each time a watchdog takes the lead it draws the next epoch (`INCR`). Before every
 action (a dispatch, a removal, a room's status) `fence()` checks that its lease has not run
-out on its own clock and that the epoch in Redis is still its own, so a leader that stalled
-past its lease never acts on a stale belief. Each dispatch also `claim`s its room (`SET NX`
-with an expiry): all watchdogs together dispatch to a room at most once per claim, across a
-change of leader. Without `REDIS_URL` there is no election and the one watchdog leads.
+out on its own clock and that the epoch in Redis is still its own. A Redis round trip is
+not the call itself, so `check_lease()` is checked again *right before each LiveKit call
+that changes something* (`Transport.before_change`), on this watchdog's monotonic clock,
+which runs on while the process is stopped: a leader stalled between its fence and its call
+finds, when it resumes, that its lease ran out, and does not make the call. Each such call
+is bounded well below the lease (`CALL_TIMEOUT`), so one that started in time ends before a
+successor may act. Each dispatch also `claim`s its room (`SET NX` with an expiry): all
+watchdogs together dispatch to a room at most once per claim, across a change of leader.
+Without `REDIS_URL` there is no election and the one watchdog leads.
 """
 
 from __future__ import annotations
@@ -28,16 +33,17 @@ import redis.asyncio as redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
-from ..core.errors import RoomRecoveryError
+from ..core.errors import NotLeading, RoomRecoveryError
 
 logger = logging.getLogger(__name__)
 
 LEASE = 3.0  # seconds a leader's lock lasts unless renewed
 RENEW = 1.0  # seconds between renewals (and a standby's tries)
+CALL_TIMEOUT = LEASE / 3  # a LiveKit call of a leader: ends well before its lease could
+MARGIN = 0.25  # a call is not started in the lease's last moment
 
 
-class NotLeading(RoomRecoveryError):
-    """This watchdog is not the leader (or no longer is): it must not act."""
+__all__ = ["NotLeading"]  # re-exported: the error lives in core, where calls are checked
 
 
 class RedisUnreachableError(RoomRecoveryError):
@@ -145,6 +151,14 @@ class Leadership:
                 self._lose("it could not renew its lease in time")
             raise
         self._until = started + self.lease
+
+    def check_lease(self) -> None:
+        """Raise NotLeading unless this watchdog's lease still holds, on its own clock (no
+        I/O): called right before each LiveKit call that changes something."""
+        if self._redis is None:
+            return
+        if self.epoch is None or time.monotonic() >= self._until - MARGIN:
+            raise NotLeading(f"watchdog {self.identity}'s lease ran out before its call")
 
     async def fence(self) -> None:
         """Raise NotLeading unless this watchdog leads now, by its lease and by the epoch."""

@@ -30,8 +30,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiohttp import WSMsgType, web
-from livekit import api
+from aiohttp import WebSocketError, WSMsgType, web
 
 from ..protocol import links
 from ..protocol.links import JobRecord, MalformedLinkMessage
@@ -42,12 +41,14 @@ LostHandler = Callable[[list[JobRecord], float], Awaitable[None]]  # jobs, died 
 ReadyHandler = Callable[[str], Awaitable[None]]
 JobHandler = Callable[[str], object]  # called with the room of a job that started or ended
 REMEMBERED_JOBS = 10_000  # job ids that worker links reported, for the job links' losses
+MAX_MESSAGE = 4 * 1024 * 1024  # bytes in one link message (a hello of many jobs)
 
 
 @dataclass
 class WorkerLink:
     """One connected worker (or job): its id, the agent it serves, and its running jobs."""
 
+    link_id: str = ""  # as its credential names it: every hello must say the same
     worker: str = ""
     agent_name: str | None = None  # None until its hello arrives
     kind: str = links.WORKER
@@ -59,8 +60,9 @@ class WorkerLink:
 class WorkerLinks:
     """Every open worker link, and what they say about rooms."""
 
-    def __init__(self, verifier: api.TokenVerifier) -> None:
-        self._verifier = verifier
+    def __init__(self, api_key: str, api_secret: str) -> None:
+        self._api_key = api_key
+        self._api_secret = api_secret
         self._open: dict[int, WorkerLink] = {}
         self._rooms: dict[str, dict[str, JobRecord]] = {}  # room → job id → job, all links
         self._silent: set[str] = set()  # job ids of silent links: they vouch for nothing
@@ -92,33 +94,35 @@ class WorkerLinks:
 
     # --- the endpoint ------------------------------------------------------------------
 
-    def authorized(self, request: web.Request) -> bool:
+    def link_of(self, request: web.Request) -> str:
+        """The link id the request's token was made for; LinkRefused if it is not valid."""
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip()
-        try:
-            claims = self._verifier.verify(token)
-        except Exception:  # the SDK raises bare Exceptions for bad tokens
-            return False
-        return bool(claims.video and claims.video.agent)
+        return links.verify_link_token(token, self._api_key, self._api_secret)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/workers`: a worker's link, for as long as the worker lives."""
-        if not self.authorized(request):
-            return web.Response(
-                status=401, text="a worker link needs a token signed with the API secret\n"
-            )
+        try:
+            link_id = self.link_of(request)
+        except links.LinkRefused as exc:
+            logger.info("refused a worker link: %s", exc, extra={"peer": request.remote})
+            return web.Response(status=401, text=f"refused: {exc}\n")
         # our own pings: aiohttp's heartbeat would close the socket of a worker that is
         # only stopped, and a closed socket is what must mean "dead"
-        ws = web.WebSocketResponse(autoping=False)
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
-        link = WorkerLink()
+        link = WorkerLink(link_id=link_id)
         self._open[id(ws)] = link
         pinger = asyncio.create_task(self._ping(ws, link), name="worker-link-ping")
+        broken = False  # it broke the protocol (an oversized frame...): no proof of death
         try:
             async for message in ws:  # ends when the worker's socket closes
                 self._heard(link)
                 if message.type is WSMsgType.PING:
                     await ws.pong(message.data)
+                if message.type is WSMsgType.ERROR:
+                    broken = isinstance(message.data, WebSocketError)
+                    logger.warning("closing a worker link: %s", message.data)
                 if message.type is not WSMsgType.TEXT:
                     continue
                 try:
@@ -133,7 +137,10 @@ class WorkerLinks:
             with contextlib.suppress(asyncio.CancelledError):
                 await pinger
             del self._open[id(ws)]
-            await self._closed(link)
+            if broken:
+                self._forget(link)  # its agents are judged by their own signals again
+            else:
+                await self._closed(link)
         return ws
 
     async def _ping(self, ws: web.WebSocketResponse, link: WorkerLink) -> None:
@@ -200,13 +207,20 @@ class WorkerLinks:
 
     async def _apply(self, link: WorkerLink, message: dict[str, object]) -> None:
         kind = message["type"]
+        if kind == links.HELLO and message.get("link") != link.link_id:
+            raise MalformedLinkMessage("a hello must name the link its token was made for")
+        if link.agent_name is None and kind != links.HELLO:
+            raise MalformedLinkMessage(f"a {kind} before the link's hello")
         if kind == links.HELLO:
-            jobs = message.get("jobs")
+            listed = message.get("jobs")
+            jobs = [
+                JobRecord.from_dict(job) for job in (listed if isinstance(listed, list) else [])
+            ]
             link.worker = str(message.get("worker", ""))
             link.agent_name = str(message.get("agent_name", ""))
             link.kind = links.JOB if message.get("kind") == links.JOB else links.WORKER
             self._forget(link)
-            for job in map(JobRecord.from_dict, jobs if isinstance(jobs, list) else []):
+            for job in jobs:
                 self._keep(link, job)
             logger.info(
                 "🔗 %s %s linked (agent %r, %d job(s))",

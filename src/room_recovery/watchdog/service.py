@@ -40,7 +40,7 @@ from ..rules.attention import AttentionPolicy, next_page
 from ..rules.liveness import HeartbeatTracker
 from ..rules.watch import WatchPolicy
 from .journal import Journal
-from .leader import Leadership, NotLeading
+from .leader import CALL_TIMEOUT, Leadership, NotLeading
 from .links import WorkerLinks
 from .look import look_at_room
 from .metrics import Metrics
@@ -77,15 +77,19 @@ class Watchdog:
         self.options = options
         self.metrics = metrics or Metrics()
         self.journal = Journal()  # the recent recoveries, for the operations view
-        self.manager = RoomManager(settings=settings, request_timeout=5)
+        # one acting watchdog among many when REDIS_URL is set (`leader`): every call that
+        # changes something is made only while its lease holds, and ends well before it ends
+        self.leadership = Leadership(settings.redis_url, scope=settings.room_prefix)
+        timeout = CALL_TIMEOUT if self.leadership.elected else 5.0
+        self.manager = RoomManager(
+            settings=settings, request_timeout=timeout, before_change=self.leadership.check_lease
+        )
         verifier = api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
         self.receiver = api.WebhookReceiver(verifier)
-        self.links = WorkerLinks(verifier)
+        self.links = WorkerLinks(settings.livekit_api_key, settings.livekit_api_secret)
         self.links.on_lost = partial(workers_lost, self)
         self.links.on_ready = partial(worker_ready, self)
         self.links.on_job = self._wake
-        # one acting watchdog among many when REDIS_URL is set (`leader`)
-        self.leadership = Leadership(settings.redis_url, scope=settings.room_prefix)
         self.metrics.leader.set_function(lambda: 1 if self.leadership.leading else 0)
         self.metrics.worker_links.set_function(self.links.count)
         self.metrics.linked_jobs.set_function(self.links.job_count)

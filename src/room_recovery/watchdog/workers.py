@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 
-from ..core.errors import RoomRecoveryError
+from ..core.errors import NotLeading, RoomRecoveryError
 from ..core.recovery import replace_agent
 from ..protocol.links import JobRecord
 from ..protocol.room_status import recovering
@@ -28,12 +28,13 @@ async def workers_lost(watchdog: WatchdogContext, jobs: list[JobRecord], died_at
 
 
 async def replace_lost(watchdog: WatchdogContext, job: JobRecord, died_at: float) -> None:
-    """Remove the lost job's agent (the participant of that identity that joined before
-    `died_at`, of kind AGENT) and dispatch it again if a person is left without an agent."""
+    """Remove the lost job's agent (of kind AGENT: the sid its link reported, else the
+    participant of that identity that joined before `died_at`) and dispatch it again if
+    a person is left without an agent."""
     if not watchdog.settings.in_scope(job.room):
         return
     state = watchdog.book.wake(job.room, time.monotonic())
-    dead = DeadAgent(job.identity, died_at=died_at)
+    dead = DeadAgent(job.identity, sid=job.sid, died_at=died_at)
 
     async def gate(action: str) -> bool:
         if action == "dispatch":  # all watchdogs together: one dispatch per claim
@@ -52,6 +53,8 @@ async def replace_lost(watchdog: WatchdogContext, job: JobRecord, died_at: float
                 cause="worker_died",
                 gate=gate,
             )
+        except NotLeading:
+            return  # superseded: the new leader acts
         except RoomRecoveryError as exc:
             watchdog.log_error(exc)
             return

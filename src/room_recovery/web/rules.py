@@ -225,6 +225,9 @@ def leave_key(settings: Settings, room: str, identity: str, expires: int) -> str
     return f"{expires}.{digest}"
 
 
+MAX_FIELD_BYTES = 256  # a room name's limit in LiveKit; identities and keys are shorter
+
+
 def leave_from_body(body: object, settings: Settings, now: float) -> tuple[str, str]:
     """The (room, identity) of a leave beacon. Raises BadRequest, or Forbidden for a key
     that does not match or has expired."""
@@ -234,11 +237,14 @@ def leave_from_body(body: object, settings: Settings, now: float) -> tuple[str, 
     if not all(isinstance(value, str) and value for value in values):
         raise BadRequest('"room", "identity" and "leave_key" must be non-empty strings')
     room, identity, key = (str(value) for value in values)
+    if any(len(value.encode()) > MAX_FIELD_BYTES for value in (room, identity, key)):
+        raise BadRequest(f'"room", "identity" and "leave_key" are at most {MAX_FIELD_BYTES} bytes')
     expires_text, _, _ = key.partition(".")
-    if not expires_text.isdigit():
+    if not (expires_text.isascii() and expires_text.isdigit()) or len(expires_text) > 12:
         raise Forbidden("this leave_key was not given by this server")
     expires = int(expires_text)
-    if not hmac.compare_digest(key, leave_key(settings, room, identity, expires)):
+    expected = leave_key(settings, room, identity, expires).encode()
+    if not hmac.compare_digest(key.encode(), expected):
         raise Forbidden("this leave_key was not given for that room and identity")
     if now > expires:
         raise Forbidden("this leave_key has expired with its token; the room is left to expire")

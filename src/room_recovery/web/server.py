@@ -206,18 +206,20 @@ async def _page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers=_NO_CACHE)
 
 
+_STATIC_FILES = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file())
+
+
 async def _static(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
-    path = STATIC_DIR / name
-    if "/" in name or name.startswith(".") or not path.is_file():
-        raise web.HTTPNotFound(text=f"no such file: /static/{name}")
-    return web.FileResponse(path, headers=_NO_CACHE | _content_type(name))
+    if name not in _STATIC_FILES:  # only the page's own files, by name
+        raise web.HTTPNotFound(text=f"no such file: /static/{name[:64]!r}")
+    return web.FileResponse(STATIC_DIR / name, headers=_NO_CACHE | _content_type(name))
 
 
 async def _vendor(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in LIVEKIT_CLIENT_FILES:
-        raise web.HTTPNotFound(text=f"no such file: /vendor/{name}")
+        raise web.HTTPNotFound(text=f"no such file: /vendor/{name[:64]!r}")
     path = request.app[STATE].node_modules / "livekit-client" / "dist" / name
     if not path.is_file():
         logger.error(
@@ -325,7 +327,9 @@ async def _json_body(request: web.Request) -> object:
     try:
         return json.loads(await request.text())
     except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON ({exc})") from None
+        raise BadRequest(f"the body is not valid JSON ({str(exc)[:100]})") from None
+    except RecursionError:
+        raise BadRequest("the body is JSON nested too deeply") from None
 
 
 async def _healthz(request: web.Request) -> web.Response:
