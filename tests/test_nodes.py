@@ -8,11 +8,13 @@ import asyncio
 import os
 import signal
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+import redis
 
 from room_recovery.core.errors import ConfigurationError
 from room_recovery.core.manager import RoomManager
@@ -59,8 +61,15 @@ async def live(node: str, room: str, identity: str) -> bool:
 async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobody(
     cluster: System, request: pytest.FixtureRequest
 ) -> None:
-    result = cluster.up("--nodes", "2", "--redis-port", str(free_port()))
+    redis_port = free_port()
+    result = cluster.up("--nodes", "2", "--redis-port", str(redis_port))
     assert result.returncode == 0, result.stderr + result.stdout
+    # the Redis `up` started takes no command without its password, kept 0600
+    password = cluster.state_dir / "redis" / "password"
+    assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    assert password.read_text().strip() not in result.stdout + result.stderr
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(port=redis_port, socket_timeout=5).ping()
     second = f"ws://127.0.0.1:{cluster.livekit_port + 10}"
     assert f"LiveKit: {cluster.url}, {second}" in result.stdout
     parts = cluster.status()

@@ -101,3 +101,17 @@ def test_room_prefix_scopes_rooms() -> None:
     assert settings.in_scope("voice-123")
     assert not settings.in_scope("other-app-room")
     assert load_settings().in_scope("anything")
+
+
+@pytest.mark.parametrize(
+    ("setting", "secret"),
+    [
+        ({"redis_url": "http://:hunter2@redis.internal:6379/0"}, "hunter2"),
+        ({"redis_url": "redis://:hunter2@redis.internal:port/0"}, "hunter2"),
+        ({"livekit_api_secret": ""}, "LIVEKIT_API_SECRET=''"),
+    ],
+)
+def test_a_bad_setting_never_repeats_a_secret(setting: dict[str, str], secret: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(**setting)
+    assert secret not in str(refused.value)

@@ -34,7 +34,9 @@ def test_the_units_pass_systemds_own_check_and_keep_the_secret_in_the_env_file(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "units"
-    result = run_cli(None, "units", "--out", str(out), LIVEKIT_API_SECRET=SECRET)
+    result = run_cli(
+        None, "units", "--out", str(out), "--user", "nobody", LIVEKIT_API_SECRET=SECRET
+    )
     assert result.returncode == 0, result.stderr
     assert "sudo systemctl enable --now" in result.stdout
     env_file = out / "room-recovery.env"
@@ -55,7 +57,7 @@ def test_the_units_pass_systemds_own_check_and_keep_the_secret_in_the_env_file(
 def test_systemds_check_refuses_a_broken_unit(tmp_path: Path) -> None:
     # the check above can fail: a relative ExecStart is refused
     out = tmp_path / "units"
-    assert run_cli(None, "units", "--out", str(out)).returncode == 0
+    assert run_cli(None, "units", "--out", str(out), "--user", "nobody").returncode == 0
     unit = out / "room-recovery-watchdog.service"
     text = unit.read_text()
     start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
@@ -65,7 +67,7 @@ def test_systemds_check_refuses_a_broken_unit(tmp_path: Path) -> None:
 
 def test_units_without_the_demo_agent(tmp_path: Path) -> None:
     out = tmp_path / "units"
-    result = run_cli(None, "units", "--out", str(out), "--no-agent")
+    result = run_cli(None, "units", "--out", str(out), "--user", "nobody", "--no-agent")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.glob("*.service")) == [
         "room-recovery-watchdog.service",
@@ -76,7 +78,7 @@ def test_units_without_the_demo_agent(tmp_path: Path) -> None:
 def test_units_into_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
     taken = tmp_path / "a-file"
     taken.write_text("")
-    result = run_cli(None, "units", "--out", str(taken))
+    result = run_cli(None, "units", "--out", str(taken), "--user", "nobody")
     assert result.returncode == 2
     assert "is a file; give a folder" in result.stderr
     assert "Traceback" not in result.stderr
@@ -87,3 +89,26 @@ def test_systemd_words_are_quoted_as_systemd_reads_them() -> None:
     assert systemd_quote("a b") == '"a b"'
     assert systemd_quote('say "hi"') == '"say \\"hi\\""'
     assert systemd_quote("100%") == "100%%"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--user", "root"], "must not run as root"),
+        (["--user", "no-such-user-here"], "there is no such user"),
+    ],
+)
+def test_units_never_run_as_root_and_only_as_a_real_user(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    result = run_cli(None, "units", "--out", str(tmp_path / "units"), *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "units").exists()
+
+
+def test_every_unit_names_its_user(tmp_path: Path) -> None:
+    out = tmp_path / "units"
+    assert run_cli(None, "units", "--out", str(out), "--user", "nobody").returncode == 0
+    for name in UNITS:
+        assert "\nUser=nobody\n" in (out / f"{name}.service").read_text()

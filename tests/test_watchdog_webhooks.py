@@ -12,6 +12,7 @@ import pytest
 from livekit import api
 
 from room_recovery.core.settings import load_settings
+from room_recovery.rules.replay import RecentIds
 from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
 from room_recovery.web import running
 from tests.support.livekit import ServerInfo
@@ -67,6 +68,26 @@ async def test_a_webhook_signed_with_the_servers_secret_is_accepted(
     auth = signed(EVENT, livekit_server.api_key, livekit_server.api_secret)
     assert await post(watchdog_url, EVENT, auth) == 200
     assert await metric(watchdog_url, "room_recovery_webhooks_total") == 1
+
+
+async def test_a_replayed_webhook_is_taken_once_and_ignored_after(
+    watchdog_url: str, livekit_server: ServerInfo
+) -> None:
+    # a captured `room_finished`, sent again, must not reset what the watchdog knows
+    auth = signed(EVENT, livekit_server.api_key, livekit_server.api_secret)
+    assert await post(watchdog_url, EVENT, auth) == 200
+    assert await post(watchdog_url, EVENT, auth) == 200  # signed: no 401, but no effect
+    assert await metric(watchdog_url, 'room_recovery_webhooks_total{event="room_started"}') == 1
+    assert await metric(watchdog_url, 'room_recovery_webhooks_total{event="replayed"}') == 1
+
+
+def test_ids_are_remembered_for_their_window_and_within_a_bound() -> None:
+    seen = RecentIds(window=10, capacity=3)
+    assert seen.first_time("EV_1", 0) and not seen.first_time("EV_1", 5)
+    assert seen.first_time("EV_1", 11)  # its token has expired long since: not a replay
+    for number in range(2, 6):
+        assert seen.first_time(f"EV_{number}", 12)
+    assert len(seen._seen) <= 3
 
 
 async def test_an_unsigned_webhook_is_refused(watchdog_url: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
+import pwd
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -262,7 +264,7 @@ def units(
     ],
     user: Annotated[
         str | None,
-        typer.Option("--user", help="run the services as this user (default: you, unless root)"),
+        typer.Option("--user", help="run the services as this user, never root (default: you)"),
     ] = None,
     no_agent: Annotated[
         bool, typer.Option("--no-agent", help="no unit for the demo agent")
@@ -292,7 +294,7 @@ def units(
     web_env = {"web": {NODE_MODULES_ENV: str(find_node_modules().resolve())}}
     try:
         files = system_units.write_units(
-            run.settings, options, out, Path.cwd(), user or _service_user(), web_env
+            run.settings, options, out, Path.cwd(), _service_user(user), web_env
         )
     except OSError as exc:
         raise ConfigurationError(f"cannot write the units to {out}: {exc.strerror}") from None
@@ -310,9 +312,23 @@ def units(
     return 0
 
 
-def _service_user() -> str | None:
-    name = getpass.getuser()
-    return None if name == "root" else name
+def _service_user(given: str | None) -> str:
+    """The user the services run as: `--user`, else whoever runs `units`; never root."""
+    name = given or getpass.getuser()
+    if name == "root" or (given is None and os.geteuid() == 0):
+        raise ConfigurationError(
+            "the services need no root and must not run as root (the page server faces the "
+            "network): name their user with --user, for example --user room-recovery after "
+            "`useradd --system room-recovery`"
+        )
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise ConfigurationError(
+            f"--user {name!r}: there is no such user on this machine; create it "
+            f"(`useradd --system {name}`) or name another"
+        ) from None
+    return name
 
 
 @command(app, "Show each part: pid, port, healthy or not; and the rooms.")

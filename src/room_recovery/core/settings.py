@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         value = value.strip()
         if value and urlparse(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix:// (or be empty)")
+        try:
+            urlparse(value).port  # noqa: B018 (it raises for a port that is no number)
+        except ValueError:
+            raise ValueError("its port must be a number, as in redis://host:6379/0") from None
         return value
 
     @property
@@ -119,12 +123,41 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
+_SECRETS = {"livekit_api_secret", "room_recovery_token_auth"}  # never repeated in a message
+
+
+def redacted_url(url: str) -> str:
+    """A URL without its user and password, for messages and logs."""
+    parsed = urlparse(url)
+    if not parsed.scheme:
+        return "(not a URL)"
+    port = f":{parsed.port}" if parsed.port else ""
+    path = parsed.path if parsed.scheme == "unix" else ""
+    return f"{parsed.scheme}://{parsed.hostname or ''}{port}{path}"
+
+
+class _Hidden:
+    def __repr__(self) -> str:
+        return "(hidden)"
+
+
+def _shown(field: str, value: object) -> object:
+    if field in _SECRETS:
+        return _Hidden()
+    if field == "redis_url" and isinstance(value, str):
+        try:
+            return redacted_url(value)
+        except ValueError:  # a port that is not a number
+            return _Hidden()
+    return value
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "?"
         variable, example = _HINTS.get(field, (field.upper(), "…"))
-        got = error.get("input")
+        got = _shown(field, error.get("input"))
         reason = error["msg"].removeprefix("Value error, ")
         problems.append(
             f"{variable}={got!r} is invalid: {reason} (for example {variable}={example})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -23,10 +24,26 @@ AGENT_SETTLE = 15.0  # seconds alive after which a worker that never says so cou
 
 
 def redis_url(settings: Settings, options: SystemOptions) -> str:
-    """The Redis a cluster shares: REDIS_URL when set, else the redis-server `up` starts."""
+    """The Redis a cluster shares: REDIS_URL when set, else the redis-server `up` starts
+    (with its password: see `redis_password`)."""
     if settings.redis_url or options.nodes < 2:
         return settings.redis_url
-    return f"redis://127.0.0.1:{options.redis_port}/0"
+    return f"redis://:{redis_password(options)}@127.0.0.1:{options.redis_port}/0"
+
+
+def redis_password(options: SystemOptions) -> str:
+    """The password of the redis-server `up` starts: made once, kept 0600 in the state
+    folder. Without one, any local user could take the watchdogs' election or write on
+    LiveKit's bus."""
+    path = options.state_dir / "redis" / "password"
+    try:
+        password = path.read_text().strip()
+    except FileNotFoundError:
+        password = ""
+    if not password:
+        password = secrets.token_urlsafe(24)
+        write_private(path, password + "\n")
+    return password
 
 
 def starts_redis(settings: Settings, options: SystemOptions) -> bool:
@@ -99,9 +116,33 @@ def server_config_path(options: SystemOptions, k: int = 0) -> Path:
 
 
 def write_server_config(settings: Settings, options: SystemOptions) -> None:
-    """livekit.yaml (one per node) for the local server; it holds the API secret: 0600."""
+    """livekit.yaml (one per node) for the local server; it holds the API secret: 0600.
+    With the redis-server `up` starts, its redis.conf too (0600: it holds its password)."""
     for k, config in enumerate(node_configs(settings, options)):
         write_private(server_config_path(options, k), config.to_yaml())
+    if starts_redis(settings, options):
+        write_private(redis_config_path(options), redis_config(options))
+
+
+def redis_config_path(options: SystemOptions) -> Path:
+    return options.state_dir / "redis" / "redis.conf"
+
+
+def redis_config(options: SystemOptions) -> str:
+    """redis-server's config: loopback only, no persistence, a password."""
+    folder = options.state_dir / "redis"
+    return "\n".join(
+        [
+            f"port {options.redis_port}",
+            "bind 127.0.0.1",
+            'save ""',
+            "appendonly no",
+            f'dir "{folder}"',
+            "set-proc-title no",  # its command line stays the one in its pidfile
+            f"requirepass {redis_password(options)}",
+            "",
+        ]
+    )
 
 
 def _redis_part(options: SystemOptions) -> PartSpec:
@@ -111,16 +152,9 @@ def _redis_part(options: SystemOptions) -> PartSpec:
             "up --nodes needs redis-server (Debian's redis-server package; ./setup.sh "
             "installs it), or REDIS_URL pointing at a Redis you run"
         )
-    folder = options.state_dir / "redis"
-    folder.mkdir(parents=True, exist_ok=True)
     return PartSpec(
         name="redis",
-        argv=(
-            binary,
-            *("--port", str(options.redis_port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", str(folder)),
-            *("--set-proc-title", "no"),  # its command line stays the one in its pidfile
-        ),
+        argv=(binary, str(redis_config_path(options))),  # its password is in the file, not ps
         port=options.redis_port,
         settle=3.0,
         ready_line=REDIS_READY_LINE,

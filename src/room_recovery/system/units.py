@@ -5,8 +5,9 @@ and the demo agent (`room-recovery-watchdog.service`, `room-recovery-web.service
 `room-recovery-agent.service`), with the same commands `up` runs, and `room-recovery.env`:
 every setting, the API secret included, readable by its owner only. systemd reads an
 `EnvironmentFile` as root before it starts the service as `User=`, so the owner may be the
-service's own user. Logs go to journald (`journalctl -u room-recovery-watchdog`); a part
-that fails is restarted after a second. livekit-server and your own agent keep their units.
+service's own user. Every unit runs as `User=`, never root (`units` refuses it). Logs go
+to journald (`journalctl -u room-recovery-watchdog`); a part that fails is restarted after
+a second. livekit-server and your own agent keep their units.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def unit_text(
     description: str,
     env_file: Path,
     working_directory: Path,
-    user: str | None,
+    user: str,
     extra_env: Mapping[str, str] | None = None,
 ) -> str:
     """The unit that runs `part` under systemd: restarted on failure, logs to journald
@@ -79,9 +80,8 @@ def unit_text(
         "TimeoutStopSec=20",
         "NoNewPrivileges=yes",
         "PrivateTmp=yes",
+        f"User={user}",
     ]
-    if user:
-        service.append(f"User={user}")
     return "\n".join(
         [
             "[Unit]",
@@ -104,7 +104,7 @@ def write_units(
     options: SystemOptions,
     out: Path,
     working_directory: Path,
-    user: str | None,
+    user: str,
     extra_env: Mapping[str, Mapping[str, str]] | None = None,
 ) -> UnitFiles:
     """Write the env file (0600) and a unit for each part `options` runs, into `out`;

@@ -27,13 +27,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlparse
 
 import redis.asyncio as redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
 from ..core.errors import NotLeading, RoomRecoveryError
+from ..core.settings import redacted_url as redacted
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ __all__ = ["NotLeading"]  # re-exported: the error lives in core, where calls ar
 
 class RedisUnreachableError(RoomRecoveryError):
     """Redis did not answer: no watchdog can lead (or keep leading) until it does."""
-
-
-def redacted(url: str) -> str:
-    """The Redis address without its password, for messages."""
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.hostname or ''}" + (
-        f":{parsed.port}" if parsed.port else parsed.path if parsed.scheme == "unix" else ""
-    )
 
 
 class Leadership:

@@ -38,6 +38,7 @@ from ..core.manager import RoomManager
 from ..core.settings import Settings
 from ..rules.attention import AttentionPolicy, next_page
 from ..rules.liveness import HeartbeatTracker
+from ..rules.replay import RecentIds
 from ..rules.watch import WatchPolicy
 from .journal import Journal
 from .leader import CALL_TIMEOUT, Leadership, NotLeading
@@ -86,6 +87,7 @@ class Watchdog:
         )
         verifier = api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
         self.receiver = api.WebhookReceiver(verifier)
+        self._webhook_ids = RecentIds()  # a replayed webhook is ignored
         self.links = WorkerLinks(settings.livekit_api_key, settings.livekit_api_secret)
         self.links.on_lost = partial(workers_lost, self)
         self.links.on_ready = partial(worker_ready, self)
@@ -165,13 +167,18 @@ class Watchdog:
     # --- webhooks -----------------------------------------------------------------------
 
     def receive(self, body: bytes, authorization: str) -> api.WebhookEvent | None:
-        """Verify and parse a webhook; None (and a log line) when it is unsigned or forged."""
+        """Verify and parse a webhook; None (and a log line) when it is unsigned or forged.
+        A replay of one already received is returned as it is, and not acted on."""
         try:
             event = self.receiver.receive(body.decode("utf-8"), authorization)
         except Exception as exc:  # the SDK raises bare Exceptions for bad signatures
             self.metrics.webhooks_rejected.inc()
             logger.warning("rejected a webhook: %s", exc or type(exc).__name__)
             return None
+        if event.id and not self._webhook_ids.first_time(event.id, time.monotonic()):
+            self.metrics.webhooks.labels("replayed").inc()
+            logger.info("ignored a replayed webhook %s (%s)", event.id, event.event)
+            return event
         self.metrics.webhooks.labels(event.event or "unknown").inc()
         room = event.room.name
         if room and self.settings.in_scope(room):
