@@ -31,7 +31,14 @@ from room_recovery.protocol.room_status import (
     STATUS_RECOVERING,
 )
 from room_recovery.web import create_app, header_secret, running
-from room_recovery.web.limits import Refused, TokenBook, TokenLimits
+from room_recovery.web.limits import (
+    EVICT_PER_REQUEST,
+    MAX_CLIENTS,
+    Refused,
+    TokenBook,
+    TokenLimits,
+    client_key,
+)
 from room_recovery.web.rules import (
     AgentChoice,
     Forbidden,
@@ -492,7 +499,50 @@ def test_open_rooms_are_counted_only_at_the_cap_and_gone_ones_are_forgotten() ->
     book.check_rooms("c", set(), 110)  # voice-a is gone: under the cap again
     assert book.rooms_to_verify("c", 110) is None
     book.record("c", "voice-c", 110)
-    assert book.rooms_to_verify("c", 800) is None  # past the token's lifetime: forgotten
+    # however long ago they were minted, rooms LiveKit still lists keep counting
+    assert book.rooms_to_verify("c", 100_000) == ["voice-b", "voice-c"]
+    with pytest.raises(Refused, match="already has 2 rooms open"):
+        book.check_rooms("c", {"voice-b", "voice-c"}, 100_000)
+
+
+def test_the_page_server_caps_the_rooms_open_for_everyone_together() -> None:
+    book = TokenBook(TokenLimits(per_minute=None, open_rooms=None, total_rooms=3))
+    for number in range(3):
+        assert book.rooms_to_verify(f"client-{number}", 0) is None
+        book.record(f"client-{number}", f"voice-{number}", 0)
+    assert book.rooms_to_verify("newcomer", 100) == ["voice-0", "voice-1", "voice-2"]
+    with pytest.raises(Refused, match="this page server has 3 rooms open"):
+        book.check_rooms("newcomer", {"voice-0", "voice-1", "voice-2"}, 100, asked=["voice-0"])
+    # one of them ended: the newcomer gets its room, nobody else's count changed
+    book.check_rooms("newcomer", {"voice-0", "voice-2"}, 100, asked=["voice-0", "voice-1"])
+    assert book.rooms_to_verify("client-0", 100) is None
+
+
+def test_an_ipv6_host_counts_as_its_slash_64_and_a_mapped_ipv4_as_itself() -> None:
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::7")
+    assert client_key("2001:db8:1:2::1") != client_key("2001:db8:1:3::1")
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("") == "unknown"
+
+
+def test_the_clients_remembered_are_bounded_and_forgotten_a_few_at_a_time() -> None:
+    book = TokenBook(TokenLimits(per_minute=60, open_rooms=2))
+    book.record("holder", "voice-kept", 0)  # a client with an open room is never forgotten
+    looked: list[int] = []
+    evict = book._evict
+
+    def counting_evict() -> None:
+        before = len(book._clients)
+        evict()
+        looked.append(before - len(book._clients))
+
+    book._evict = counting_evict  # type: ignore[method-assign]
+    for number in range(MAX_CLIENTS * 3):
+        book.check_rate(f"10.{number // 65536}.{number // 256 % 256}.{number % 256}", 1.0)
+    assert len(book._clients) <= MAX_CLIENTS
+    assert max(looked) <= EVICT_PER_REQUEST  # a bounded amount of work per request
+    assert book.rooms_to_verify("holder", 100) is None and "holder" in book._clients
 
 
 async def test_a_client_over_its_bounds_gets_a_clear_429(livekit_server: ServerInfo) -> None:

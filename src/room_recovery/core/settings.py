@@ -43,6 +43,7 @@ _HINTS: dict[str, tuple[str, str]] = {
     "room_stale_silent": ("ROOM_STALE_SILENT", "false"),
     "room_recovery_token_rate": ("ROOM_RECOVERY_TOKEN_RATE", "30"),
     "room_recovery_token_rooms": ("ROOM_RECOVERY_TOKEN_ROOMS", "10"),
+    "room_recovery_token_total_rooms": ("ROOM_RECOVERY_TOKEN_TOTAL_ROOMS", "1000"),
     "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     # the page server's bounds per client (0: none), and an optional sign-in header
     room_recovery_token_rate: float = Field(default=30.0, ge=0)  # tokens a minute
     room_recovery_token_rooms: int = Field(default=10, ge=0)  # rooms open at once
+    room_recovery_token_total_rooms: int = Field(default=1000, ge=0)  # ...for all clients
     room_recovery_token_auth_header: str = ""  # e.g. X-App-Auth: your proxy adds it...
     room_recovery_token_auth: str = Field(default="", repr=False)  # ...with this value
 

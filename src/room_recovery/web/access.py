@@ -76,9 +76,10 @@ def header_secret(name: str, value: str) -> Authorize:
 
 
 def limits_of(settings: Settings) -> TokenLimits:
-    """ROOM_RECOVERY_TOKEN_RATE and ROOM_RECOVERY_TOKEN_ROOMS (0 turns one off)."""
+    """ROOM_RECOVERY_TOKEN_RATE, _ROOMS and _TOTAL_ROOMS (0 turns one off)."""
     rate, rooms = settings.room_recovery_token_rate, settings.room_recovery_token_rooms
-    return TokenLimits(per_minute=rate or None, open_rooms=rooms or None)
+    total = settings.room_recovery_token_total_rooms
+    return TokenLimits(per_minute=rate or None, open_rooms=rooms or None, total_rooms=total or None)
 
 
 def authorize_of(settings: Settings) -> Authorize | None:

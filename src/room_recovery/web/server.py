@@ -54,7 +54,7 @@ from ..core.views import participant_view
 from ..protocol.page import page_protocol
 from ..rules.model import Kind
 from .access import Authorize, LiveKitProbe, authorize_of, existing_rooms, limits_of
-from .limits import Refused, TokenBook, TokenLimits
+from .limits import Refused, TokenBook, TokenLimits, client_key
 from .nodes import Nodes, check_node_url
 from .rules import (
     DEFAULT_AGENT,
@@ -149,7 +149,7 @@ def create_app(
         page_config or PageConfig(),
         node_modules or find_node_modules(),
         LiveKitProbe(settings),
-        TokenBook(limits or limits_of(settings), (page_config or PageConfig()).token_ttl),
+        TokenBook(limits or limits_of(settings)),
         authorize or authorize_of(settings),
         Nodes([settings.ws_url, *(check_node_url(url) for url in nodes)]),
     )
@@ -256,7 +256,7 @@ async def _config(request: web.Request) -> web.Response:
 
 async def _token(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    client = request.remote or "unknown"
+    client = client_key(request.remote or "")
     if state.authorize is not None and not await state.authorize(request):
         logger.info("Refused a token request: not signed in", extra={"peer": client})
         message = "sign in first: this page server gives tokens only to signed-in people"
@@ -272,7 +272,7 @@ async def _token(request: web.Request) -> web.Response:
         to_verify = state.book.rooms_to_verify(client, now)
         if to_verify is not None:
             existing = await existing_rooms(state.settings, to_verify)
-            state.book.check_rooms(client, existing, now)
+            state.book.check_rooms(client, existing, now, asked=to_verify)
     except Refused as exc:
         logger.warning("Refused a token request: %s", exc, extra={"peer": client})
         headers = {"Retry-After": str(exc.retry_after)}
