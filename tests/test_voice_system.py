@@ -26,6 +26,7 @@ from room_recovery.demo.worker import DEFAULT_HEALTH_PORT
 from room_recovery.rules.restart import RestartPolicy
 from room_recovery.system.livekit_server import free_port
 from room_recovery.system.options import SystemOptions
+from room_recovery.system.processes import group_members
 from room_recovery.system.supervisor import PartSpec, Supervisor
 from tests.support.livekit import ServerInfo, eventually
 from tests.support.system import System, alive
@@ -390,6 +391,38 @@ def test_a_worker_registered_under_another_name_stops_up_with_what_to_write(
     assert "so it would never get the page's dispatches" in line and write in line, line
     assert "Traceback" not in result.stderr
     assert not (system.state_dir / "run" / "supervisor.pid").exists()
+
+
+@pytest.mark.parametrize("wrapper", ["sh -c", "script"])
+def test_down_and_restarts_stop_a_wrapped_agent_with_its_wrapper(
+    system: System, tmp_path: Path, wrapper: str
+) -> None:
+    worker = Path(__file__).parent / "workers" / "plain_agent.py"
+    run = f"{sys.executable} {worker} start"
+    if wrapper == "script":  # a wrapper that does not exec: the worker is its child
+        script = tmp_path / "run-agent.sh"
+        script.write_text(f"#!/bin/sh\n{run}\necho the agent stopped\n")
+        script.chmod(0o755)
+        command = str(script)
+    else:
+        command = f"sh -c '{run}; echo the agent stopped'"
+    result = system.up(*SERVER_ONLY, "--agent-command", f"auto:plain={command}")
+    assert result.returncode == 0, result.stderr + result.stdout
+    leader = system.pid_of("agent-plain")
+    system.wait_for(
+        lambda: len(group_members(leader)) >= 2, 10, "the wrapper and the worker in one group"
+    )
+
+    # the wrapper alone dies: what it started goes too, and one new worker takes its place
+    os.kill(leader, signal.SIGKILL)
+    system.wait_for(lambda: system.pid_of("agent-plain") != leader, 20, "a restart")
+    system.wait_for(lambda: not group_members(leader), 10, "the old group to be gone")
+    new_leader = system.pid_of("agent-plain")
+    system.wait_for(lambda: len(group_members(new_leader)) >= 2, 20, "the new worker")
+
+    stopped = system.cli("down")
+    assert stopped.returncode == 0, stopped.stderr
+    assert group_members(new_leader) == []  # the worker too, not only its wrapper
 
 
 def test_your_own_agent_that_exits_at_once_fails_the_start_and_names_its_log(

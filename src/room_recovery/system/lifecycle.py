@@ -37,6 +37,7 @@ from .parts import (
 from .processes import (
     PidRecord,
     command_line,
+    leftover_record,
     live_record,
     require_free_port,
     stop_recorded,
@@ -101,7 +102,7 @@ def _stop_leftovers(options: SystemOptions) -> list[str]:
     for pidfile in sorted((options.state_dir / "run").glob("*.pid")):
         if pidfile == options.supervisor_pidfile:
             continue
-        record = live_record(pidfile)
+        record = leftover_record(pidfile)
         if record is not None and stop_recorded(record):
             stopped.append(f"{pidfile.stem} (pid {record.pid})")
         pidfile.unlink(missing_ok=True)

@@ -1,8 +1,15 @@
-"""Pidfiles that are checked before they are believed, and who holds a port.
+"""Pidfiles that are checked before they are believed, process groups, and who holds a port.
 
 A pidfile records the pid and the exact command line of a process the project started.
 It is trusted only while /proc/<pid>/cmdline still matches: a pid the kernel has reused
 for another program is never signalled. Nothing here kills by name.
+
+Each part `up` runs leads a session and process group of its own (`group`): a wrapper
+(`sh -c ...`, a script) and the worker it starts are stopped together, by signalling the
+group, first SIGTERM, then SIGKILL after a bounded grace. A group outlives its leader only
+through the leader's own descendants, and Linux never hands out a pid that is still a
+group's id: so a group whose leader is gone is still ours, and one whose leader's pid runs
+another program no longer exists.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class PidRecord:
     pid: int
     argv: tuple[str, ...]
     started_at: float
+    group: bool = False  # it leads a process group of its own: stop the whole group
 
 
 def die_with_parent() -> None:
@@ -67,6 +75,7 @@ def write_pidfile(path: Path, record: PidRecord) -> None:
                 "pid": record.pid,
                 "argv": list(record.argv),
                 "started_at": record.started_at,
+                "group": record.group,
             }
         )
     )
@@ -77,7 +86,13 @@ def read_pidfile(path: Path) -> PidRecord | None:
     """The record, or None when the file is missing or unreadable."""
     try:
         data = json.loads(path.read_text())
-        return PidRecord(data["name"], int(data["pid"]), tuple(data["argv"]), data["started_at"])
+        return PidRecord(
+            data["name"],
+            int(data["pid"]),
+            tuple(data["argv"]),
+            data["started_at"],
+            bool(data.get("group", False)),
+        )
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
 
@@ -85,6 +100,61 @@ def read_pidfile(path: Path) -> PidRecord | None:
 def is_ours(record: PidRecord) -> bool:
     """Whether the pid still runs the very command line we started."""
     return command_line(record.pid) == record.argv
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left running in process group `pgid` (zombies, dead but not
+    yet reaped by whoever inherited them, do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return bool(group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """The pids of the running (not zombie) processes of group `pgid`, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command, which may hold spaces
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    """Send `signum` to every process of group `pgid` (none left: nothing happens)."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def group_is_ours(record: PidRecord) -> bool:
+    """Whether the recorded process group still runs something of ours: its leader with
+    our command line, or, the leader gone, the leader's own leftovers."""
+    if not record.group:
+        return False
+    leader = command_line(record.pid)
+    if leader is not None and leader != record.argv:
+        return False  # the pid runs another program: our group no longer exists
+    return group_alive(record.pid)
+
+
+def leftover_record(path: Path) -> PidRecord | None:
+    """Like `live_record`, and also a part whose leader died but whose group lives on."""
+    record = read_pidfile(path)
+    if record is not None and group_is_ours(record):
+        return record
+    return live_record(path)
 
 
 def live_record(path: Path) -> PidRecord | None:
@@ -108,10 +178,11 @@ def live_record(path: Path) -> PidRecord | None:
 
 
 def stop_recorded(record: PidRecord, grace: float = 10.0) -> bool:
-    """SIGTERM the recorded process, wait up to `grace`, then SIGKILL it; only if still ours.
-
-    Returns True when it was running and has stopped.
+    """SIGTERM the recorded process (its whole group, for a part), wait up to `grace`,
+    then SIGKILL it; only if still ours. Returns True when it was running and has stopped.
     """
+    if record.group:
+        return stop_group(record.pid, grace, record.name) if group_is_ours(record) else False
     if not is_ours(record):
         return False
     os.kill(record.pid, signal.SIGTERM)
@@ -129,6 +200,22 @@ def stop_recorded(record: PidRecord, grace: float = 10.0) -> bool:
         while is_ours(record) and time.monotonic() < deadline:
             time.sleep(0.05)
     return not is_ours(record)
+
+
+def stop_group(pgid: int, grace: float, name: str = "") -> bool:
+    """SIGTERM group `pgid`, wait up to `grace` for it to empty, then SIGKILL what is left.
+    Blocking: for the CLI (`down`); the supervisor waits asynchronously. True once empty."""
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if group_alive(pgid):
+        logger.warning("%s (group %d) ignored SIGTERM for %gs, killing it", name, pgid, grace)
+        signal_group(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return not group_alive(pgid)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

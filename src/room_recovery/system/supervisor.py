@@ -3,8 +3,11 @@
 Each part is a child process with a pidfile (checked against its command line before any
 signal), a rotated log file fed from its output, and an optional health URL. A part that
 dies is restarted with backoff (`policy.restart_delay`); one that keeps dying is marked
-failed and left stopped (`policy.should_give_up`), and `status` says so. Children get
-SIGTERM if the supervisor itself dies (PR_SET_PDEATHSIG), so nothing is orphaned.
+failed and left stopped (`policy.should_give_up`), and `status` says so. Each part leads a
+process group of its own: a stop or a restart signals the whole group (a wrapper such as
+`sh -c` and the worker it started), SIGTERM, then SIGKILL after the part's grace, and what
+a dead part left in its group is killed before it starts again. Children get SIGTERM if the
+supervisor itself dies (PR_SET_PDEATHSIG); `up` stops any group left over by pidfile.
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import aiohttp
 
@@ -28,64 +29,17 @@ from ..core.health import PartHealth, check_health
 from ..rules import restart as policy
 from ..rules.restart import RestartPolicy
 from .output import drain_output, output_lines, rotating_log
-from .processes import PidRecord, die_with_parent, write_pidfile
+from .part import PartObserver, PartSpec, PartState, exit_of, start_process
+from .processes import (
+    PidRecord,
+    group_alive,
+    signal_group,
+    write_pidfile,
+)
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class PartSpec:
-    """One process of the system and how to tell it is healthy."""
-
-    name: str
-    argv: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-    health_url: str | None = None
-    port: int | None = None
-    ready_timeout: float = 30.0
-    stop_grace: float = 10.0
-    settle: float = 0.0  # without a health URL: healthy once alive this long...
-    ready_line: str | None = None  # ...or sooner, once its output shows this text
-    health_every: float = 2.0  # seconds between health checks, for the part's whole life
-    unhealthy_after: float = 10.0  # stalled or silent this long: the part is restarted
-
-
-class PartObserver(Protocol):
-    """Told when a part prints its ready line, and when it exits (`registrations`)."""
-
-    def registered(self, line: str) -> str | None:
-        """The part printed `line` (its ready line); a problem that must stop it, or None."""
-        ...
-
-    async def exited(self) -> None: ...
-
-
-@dataclass
-class PartState:
-    """What the supervisor knows of a part right now (written to status.json)."""
-
-    spec: PartSpec
-    state: str = "stopped"  # starting, healthy, failing, unhealthy, restarting, failed, stopped
-    pid: int | None = None
-    restarts: int = 0
-    crash_times: list[float] = field(default_factory=list)
-    last_exit: int | None = None
-    problem: str | None = None  # what its last health check said, when not healthy
-    process: asyncio.subprocess.Process | None = None
-    log_task: asyncio.Task[None] | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)  # its ready_line was seen
-    misconfigured: str | None = None  # why it cannot work as configured (its observer says)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "state": self.state,
-            "pid": self.pid,
-            "port": self.spec.port,
-            "health_url": self.spec.health_url,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-            "problem": self.problem,
-        }
+__all__ = ["PartObserver", "PartSpec", "PartState", "Supervisor", "answers", "exit_of"]
 
 
 class Supervisor:
@@ -166,14 +120,7 @@ class Supervisor:
         part.state = "starting"
         part_log = rotating_log(self.log_dir / f"{spec.name}.log")
         try:
-            process = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=os.environ | spec.env,
-                preexec_fn=die_with_parent,
-            )
+            process, part.exited = await start_process(spec.argv, os.environ | spec.env)
         except OSError as exc:
             raise ProcessError(f"could not start {spec.name} ({spec.argv[0]}): {exc}") from None
         part.process = process
@@ -183,7 +130,7 @@ class Supervisor:
         part.log_task = asyncio.create_task(self._copy_output(process, part_log, part))
         write_pidfile(
             self.run_dir / f"{spec.name}.pid",
-            PidRecord(spec.name, process.pid, spec.argv, time.time()),
+            PidRecord(spec.name, process.pid, spec.argv, time.time(), group=True),
         )
         logger.info("started %s", spec.name, extra={"part": spec.name, "pid": process.pid})
         self._write_status()
@@ -247,6 +194,7 @@ class Supervisor:
         while not self._stopping.is_set():
             assert part.process is not None
             code = await self._until_exit(part)
+            await self._end_group(part)  # what it started dies with it, before a new one
             await drain_output(part.log_task, part.spec.name)
             observer = self.observers.get(part.spec.name)
             if observer is not None:
@@ -303,8 +251,8 @@ class Supervisor:
         process, spec = part.process, part.spec
         assert process is not None
         if spec.health_url is None:
-            return await process.wait()
-        exited = asyncio.create_task(process.wait())
+            return await exit_of(part)
+        exited = asyncio.create_task(exit_of(part))
         timeout = aiohttp.ClientTimeout(total=max(1.0, min(spec.health_every, 5.0)))
         bad_since: float | None = None
         try:
@@ -325,7 +273,7 @@ class Supervisor:
                             health.problem,
                             extra={"part": spec.name, "pid": process.pid},
                         )
-                        process.kill()
+                        signal_group(process.pid, signal.SIGKILL)
                         break
             return await exited
         finally:
@@ -356,22 +304,47 @@ class Supervisor:
 
     async def _stop_part(self, part: PartState) -> None:
         process = part.process
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), part.spec.stop_grace)
-            except TimeoutError:
+        if process is not None and (process.returncode is None or group_alive(process.pid)):
+            signal_group(process.pid, signal.SIGTERM)
+            if not await self._group_ends(part, part.spec.stop_grace):
                 logger.warning(
-                    "%s (pid %d) still running %gs after SIGTERM; killing it",
+                    "%s (group %d) still running %gs after SIGTERM; killing it",
                     part.spec.name,
                     process.pid,
                     part.spec.stop_grace,
                 )
-                process.kill()
-                await process.wait()
+                signal_group(process.pid, signal.SIGKILL)
+                await self._group_ends(part, 5.0)
             logger.info("stopped %s", part.spec.name, extra={"part": part.spec.name})
         await drain_output(part.log_task, part.spec.name)
         (self.run_dir / f"{part.spec.name}.pid").unlink(missing_ok=True)
+
+    async def _end_group(self, part: PartState) -> None:
+        """Kill what a part that exited left in its group (a wrapper's child, say)."""
+        process = part.process
+        if process is not None and group_alive(process.pid):
+            logger.warning(
+                "%s exited, leaving processes in its group; killing them",
+                part.spec.name,
+                extra={"part": part.spec.name},
+            )
+            signal_group(process.pid, signal.SIGKILL)
+            await self._group_ends(part, 5.0)
+
+    @staticmethod
+    async def _group_ends(part: PartState, timeout: float) -> bool:
+        """Wait up to `timeout` for the part and everything in its group to end."""
+        deadline = time.monotonic() + timeout
+        try:
+            await asyncio.wait_for(exit_of(part), timeout)
+        except TimeoutError:
+            return False
+        assert part.process is not None
+        while group_alive(part.process.pid):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     def _write_status(self) -> None:
         status = {
