@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from livekit import api
 
+from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import Settings, load_settings
 from room_recovery.protocol import links
 from room_recovery.protocol.links import JobRecord, MalformedLinkMessage
@@ -30,7 +32,7 @@ from room_recovery.watchdog import create_app as watchdog_app
 from room_recovery.web import create_app as page_app
 from room_recovery.web import running
 from room_recovery.web.rules import BadRequest, leave_from_body, leave_key
-from tests.support.livekit import ServerInfo, eventually
+from tests.support.livekit import ServerInfo, eventually, participant
 
 DEEP = "[" * 5000 + "]" * 5000
 DEEP_OBJECT = '{"agent": ' + DEEP + "}"
@@ -281,3 +283,30 @@ def test_a_link_message_is_decoded_or_refused_never_anything_else(text: str) -> 
             JobRecord.from_dict(message.get("job"))
         except MalformedLinkMessage:
             pass
+
+
+async def test_a_link_that_names_a_person_as_its_agent_gets_nobody_removed_and_nothing_sent(
+    livekit_server: ServerInfo, watchdog: tuple[Watchdog, str]
+) -> None:
+    dog, url = watchdog
+    room = f"ep-{uuid.uuid4().hex[:8]}"
+    token = links.link_token(livekit_server.api_key, livekit_server.api_secret, "link-liar")
+    lying = JobRecord("AJ_lie", room, "user-ep", agent_name="evil-agent", metadata="{}")
+    lost_before = dog.links.lost_workers
+    async with participant(livekit_server, room, "user-ep"):
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.ws_connect(url + links.LINK_PATH, headers=headers) as ws:
+                await ws.send_str(links.hello("w-liar", "evil-agent", [lying], link="link-liar"))
+                await eventually(
+                    lambda: asyncio.sleep(0, "user-ep" in dog.links.vouched(room)),
+                    what="the link's word",
+                )
+        # the socket closed: the watchdog takes it for a death, and checks the link's word
+        await eventually(
+            lambda: asyncio.sleep(0, dog.links.lost_workers > lost_before), what="the loss"
+        )
+        async with RoomManager(settings=dog.settings) as manager:
+            assert "user-ep" in {p.identity for p in await manager.list_participants(room)}
+            names = [d.agent_name for d in await manager.list_dispatches(room)]
+        assert "evil-agent" not in names

@@ -56,10 +56,14 @@ async def replace_agent(
     *,
     cause: str,
     gate: Gate = _always,
+    only_if_listed: bool = False,
 ) -> ReplacementOutcome:
     """Replace agent `dead` in `room` (see the module). `gate(action)` is awaited right
     before each call that changes something: the watchdog fences there (only its leader
     acts) and claims the room before a dispatch; False skips that step.
+
+    `only_if_listed`: act only if LiveKit lists the dead agent (kind AGENT) in the room:
+    for a death reported by a peer (a worker link), which may speak only of its own agents.
 
     Raises RoomRecoveryError when the room cannot be looked at, or the gate raises (the
     watchdog's NotLeading); a failed step is logged as a warning and the next one tried.
@@ -68,6 +72,14 @@ async def replace_agent(
     views = [participant_view(i) for i in await manager.list_participants(room)]
     # each step's failure is logged and the next tried; a lost lead stops them all
     plan = plan_replacement(views, dead)
+    if only_if_listed and plan.remove is None:
+        logger.info(
+            "not replacing %s in room %s: no agent of that identity and sid is there",
+            dead.identity,
+            room,
+            extra=fields,
+        )
+        return ReplacementOutcome(False, None, False, plan.serving)
     removed = False
     if plan.dispatch and await gate("mark"):
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 
 from ..core.errors import NotLeading, RoomRecoveryError
 from ..core.recovery import replace_agent
@@ -52,6 +53,7 @@ async def replace_lost(watchdog: WatchdogContext, job: JobRecord, died_at: float
                 job.metadata,
                 cause="worker_died",
                 gate=gate,
+                only_if_listed=True,  # a link may speak only of agents LiveKit shows
             )
         except NotLeading:
             return  # superseded: the new leader acts
@@ -68,6 +70,10 @@ async def replace_lost(watchdog: WatchdogContext, job: JobRecord, died_at: float
             history = RoomHistory(now, (now,), agent_died=True, last_dispatch=now)
             state.history = dispatched(history, outcome.dispatch_id)
             watchdog.recovered(job.room, "worker_died", f"{job.identity}'s worker was lost")
+        elif not outcome.removed and outcome.serving is None:
+            # its agent is not (or no longer) listed: nothing of the link's word is acted on,
+            # but a person this room's own look finds waiting is served without the grace
+            state.history = replace(state.history, agent_died=True)
 
 
 async def worker_ready(watchdog: WatchdogContext, agent_name: str) -> None:
