@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run every check: setup (idempotent), lint, format, types, then the whole test suite
-# against a real livekit-server, real agent workers and a real browser.
+# against a real livekit-server, real agent workers and a real browser, spread over
+# ROOM_RECOVERY_TEST_WORKERS pytest workers (3: most tests wait on processes, not the CPU).
 #   ./test.sh                  everything
-#   ./test.sh tests/test_cli.py -k json    arguments go to pytest
+#   ./test.sh -m unit          the fast edit loop: decisions over plain data, no process
+#   ./test.sh tests/test_cli.py -k json    arguments go to pytest (-n 0: no workers)
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh --install-only
@@ -13,4 +15,4 @@ echo "==> ruff (lint and format)"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
-exec .venv/bin/pytest "$@"
+exec .venv/bin/pytest -n "${ROOM_RECOVERY_TEST_WORKERS:-3}" --dist loadfile "$@"

@@ -1,4 +1,10 @@
-"""Fixtures: one real livekit-server for the test session, on free loopback ports."""
+"""Fixtures: one real livekit-server for the test session, on free loopback ports.
+
+Every test is marked by what it needs (`pytest_collection_modifyitems`): `browser` (a real
+Chromium), `integration` (real processes: the LiveKit server, workers, `up`, Redis, the
+CLI), or else `unit` (plain data, or fakes of our own: milliseconds). `./test.sh -m unit`
+is the edit loop; `./test.sh` runs them all, spread over parallel workers.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,34 @@ from tests.support.livekit import ParticipantProcess, ServerInfo
 from tests.support.worker import WorkerProcess, close_all
 
 API_KEY = "testkey"
+
+
+BROWSER_FIXTURES = {"browser", "open_page", "refusing_open_page", "guide_page"}
+PROCESS_FIXTURES = {
+    "livekit_server",
+    "system",
+    "cluster",
+    "redis_url",
+    "workers",
+    "spawn_participant",
+    "manager",
+    "agent_worker",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test `browser`, `integration` or `unit` by the fixtures it uses (a module
+    that runs processes without them says so with `pytestmark`)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        marked = {mark.name for mark in item.iter_markers()}
+        if names & BROWSER_FIXTURES or "browser" in marked:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.integration)
+        elif names & PROCESS_FIXTURES or "integration" in marked:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

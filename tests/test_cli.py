@@ -16,6 +16,8 @@ from livekit import api
 from room_recovery.system.livekit_server import free_port
 from tests.support.livekit import ServerInfo, participant
 
+pytestmark = pytest.mark.integration  # the CLI and systemd-analyze, as processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

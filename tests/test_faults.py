@@ -34,6 +34,8 @@ from tests.support.livekit import ServerInfo, eventually
 from tests.support.proxy import FaultyProxy
 from tests.support.worker import person
 
+pytestmark = pytest.mark.integration  # processes: a supervisor and its children
+
 PREFIX = "fault-"
 
 

@@ -183,10 +183,10 @@ async def test_a_dispatch_no_worker_took_is_no_attempt_and_the_agent_comes_with_
     ) as (watchdog, url):
         async with person(livekit_server, room, "user-1", publish=True) as user:  # plain token
 
-            async def dropped_twice() -> bool:
-                return recoveries(watchdog, "dispatch_dropped") >= 2
+            async def dropped() -> bool:
+                return recoveries(watchdog, "dispatch_dropped") >= 1
 
-            await eventually(dropped_twice, timeout=15, what="two dropped dispatches")
+            await eventually(dropped, timeout=15, what="a dropped dispatch")
             assert not watchdog.book.rooms[room].history.failed  # one attempt allowed, none used
             # an unlinked worker (the guide's links at its first job): the retry finds it
             await start_worker("spec", livekit_server, "", tmp_path / "w.log", workers, url)
@@ -211,7 +211,7 @@ async def test_a_room_marked_failed_gets_its_agent_when_a_worker_registers(
                 return recoveries(watchdog, "room_failed") >= 1
 
             await eventually(failed, timeout=20, what="the room to be marked failed")
-            broken.close(grace=2)
+            broken.kill()
             # a worker that links when it registers: the watchdog sends it at once
             await start_worker("top", livekit_server, "", tmp_path / "w.log", workers, url)
             await user.wait_for_agent(timeout=10)

@@ -50,7 +50,7 @@ def light_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield bin_dir
 
 
-pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT * 2)
+pytestmark = [pytest.mark.timeout(INSTALL_TIMEOUT * 2), pytest.mark.integration]
 
 
 def test_the_light_install_has_no_agent_runtime_and_no_numpy(light_venv: Path) -> None:

@@ -8,6 +8,8 @@ import logging
 import re
 import sys
 
+import pytest
+
 from room_recovery.core.logs import (
     JSON,
     LOG_FORMAT_VARIABLE,
@@ -20,6 +22,8 @@ from room_recovery.core.settings import load_settings
 from room_recovery.system.options import SystemOptions
 from room_recovery.system.parts import build_parts
 from tests.test_cli import run_cli
+
+pytestmark = pytest.mark.integration  # the CLI, as processes
 
 
 def record(message: str, **fields: object) -> logging.LogRecord:

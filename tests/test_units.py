@@ -12,6 +12,8 @@ import pytest
 from room_recovery.system.units import systemd_quote
 from tests.test_cli import run_cli
 
+pytestmark = pytest.mark.integration  # the CLI and systemd-analyze, as processes
+
 UNITS = ("room-recovery-agent", "room-recovery-web", "room-recovery-watchdog")
 SECRET = "a-long-secret-for-the-units-test-0123456789"
 

@@ -32,6 +32,8 @@ from tests.support.livekit import ServerInfo, eventually
 from tests.support.system import System, alive
 from tests.support.worker import person
 
+pytestmark = pytest.mark.integration  # processes: up, the supervisor and its parts
+
 SERVER_ONLY = ("--no-agent", "--no-web", "--no-watch")
 
 
