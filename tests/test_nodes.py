@@ -34,6 +34,7 @@ def cluster(tmp_path: Path) -> Iterator[System]:
     under_test = System(tmp_path / "state", tmp_path, livekit_port=free_port_triple(nodes=2))
     yield under_test
     started = under_test.recorded_pids() if (under_test.state_dir / "run").exists() else []
+    under_test.end_rooms()  # the jobs end now: `down` need not wait out their drain
     under_test.cli("down")
     leftovers = [pid for pid in started if alive(pid)]
     assert leftovers == [], f"processes left running after down: {leftovers}"

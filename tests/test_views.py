@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from livekit import api
 from playwright.async_api import Browser, Page
 
 from room_recovery.core.manager import RoomManager
@@ -118,6 +119,12 @@ async def test_the_page_and_the_operations_view_show_the_agent_and_its_recovery(
                 "the dispatch for the waiting person",
             )
             assert "agent missing" in await ops.locator("#recoveries").inner_text()
+
+            async def served() -> bool:  # deleted before its agent joined, the room would
+                infos = await manager.list_participants(waiting_room)  # be made again by it
+                return any(i.kind == api.ParticipantInfo.Kind.AGENT for i in infos)
+
+            await eventually(served, timeout=15, what="the waiting person's agent")
         # its agent's job ends with the room, so the page's agent has the worker's only job
         await manager.delete_room(waiting_room)
 

@@ -45,6 +45,7 @@ def system(tmp_path: Path) -> Iterator[System]:
     yield under_test
     if (under_test.state_dir / "run").exists():
         started = under_test.recorded_pids()
+    under_test.end_rooms()  # the jobs end now: `down` need not wait out their drain
     under_test.cli("down")
     leftovers = [pid for pid in started if alive(pid)]
     assert leftovers == [], f"processes left running after down: {leftovers}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -12,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from room_recovery.core.errors import RoomRecoveryError
+from room_recovery.core.manager import RoomManager
+from room_recovery.core.settings import load_settings
 from room_recovery.system.livekit_server import free_port
 from room_recovery.system.processes import command_line
 
@@ -110,6 +115,23 @@ class System:
         for pidfile in (self.state_dir / "run").glob("*.pid"):
             pids.append(json.loads(pidfile.read_text())["pid"])
         return pids
+
+    def end_rooms(self) -> None:
+        """Delete every room of this system's LiveKit, so that its agents' jobs end now and
+        `down` need not wait out their drain (a worker drains for as long as a room lasts)."""
+        if not (self.state_dir / "run" / "supervisor.pid").exists():
+            return
+
+        async def delete_all() -> None:
+            settings = load_settings(
+                livekit_url=self.url, livekit_api_key="devkey", livekit_api_secret="secret"
+            )
+            async with RoomManager(settings=settings, request_timeout=3) as manager:
+                for room in await manager.list_rooms():
+                    await manager.delete_room(room.name)
+
+        with contextlib.suppress(RoomRecoveryError):
+            asyncio.run(delete_all())
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -54,11 +55,38 @@ def find_server_binary() -> Path:
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, kind) as sock:
+    """A port on 127.0.0.1 that nothing holds right now (TCP or UDP, by `kind`), below the
+    kernel's ephemeral range: a port from that range is handed to outgoing connections
+    too, and one taken between this check and the server's bind fails its start (seen with
+    tests running in parallel)."""
+    low, high = PORT_RANGE[0], min(PORT_RANGE[1], _ephemeral_floor())
+    for _ in range(200):
+        port = random.randrange(low, high)
+        if _bindable(port, kind):
+            return port
+    with socket.socket(socket.AF_INET, kind) as sock:  # all taken: let the kernel choose
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+PORT_RANGE = (10_000, 32_000)
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return PORT_RANGE[1]
+
+
+def _bindable(port: int, kind: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
