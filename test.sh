@@ -14,5 +14,7 @@ echo "==> ruff (lint and format)"
 .venv/bin/ruff format --check src tests bench scripts test_room_recovery.py
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> docs (mkdocs build --strict)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 echo "==> pytest"
 exec .venv/bin/pytest -n "${ROOM_RECOVERY_TEST_WORKERS:-3}" --dist loadfile "$@"

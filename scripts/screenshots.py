@@ -1,4 +1,5 @@
-"""Screenshots of the voice page and the watchdog's operations view, for the README.
+"""Screenshots of the voice page and the watchdog's operations view, for the docs
+(docs/page.md, docs/operations.md).
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
@@ -11,7 +12,7 @@ Chromium with fake media:
   and once the watchdog has sent them one (desktop, dark).
 
 It stops everything it started (`room-recovery down`) even when a step fails. Re-run it
-after changing either view; the PNGs in docs/screenshots/ are what the README shows.
+after changing either view; the PNGs in docs/screenshots/ are what the docs show.
 """
 
 from __future__ import annotations

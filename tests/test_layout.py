@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "room_recovery"
 BASE = {"rules", "protocol"}
 SERVICES = BASE | {"core"}
-# Which of the package's folders each folder may import (see the README's Architecture).
+# Which of the package's folders each folder may import (see docs/architecture.md).
 ALLOWED: dict[str, set[str]] = {
     "rules": set(),
     "protocol": set(),

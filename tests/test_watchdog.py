@@ -172,11 +172,12 @@ async def test_an_agent_whose_job_process_is_killed_is_replaced_within_seconds(
         await eventually(job_started, timeout=10, what="the job process to be found")
         [job] = job_processes(worker, livekit_server.url)
         os.kill(job, signal.SIGKILL)
-        # The server would show the dead agent ACTIVE for ~20 s; the heartbeat says sooner.
+        # The server would show the dead agent ACTIVE for ~20 s; the heartbeat says sooner
+        # (3 s of silence, then a dispatch; bench_recovery.py measures how soon: this bounds)
         await someone.wait_for(
             "a new agent",
             lambda: any(a.sid != first.sid for a in someone.agents()),
-            timeout=12,
+            timeout=18,
         )
     died = quick_watchdog.metrics.registry.get_sample_value(
         "room_recovery_recoveries_total", {"cause": "agent_died"}
