@@ -64,6 +64,9 @@ const MARK_WAIT_MS = 1500;
 // allows it about 9 s (resumes at once, then 0.3, 1.2, 2.7 and 4.8 s apart, give or take half):
 // a node that died is then left for a new room, on a node that answers (the server's choice).
 const RECONNECT_DELAYS_MS = [0, 300, 1200, 2700, 4800];
+// ...and at most this long in all: each of those tries may hang up to 15 s on a node that takes
+// connections and never answers (hung, or its port taken), which would make 9 s a minute.
+const CONNECTION_LOST_MS = 10000;
 const ACTIVE = new Set(['waiting', 'connected', 'reconnecting', 'retrying']);
 const WAITING = new Set(['waiting', 'reconnecting']); // in a room, for an agent
 
@@ -103,6 +106,7 @@ const session = {
   joinTimer: null,
   retryTimer: null,
   recoveryTimer: null,
+  connectionTimer: null, // runs while LiveKit resumes a lost connection
   joinExtended: false,
   lostAgent: null, // identity of the agent whose replacement the page is waiting for
   leave: null, // {room, identity, leave_key}: for the beacon when the tab closes
@@ -128,9 +132,14 @@ function setStatus(status, text) {
 
 // LiveKit lost the connection and is resuming it (same room, same agent): say so, without
 // changing the session's status.
-function showConnection(room, connection) {
+function showConnection(room, connection, generation) {
   if (session.room !== room) return;
   exposed.connection = connection;
+  clearTimeout(session.connectionTimer);
+  session.connectionTimer = connection !== 'reconnecting' ? null : setTimeout(() => {
+    const detail = `the connection to LiveKit was lost for ${CONNECTION_LOST_MS / 1000} s`;
+    attemptFailed(generation, 'connection-lost', detail);
+  }, CONNECTION_LOST_MS);
   ui.status.textContent = connection === 'reconnecting'
     ? 'Your connection dropped; reconnecting...'
     : exposed.statusText;
@@ -185,14 +194,18 @@ function clearTimers() {
   clearTimeout(session.joinTimer);
   clearTimeout(session.retryTimer);
   clearTimeout(session.recoveryTimer);
+  clearTimeout(session.connectionTimer);
   session.joinTimer = null;
   session.retryTimer = null;
   session.recoveryTimer = null;
+  session.connectionTimer = null;
 }
 
 function takeRoom() {
   const room = session.room;
   session.room = null;
+  clearTimeout(session.connectionTimer);
+  session.connectionTimer = null;
   exposed.agentAudio = false;
   exposed.connection = 'none';
   ui.agentAudio.replaceChildren();
@@ -279,8 +292,8 @@ function newRoom(generation) {
     .on(RoomEvent.AudioPlaybackStatusChanged, () => {
       ui.audioButton.hidden = room.canPlaybackAudio;
     })
-    .on(RoomEvent.Reconnecting, () => showConnection(room, 'reconnecting'))
-    .on(RoomEvent.Reconnected, () => showConnection(room, 'connected'))
+    .on(RoomEvent.Reconnecting, () => showConnection(room, 'reconnecting', generation))
+    .on(RoomEvent.Reconnected, () => showConnection(room, 'connected', generation))
     .on(RoomEvent.Disconnected, (reason) => {
       // a connect() that fails rejects, and that is handled where it was called
       if (!joinedRooms.has(room)) return;
