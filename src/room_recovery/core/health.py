@@ -16,14 +16,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import aiohttp
 
 from .loops import LoopHealth, problems
 
-OK = "ok"
-FAILING = "failing"
-STALLED = "stalled"
+
+class Status(StrEnum):
+    """What a service says of itself at `/healthz`."""
+
+    OK = "ok"
+    FAILING = "failing"  # it runs, but what it needs fails: a restart would not help
+    STALLED = "stalled"  # a loop stopped finishing its iterations: restart it
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,14 @@ class Health:
         )
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         if self.stalled:
-            return STALLED
-        return FAILING if self.failing else OK
+            return Status.STALLED
+        return Status.FAILING if self.failing else Status.OK
 
     @property
     def http_status(self) -> int:
-        return 200 if self.status == OK else 503
+        return 200 if self.status is Status.OK else 503
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -71,23 +76,29 @@ class Health:
 # LiveKit nor the network); "stalled" is. A part that does not answer at all (refused, or
 # not within the timeout: hung or SIGSTOPped) is `silent`, and restarted if it stays so.
 
-HEALTHY = "healthy"  # a part's verdicts: these, FAILING and STALLED
-SILENT = "silent"
+
+class Verdict(StrEnum):
+    """What one look at another part's `/healthz` found."""
+
+    HEALTHY = "healthy"  # it answered 200
+    FAILING = Status.FAILING.value  # it answered 503, failing: shown, never restarted
+    STALLED = Status.STALLED.value  # it answered 503, stalled: restarted if it stays so
+    SILENT = "silent"  # no answer (refused, hung, SIGSTOPped): restarted if it stays so
 
 
 @dataclass(frozen=True)
 class PartHealth:
-    verdict: str  # healthy, failing, stalled, silent
+    verdict: Verdict
     problem: str | None = None
 
     @property
     def healthy(self) -> bool:
-        return self.verdict == HEALTHY
+        return self.verdict is Verdict.HEALTHY
 
     @property
     def needs_restart(self) -> bool:
         """A restart is what fixes it: the part is stalled or does not answer."""
-        return self.verdict in (STALLED, SILENT)
+        return self.verdict in (Verdict.STALLED, Verdict.SILENT)
 
 
 async def check_health(session: aiohttp.ClientSession, url: str) -> PartHealth:
@@ -95,12 +106,12 @@ async def check_health(session: aiohttp.ClientSession, url: str) -> PartHealth:
     try:
         async with session.get(url) as response:
             if response.status == 200:
-                return PartHealth(HEALTHY)
+                return PartHealth(Verdict.HEALTHY)
             text = await response.text()
     except TimeoutError:
-        return PartHealth(SILENT, f"{url} did not answer in time")
+        return PartHealth(Verdict.SILENT, f"{url} did not answer in time")
     except (aiohttp.ClientError, OSError) as exc:
-        return PartHealth(SILENT, f"{url} does not answer ({type(exc).__name__})")
+        return PartHealth(Verdict.SILENT, f"{url} does not answer ({type(exc).__name__})")
     return _verdict(response.status, text)
 
 
@@ -111,6 +122,6 @@ def _verdict(status: int, text: str) -> PartHealth:
         body = None
     if isinstance(body, dict) and isinstance(body.get("problems"), list):
         problem = "; ".join(str(p) for p in body["problems"]) or f"HTTP {status}"
-        verdict = STALLED if body.get("status") == STALLED else FAILING
+        verdict = Verdict.STALLED if body.get("status") == Status.STALLED else Verdict.FAILING
         return PartHealth(verdict, problem)
-    return PartHealth(FAILING, f"HTTP {status}: {text.strip()[:200]}")
+    return PartHealth(Verdict.FAILING, f"HTTP {status}: {text.strip()[:200]}")

@@ -39,8 +39,8 @@ from ..protocol.heartbeat import heartbeat_of
 from ..rules.liveness import HEARTBEAT_TIMEOUT, HeartbeatTracker
 from ..rules.model import AUTOMATIC, Kind, State, agent_ref, is_person
 from ..rules.staleness import StalePolicy, stale_removals
-from .check import Check, skipped
 from .load import DEFAULT_WORKER_URL, worker_takes_jobs
+from .outcome import Check, Outcome, skipped
 from .services import services_healthy
 
 WAITING_GRACE = 5.0  # seconds a person may wait for an agent before the doctor calls it a cause
@@ -110,7 +110,7 @@ async def _server_answers(settings: Settings, http: aiohttp.ClientSession) -> Ch
     try:
         async with http.get(settings.http_url + "/") as response:
             if response.status == 200:
-                return Check(name, "ok", f"livekit-server answers at {settings.livekit_url}")
+                return Check(name, Outcome.OK, f"livekit-server answers at {settings.livekit_url}")
             detail = (
                 f"{settings.livekit_url} answered HTTP {response.status}: not a LiveKit server?"
             )
@@ -118,7 +118,7 @@ async def _server_answers(settings: Settings, http: aiohttp.ClientSession) -> Ch
         detail = f"nothing answers at {settings.livekit_url} ({type(exc).__name__})"
     return Check(
         name,
-        "fail",
+        Outcome.FAIL,
         detail,
         "start it with `room-recovery up`, or set LIVEKIT_URL to your server's address",
     )
@@ -131,14 +131,16 @@ async def _keys_accepted(settings: Settings, manager: RoomManager, facts: _Facts
     except AuthenticationError:
         return Check(
             name,
-            "fail",
+            Outcome.FAIL,
             f"the server rejected API key {settings.livekit_api_key!r}",
             "make LIVEKIT_API_KEY / LIVEKIT_API_SECRET match a key pair of the server "
             "(`--dev` uses devkey / secret)",
         )
     except (ServerUnreachableError, RoomRecoveryError) as exc:
-        return Check(name, "fail", str(exc), "see the server's log: `room-recovery logs livekit`")
-    return Check(name, "ok", f"API key {settings.livekit_api_key!r} accepted")
+        return Check(
+            name, Outcome.FAIL, str(exc), "see the server's log: `room-recovery logs livekit`"
+        )
+    return Check(name, Outcome.OK, f"API key {settings.livekit_api_key!r} accepted")
 
 
 async def _worker_registered(
@@ -159,7 +161,7 @@ async def _worker_registered(
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
         return Check(
             name,
-            "fail",
+            Outcome.FAIL,
             f"no agent worker answers at {url}",
             "start it with `room-recovery up` (or `room-recovery agent`); if it runs "
             "elsewhere, pass its health URL with --agent-health-url",
@@ -167,10 +169,10 @@ async def _worker_registered(
     agent = body.get("agent_name")
     facts.worker_agent = agent if isinstance(agent, str) else None
     if status == 200 and body.get("registered"):
-        return Check(name, "ok", f"worker {facts.worker_agent!r} is registered with LiveKit")
+        return Check(name, Outcome.OK, f"worker {facts.worker_agent!r} is registered with LiveKit")
     return Check(
         name,
-        "fail",
+        Outcome.FAIL,
         f"worker {facts.worker_agent!r} runs but is not registered with LiveKit, so every "
         "dispatch to it is dropped",
         "check the worker's LIVEKIT_URL and keys, and its log: `room-recovery logs agent`",
@@ -193,10 +195,10 @@ async def _page_agent_served(
     if facts.worker_agent is None:
         return skipped(name, "no registered worker to compare with")
     if facts.worker_agent in offered or not offered:
-        return Check(name, "ok", f"the page offers {offered or 'the default agent'}")
+        return Check(name, Outcome.OK, f"the page offers {offered or 'the default agent'}")
     return Check(
         name,
-        "fail",
+        Outcome.FAIL,
         f"the page dispatches {offered}, but the worker registers as {facts.worker_agent!r}: "
         "no worker serves the page's choice, so no agent comes",
         "use the same agent name on both sides (`room-recovery up --agent-name NAME`)",
@@ -230,17 +232,19 @@ async def _agent_comes(manager: RoomManager, ref: str, options: DoctorOptions) -
             # creates it again, empty, until LiveKit's empty_timeout (measured here).
             views = [participant_view(info) for info in await manager.list_participants(room)]
             if any(v.kind is Kind.AGENT and v.state is State.ACTIVE for v in views):
-                return Check(name, "ok", f"an agent joined test room {room} in {elapsed:.1f} s")
+                return Check(
+                    name, Outcome.OK, f"an agent joined test room {room} in {elapsed:.1f} s"
+                )
             await asyncio.sleep(0.2)
     except RoomRecoveryError as exc:
-        return Check(name, "fail", f"could not dispatch it: {exc}", "see the checks above")
+        return Check(name, Outcome.FAIL, f"could not dispatch it: {exc}", "see the checks above")
     finally:
         with contextlib.suppress(RoomRecoveryError):
             await manager.delete_room(room)
     if automatic:
         return Check(
             name,
-            "fail",
+            Outcome.FAIL,
             f"no agent joined test room {room} within {options.probe_timeout:g} s: no worker "
             "without an agent_name is registered, or it is full (a worker on a busy machine "
             "reports its CPU as load and gets no jobs above load_threshold 0.7), or its "
@@ -251,7 +255,7 @@ async def _agent_comes(manager: RoomManager, ref: str, options: DoctorOptions) -
         )
     return Check(
         name,
-        "fail",
+        Outcome.FAIL,
         f"no agent joined test room {room} within {options.probe_timeout:g} s: no worker is "
         f"registered as {agent_name!r} (LiveKit then drops the dispatch), or it is full, or "
         "its request handler rejects or fails the job",
@@ -288,10 +292,10 @@ def _nobody_waiting(facts: _Facts) -> Check:
             if longest > WAITING_GRACE:
                 waiting.append(f"{room} ({longest:.0f}s)")
     if not waiting:
-        return Check(name, "ok", "every person in a room has an agent")
+        return Check(name, Outcome.OK, "every person in a room has an agent")
     return Check(
         name,
-        "fail",
+        Outcome.FAIL,
         f"a person waits without an agent in: {', '.join(waiting)}",
         "run the watchdog (`room-recovery up` starts it), which dispatches an agent; or "
         "check the worker (above) and `room-recovery logs agent`",
@@ -310,10 +314,10 @@ async def _no_ghosts(settings: Settings, manager: RoomManager, facts: _Facts) ->
     ]
     ghosts.extend(await _silent_agents(manager, participants))
     if not ghosts:
-        return Check(name, "ok", "no stale participants and no silent agents")
+        return Check(name, Outcome.OK, "no stale participants and no silent agents")
     return Check(
         name,
-        "fail",
+        Outcome.FAIL,
         "ghosts: " + "; ".join(ghosts),
         "`room-recovery clean-stale` removes stale ones (the watchdog does it by itself)",
     )
@@ -352,10 +356,10 @@ def _room_count(options: DoctorOptions, facts: _Facts) -> Check:
     count = len(facts.rooms or [])
     name = "room count"
     if count <= options.room_alert_threshold:
-        return Check(name, "ok", f"{count} room(s) open")
+        return Check(name, Outcome.OK, f"{count} room(s) open")
     return Check(
         name,
-        "fail",
+        Outcome.FAIL,
         f"{count} rooms are open, more than {options.room_alert_threshold}: rooms accumulate",
         "`room-recovery clean-stale` (the watchdog does it every minute)",
     )
@@ -363,16 +367,19 @@ def _room_count(options: DoctorOptions, facts: _Facts) -> Check:
 
 def render(checks: list[Check]) -> str:
     """The diagnosis for people, one line a check, with the fix under each failure."""
-    marks = {"ok": "✅", "fail": "❌", "skipped": "⏭️ "}
+    marks = {Outcome.OK: "✅", Outcome.FAIL: "❌", Outcome.SKIPPED: "⏭️ "}
     lines = ["room-recovery doctor: why no agent came"]
     for check in checks:
         lines.append(f"  {marks[check.status]} {check.name}: {check.detail}")
-        if check.fix and check.status == "fail":
+        if check.fix and check.status is Outcome.FAIL:
             lines.append(f"       → {check.fix}")
-    failed = [c for c in checks if c.status == "fail"]
+    failed = [c for c in checks if c.status is Outcome.FAIL]
     lines.append("all is well" if not failed else f"{len(failed)} problem(s) found")
     return "\n".join(lines)
 
 
 def to_json(checks: list[Check]) -> dict[str, Any]:
-    return {"ok": all(c.status != "fail" for c in checks), "checks": [asdict(c) for c in checks]}
+    return {
+        "ok": all(c.status is not Outcome.FAIL for c in checks),
+        "checks": [asdict(c) for c in checks],
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from .check import Check, skipped
+from .outcome import Check, Outcome, skipped
 
 DEFAULT_WORKER_URL = "http://127.0.0.1:8081/worker"
 DEFAULT_LOAD_THRESHOLD = 0.7  # livekit-agents' production default
@@ -35,10 +35,10 @@ def load_verdict(load: float, agent_name: str) -> Check:
     name = NAME
     agent = agent_name or "(automatic dispatch)"
     if load < DEFAULT_LOAD_THRESHOLD:
-        return Check(name, "ok", f"worker {agent} reports load {load:.2f}")
+        return Check(name, Outcome.OK, f"worker {agent} reports load {load:.2f}")
     return Check(
         name,
-        "fail",
+        Outcome.FAIL,
         f"worker {agent} reports load {load:.2f}, at or above livekit-agents' default "
         f"load_threshold {DEFAULT_LOAD_THRESHOLD}: unless you raised it, LiveKit sends this "
         "worker no new jobs (its load is the machine's CPU by default)",

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from ..core.health import check_health
-from .check import Check
+from ..core.health import Verdict, check_health
+from .outcome import Check, Outcome
 
 NAME = "room-recovery's services are healthy"
 WATCHDOG = "watchdog"  # the service whose health URL's "/" is the operations view
@@ -29,7 +29,7 @@ async def services_healthy(
         health = await check_health(http, url)
         if health.healthy:
             well.append(service)
-        elif health.verdict == "silent":
+        elif health.verdict is Verdict.SILENT:
             missing.append(f"{service} ({url})")
         else:
             problems.append(f"{service}: {health.problem}")
@@ -37,14 +37,14 @@ async def services_healthy(
         detail = "; ".join([*problems, *(f"{m} does not answer" for m in missing)])
         return Check(
             NAME,
-            "fail",
+            Outcome.FAIL,
             detail,
             "see `room-recovery status` and `room-recovery logs watch web`; the supervisor "
             "restarts a service that stays stalled or silent",
         )
     if not well:
-        return Check(NAME, "skipped", "not checked: no watchdog or page server runs here")
-    return Check(NAME, "ok", ", ".join(well) + " healthy" + _ops_view(urls, well))
+        return Check(NAME, Outcome.SKIPPED, "not checked: no watchdog or page server runs here")
+    return Check(NAME, Outcome.OK, ", ".join(well) + " healthy" + _ops_view(urls, well))
 
 
 def _ops_view(urls: Mapping[str, str], well: list[str]) -> str:

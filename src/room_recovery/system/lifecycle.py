@@ -26,6 +26,7 @@ from ..core.manager import RoomManager
 from ..core.settings import Settings
 from .files import private_dir
 from .options import NODE_PORT_STEP, SystemOptions, server_is_local
+from .part import PartStatus
 from .parts import (
     build_parts,
     livekit_config,
@@ -245,7 +246,7 @@ def _last_error(log_path: Path) -> str:
 
 
 def _all_healthy(parts: dict[str, dict[str, object]]) -> bool:
-    return all(part.get("state") == "healthy" for part in parts.values())
+    return all(part.get("state") == PartStatus.HEALTHY for part in parts.values())
 
 
 def _printed(log_path: Path) -> bool:

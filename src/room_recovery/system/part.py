@@ -13,8 +13,10 @@ import asyncio
 from asyncio.subprocess import Process
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
+from ..core.health import PartHealth, Verdict
 from .processes import die_with_parent
 
 
@@ -45,12 +47,31 @@ class PartObserver(Protocol):
     async def exited(self) -> None: ...
 
 
+class PartStatus(StrEnum):
+    """Where a supervised part is in its life (`status`, status.json)."""
+
+    STARTING = "starting"  # started, not yet healthy
+    HEALTHY = "healthy"
+    FAILING = Verdict.FAILING.value  # runs, but what it needs fails: shown, not restarted
+    UNHEALTHY = "unhealthy"  # stalled or silent: killed and restarted if it stays so
+    RESTARTING = "restarting"  # died; waiting out the backoff
+    FAILED = "failed"  # died too often: not restarted until `room-recovery restart`
+    STOPPED = "stopped"
+
+
+def part_status(health: PartHealth) -> PartStatus:
+    """A running part's state after a look at its health."""
+    if health.needs_restart:
+        return PartStatus.UNHEALTHY
+    return PartStatus.HEALTHY if health.healthy else PartStatus(health.verdict.value)
+
+
 @dataclass
 class PartState:
     """What the supervisor knows of a part right now (written to status.json)."""
 
     spec: PartSpec
-    state: str = "stopped"  # starting, healthy, failing, unhealthy, restarting, failed, stopped
+    state: PartStatus = PartStatus.STOPPED
     pid: int | None = None
     restarts: int = 0
     crash_times: list[float] = field(default_factory=list)

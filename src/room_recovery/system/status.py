@@ -13,6 +13,7 @@ from ..core.health import check_health
 from ..core.manager import RoomManager
 from ..core.settings import Settings
 from .options import PART_NAMES, SystemOptions
+from .part import PartStatus
 from .processes import live_record
 
 
@@ -42,7 +43,7 @@ async def collect_status(settings: Settings, options: SystemOptions) -> dict[str
                 part["healthy"] = health.healthy
                 part["problem"] = health.problem
             else:  # no health check (your own agent): running and past its start
-                part["healthy"] = part.get("state") == "healthy"
+                part["healthy"] = part.get("state") == PartStatus.HEALTHY
     rooms: int | str
     try:
         async with RoomManager(settings=settings, request_timeout=3) as manager:

@@ -29,7 +29,15 @@ from ..core.health import PartHealth, check_health
 from ..rules import restart as policy
 from ..rules.restart import RestartPolicy
 from .output import drain_output, output_lines, rotating_log
-from .part import PartObserver, PartSpec, PartState, exit_of, start_process
+from .part import (
+    PartObserver,
+    PartSpec,
+    PartState,
+    PartStatus,
+    exit_of,
+    part_status,
+    start_process,
+)
 from .processes import (
     PidRecord,
     group_alive,
@@ -109,7 +117,7 @@ class Supervisor:
         self._watchers.clear()
         for part in reversed(list(self.parts.values())):
             await self._stop_part(part)
-            part.state = "stopped"
+            self._set_state(part, PartStatus.STOPPED)
             observer = self.observers.get(part.spec.name)
             if observer is not None:
                 await observer.exited()
@@ -117,7 +125,7 @@ class Supervisor:
 
     async def _start_part(self, part: PartState) -> None:
         spec = part.spec
-        part.state = "starting"
+        self._set_state(part, PartStatus.STARTING)
         part_log = rotating_log(self.log_dir / f"{spec.name}.log")
         try:
             process, part.exited = await start_process(spec.argv, os.environ | spec.env)
@@ -178,8 +186,7 @@ class Supervisor:
                 else:
                     healthy = await answers(session, spec.health_url)
                 if healthy:
-                    part.state = "healthy"
-                    self._write_status()
+                    self._set_state(part, PartStatus.HEALTHY)
                     logger.info("%s is healthy", spec.name, extra={"part": spec.name})
                     return
                 if time.monotonic() > deadline:
@@ -205,8 +212,7 @@ class Supervisor:
             part.last_exit = code
             part.crash_times.append(now)
             if policy.should_give_up(part.crash_times, now, self.restart):
-                part.state = "failed"
-                self._write_status()
+                self._set_state(part, PartStatus.FAILED)
                 logger.error(
                     "%s died %d times within %gs; not restarting it. Fix the cause (see its "
                     "log), then `room-recovery restart`",
@@ -219,8 +225,7 @@ class Supervisor:
             delay = policy.restart_delay(
                 policy.recent_crashes(part.crash_times, now, self.restart), self.restart
             )
-            part.state = "restarting"
-            self._write_status()
+            self._set_state(part, PartStatus.RESTARTING)
             logger.warning(
                 "%s exited with code %s; restarting in %gs",
                 part.spec.name,
@@ -283,8 +288,7 @@ class Supervisor:
         self, part: PartState, health: PartHealth, bad_since: float | None
     ) -> float | None:
         """Record a health check in the status; returns since when it needs a restart."""
-        state = "healthy" if health.healthy else health.verdict
-        state = "unhealthy" if health.needs_restart else state
+        state = part_status(health)
         if state != part.state or health.problem != part.problem:
             if health.healthy:
                 logger.info("%s is healthy again", part.spec.name, extra={"part": part.spec.name})
@@ -296,8 +300,8 @@ class Supervisor:
                     health.problem,
                     extra={"part": part.spec.name},
                 )
-            part.state, part.problem = state, health.problem
-            self._write_status()
+            part.problem = health.problem
+            self._set_state(part, state)
         if not health.needs_restart:
             return None
         return bad_since if bad_since is not None else time.monotonic()
@@ -345,6 +349,11 @@ class Supervisor:
                 return False
             await asyncio.sleep(0.05)
         return True
+
+    def _set_state(self, part: PartState, state: PartStatus) -> None:
+        """The one place a part's state changes; status.json records it at once."""
+        part.state = state
+        self._write_status()
 
     def _write_status(self) -> None:
         status = {
