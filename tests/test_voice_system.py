@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 from livekit.agents.worker import ServerEnvOption
 
+from room_recovery.core.defaults import AGENT_HEALTH_PORT
 from room_recovery.core.errors import ProcessError
 from room_recovery.core.manager import RoomManager
-from room_recovery.demo.worker import DEFAULT_HEALTH_PORT
 from room_recovery.rules.restart import RestartPolicy
 from room_recovery.system.livekit_server import free_port
 from room_recovery.system.options import SystemOptions
@@ -447,4 +447,4 @@ def test_the_demo_agents_health_port_is_not_the_one_livekit_agents_takes_itself(
     taken = WorkerOptions(entrypoint_fnc=print).port
     assert isinstance(taken, ServerEnvOption)
     assert SystemOptions(state_dir=Path("unused")).agent_health_port != taken.prod_default
-    assert DEFAULT_HEALTH_PORT != taken.prod_default
+    assert AGENT_HEALTH_PORT != taken.prod_default

@@ -9,6 +9,7 @@ import typer
 from rich.console import Group
 from rich.text import Text
 
+from ..core.defaults import AGENT_HEALTH_PORT, WATCH_PORT, WEB_PORT, local_url
 from ..rules.watch import WatchPolicy
 from ..web.rules import DEFAULT_AGENT, PageConfig, parse_agents
 from ..web.server import DEFAULT_HOST, DEFAULT_PORT
@@ -42,7 +43,7 @@ def watch(
     host: Host = DEFAULT_HOST,
     port: Annotated[
         int, typer.Option("--port", min=1, max=65535, help="port for /webhook and /metrics")
-    ] = 8082,
+    ] = WATCH_PORT,
     agent: Annotated[
         list[str] | None,
         typer.Option(
@@ -184,7 +185,7 @@ def doctor(
     ] = 10.0,
 ) -> int:
     from .. import doctor as diagnosis
-    from ..system.options import DEFAULT_AGENT_HEALTH_PORT, default_state_dir
+    from ..system.options import default_state_dir
     from ..system.status import read_status
 
     parts = (read_status(default_state_dir()) or {}).get("parts")
@@ -193,9 +194,9 @@ def doctor(
     )
     agent_url: str | None = agent_health_url
     if agent_url is None and (ports.get("agent") or not ports):
-        agent_url = f"http://127.0.0.1:{ports.get('agent') or DEFAULT_AGENT_HEALTH_PORT}/health"
+        agent_url = local_url(ports.get("agent") or AGENT_HEALTH_PORT, "/health")
     # else the running system has no demo agent (`up --no-agent`): nothing to ask
-    page = (page_url or f"http://127.0.0.1:{ports.get('web') or 8080}").rstrip("/")
+    page = (page_url or local_url(ports.get("web") or WEB_PORT)).rstrip("/")
     options = diagnosis.DoctorOptions(
         agent_url,
         f"{page}/api/config",
@@ -205,7 +206,7 @@ def doctor(
         probe_timeout=probe_timeout,
         service_urls=(
             ("page server", f"{page}/healthz"),
-            ("watchdog", f"http://127.0.0.1:{ports.get('watch') or 8082}/healthz"),
+            ("watchdog", local_url(ports.get("watch") or WATCH_PORT, "/healthz")),
         ),
         services_expected=bool(ports.get("watch")),
     )

@@ -14,13 +14,13 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
+from ..core.defaults import AGENT_HEALTH_PORT, DEMO_AGENT, WATCH_PORT, WEB_PORT
 from ..core.errors import ConfigurationError
 from ..core.extras import DEMO_MODULES, missing_modules
 from ..system import lifecycle
 from ..system import status as system_status
 from ..system import units as system_units
 from ..system.options import (
-    DEFAULT_AGENT_HEALTH_PORT,
     DEFAULT_REDIS_PORT,
     MAX_NODES,
     ExtraAgent,
@@ -71,7 +71,7 @@ def up(
     no_watch: Annotated[bool, typer.Option("--no-watch", help="do not start the watchdog")] = False,
     agent_name: Annotated[
         str, typer.Option("--agent-name", help="the demo agent's dispatch name")
-    ] = "demo-agent",
+    ] = DEMO_AGENT,
     agent_command: Annotated[
         list[str] | None,
         typer.Option(
@@ -84,11 +84,11 @@ def up(
             show_default=False,
         ),
     ] = None,
-    web_port: Annotated[int, _port("--web-port", "the page's port")] = 8080,
+    web_port: Annotated[int, _port("--web-port", "the page's port")] = WEB_PORT,
     agent_health_port: Annotated[
         int, _port("--agent-health-port", "the agent's health port")
-    ] = DEFAULT_AGENT_HEALTH_PORT,
-    watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = 8082,
+    ] = AGENT_HEALTH_PORT,
+    watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = WATCH_PORT,
     nodes: Annotated[
         int,
         typer.Option("--nodes", min=1, max=MAX_NODES, help="livekit-server nodes sharing Redis"),
@@ -271,12 +271,12 @@ def units(
     ] = False,
     agent_name: Annotated[
         str, typer.Option("--agent-name", help="the demo agent's dispatch name")
-    ] = "demo-agent",
-    web_port: Annotated[int, _port("--web-port", "the page's port")] = 8080,
+    ] = DEMO_AGENT,
+    web_port: Annotated[int, _port("--web-port", "the page's port")] = WEB_PORT,
     agent_health_port: Annotated[
         int, _port("--agent-health-port", "the agent's health port")
-    ] = DEFAULT_AGENT_HEALTH_PORT,
-    watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = 8082,
+    ] = AGENT_HEALTH_PORT,
+    watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = WATCH_PORT,
 ) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigurationError(f"--out {out} is a file; give a folder for the units")

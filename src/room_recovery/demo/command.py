@@ -10,11 +10,12 @@ import sys
 
 from ..agent.guard import GuardOptions
 from ..agent.hook import DEFAULT_CLEANUP_TIMEOUT
+from ..core.defaults import AGENT_HEALTH_PORT
 from ..core.errors import RoomRecoveryError
 from ..core.logs import formatter, log_format
 from ..core.settings import Settings, load_settings
 from .session import DEFAULT_AGENT_NAME, DEFAULT_GREETING, DemoAgentOptions
-from .worker import DEFAULT_HEALTH_PORT, WorkerStatus, run_worker
+from .worker import WorkerStatus, run_worker
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--health-port",
         type=int,
-        default=DEFAULT_HEALTH_PORT,
+        default=AGENT_HEALTH_PORT,
         help="port of GET /health; 0 picks a free one (default %(default)s)",
     )
     parser.add_argument("--greeting", default=DEFAULT_GREETING)

@@ -17,13 +17,14 @@ from livekit.agents import AutoSubscribe, JobContext, JobProcess
 
 from ..agent.guard import GuardOptions, guard_session, is_agent
 from ..agent.hook import DEFAULT_CLEANUP_TIMEOUT
+from ..core.defaults import DEMO_AGENT
 from ..protocol.agent_state import AGENT_STATE_ATTRIBUTE, AgentState
 from ..protocol.messages import AgentSelection
 from . import voice as demo_voice
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_AGENT_NAME = "demo-agent"
+DEFAULT_AGENT_NAME = DEMO_AGENT
 DEFAULT_GREETING = "Hello! I am the demo agent. Say something, and I will say it back."
 GREETING_WAIT = 3.0  # seconds to wait for the person to subscribe before greeting anyway
 TRACK_NAME = "agent-voice"

@@ -30,15 +30,12 @@ from livekit.agents import AgentServer
 from ..agent import monitor
 from ..agent.hook import make_request_handler
 from ..agent.load import job_load
+from ..core.defaults import AGENT_HEALTH_PORT
 from ..core.errors import RoomRecoveryError
 from ..core.settings import Settings, load_settings
 from .session import DemoAgentOptions, entrypoint, prewarm
 
 logger = logging.getLogger(__name__)
-
-# Not 8081: livekit-agents' own HTTP server takes 8081 in production mode (`start`), so a
-# worker of yours run next to the demo agent would find it taken and exit.
-DEFAULT_HEALTH_PORT = 8083
 
 
 @dataclass
@@ -116,7 +113,7 @@ async def run_worker(
     options: DemoAgentOptions | None = None,
     *,
     health_host: str = "127.0.0.1",
-    health_port: int = DEFAULT_HEALTH_PORT,
+    health_port: int = AGENT_HEALTH_PORT,
     stop: asyncio.Event | None = None,
     on_registered: Callable[[WorkerStatus], None] | None = None,
 ) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 from livekit import api
 
+from ..core.defaults import AGENT_HEALTH_PORT, DEMO_AGENT, WEB_PORT, local_url
 from ..core.errors import AuthenticationError, RoomRecoveryError, ServerUnreachableError
 from ..core.manager import RoomManager
 from ..core.settings import Settings
@@ -48,8 +49,8 @@ WAITING_GRACE = 5.0  # seconds a person may wait for an agent before the doctor 
 
 @dataclass(frozen=True)
 class DoctorOptions:
-    agent_health_url: str | None = "http://127.0.0.1:8083/health"  # None: no demo agent
-    page_config_url: str | None = "http://127.0.0.1:8080/api/config"
+    agent_health_url: str | None = local_url(AGENT_HEALTH_PORT, "/health")  # None: no demo agent
+    page_config_url: str | None = local_url(WEB_PORT, "/api/config")
     room_alert_threshold: int = 100
     probe: bool = False  # dispatch each agent into a throwaway room and wait for it
     probe_agents: tuple[str, ...] = ()  # which; empty: the page's agents, else the worker's
@@ -206,7 +207,7 @@ async def _page_agent_served(
 
 
 async def _probe_agents(options: DoctorOptions, manager: RoomManager, facts: _Facts) -> list[Check]:
-    names = list(options.probe_agents or facts.offered or [facts.worker_agent or "demo-agent"])
+    names = list(options.probe_agents or facts.offered or [facts.worker_agent or DEMO_AGENT])
     if facts.rooms is None:
         reason = "the server's rooms cannot be read"
         return [skipped(f"agent {name!r} comes when dispatched", reason) for name in names]

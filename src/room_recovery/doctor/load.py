@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import aiohttp
 
+from ..core.defaults import WORKER_HTTP_PORT, local_url
 from .outcome import Check, Outcome, skipped
 
-DEFAULT_WORKER_URL = "http://127.0.0.1:8081/worker"
+DEFAULT_WORKER_URL = local_url(WORKER_HTTP_PORT, "/worker")
 DEFAULT_LOAD_THRESHOLD = 0.7  # livekit-agents' production default
 
 

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..core.defaults import AGENT_HEALTH_PORT, DEMO_AGENT, WATCH_PORT, WEB_PORT
 from ..core.errors import ConfigurationError
 from ..core.settings import Settings
 from ..rules.model import AUTOMATIC, agent_ref, valid_agent_name
 
-# The demo agent's health port is not livekit-agents' production default, 8081: a worker
-# of yours started with `start` binds that one, next to ours.
-DEFAULT_AGENT_HEALTH_PORT = 8083
 DEFAULT_REDIS_PORT = 6380  # not 6379: a redis-server of the machine's own may hold that one
 NODE_PORT_STEP = 10  # node k (from 0) of `--nodes` listens on LIVEKIT_URL's port + 10 k
 MAX_NODES = 9
@@ -82,10 +80,10 @@ class SystemOptions:
     """What `up` runs and where; ports of 0 are not allowed (they must be known to print)."""
 
     state_dir: Path
-    agent_name: str = "demo-agent"
-    agent_health_port: int = DEFAULT_AGENT_HEALTH_PORT
-    web_port: int = 8080
-    watch_port: int = 8082
+    agent_name: str = DEMO_AGENT
+    agent_health_port: int = AGENT_HEALTH_PORT
+    web_port: int = WEB_PORT
+    watch_port: int = WATCH_PORT
     with_agent: bool = True
     with_web: bool = True
     with_watch: bool = True

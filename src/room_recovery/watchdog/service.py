@@ -31,6 +31,7 @@ from functools import partial
 
 from livekit import api
 
+from ..core.defaults import DEMO_AGENT
 from ..core.errors import RoomRecoveryError
 from ..core.health import Health
 from ..core.loops import LoopHealth, run_loop
@@ -56,7 +57,7 @@ STOP_WAIT = 10.0  # seconds the watchdog waits for its loops and looks to stop
 class WatchdogOptions:
     """How the watchdog works; the defaults suit a small deployment."""
 
-    agent_name: str = "demo-agent"  # dispatched when the room's own dispatch is unknown
+    agent_name: str = DEMO_AGENT  # dispatched when the room's own dispatch is unknown
     automatic: bool = False  # an automatic-dispatch worker serves rooms without a named one
     poll_interval: float = 0.25  # seconds between looks at each watched room
     sweep_interval: float = 5.0  # seconds between listings of every room

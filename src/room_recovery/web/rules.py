@@ -22,12 +22,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from ..core.defaults import DEMO_AGENT
 from ..core.errors import ConfigurationError
 from ..core.settings import Settings
 from ..core.tokens import DEFAULT_TOKEN_TTL, person_token
 from ..rules.model import AUTOMATIC, agent_ref, room_name_problem, valid_agent_name
 
-DEFAULT_AGENT = "demo-agent"
+DEFAULT_AGENT = DEMO_AGENT
 
 
 def content_security_policy(settings: Settings, nodes: Sequence[str] = ()) -> str:

@@ -46,6 +46,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..core.defaults import LOCAL_HOST, WEB_PORT
 from ..core.errors import ConfigurationError, RoomRecoveryError
 from ..core.health import Health
 from ..core.manager import RoomManager
@@ -80,8 +81,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 LIVEKIT_CLIENT_FILES = ("livekit-client.esm.mjs", "livekit-client.esm.mjs.map")
 NODE_MODULES_ENV = "ROOM_RECOVERY_NODE_MODULES"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
+DEFAULT_HOST = LOCAL_HOST
+DEFAULT_PORT = WEB_PORT
 MAX_BODY_BYTES = 4096
 SHUTDOWN_TIMEOUT = 2.0
 LEAVE_TIMEOUT = 5.0  # seconds for the server calls of one leave beacon
