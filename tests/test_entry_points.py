@@ -31,7 +31,7 @@ from room_recovery.watchdog import Watchdog, WatchdogOptions
 from room_recovery.watchdog import create_app as watchdog_app
 from room_recovery.web import create_app as page_app
 from room_recovery.web import running
-from room_recovery.web.rules import BadRequest, leave_from_body, leave_key
+from room_recovery.web.policy import BadRequest, leave_from_body, leave_key
 from tests.support.livekit import ServerInfo, eventually, participant
 
 DEEP = "[" * 5000 + "]" * 5000

@@ -39,7 +39,7 @@ from room_recovery.web.limits import (
     TokenLimits,
     client_key,
 )
-from room_recovery.web.rules import (
+from room_recovery.web.policy import (
     AgentChoice,
     Forbidden,
     PageConfig,

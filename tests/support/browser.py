@@ -24,7 +24,7 @@ from playwright.async_api import (
 
 from room_recovery.core.settings import Settings, load_settings
 from room_recovery.web import create_app, running
-from room_recovery.web.rules import AgentChoice, PageConfig
+from room_recovery.web.policy import AgentChoice, PageConfig
 from tests.support.livekit import ROOT, ServerInfo
 
 CHROMIUM = "/usr/bin/chromium"

@@ -29,6 +29,7 @@ from livekit.agents import JobContext
 from ..core.errors import RoomRecoveryError
 from ..core.manager import RoomManager
 from ..core.settings import Settings, load_settings
+from ..core.tasks import cancel_and_wait
 from ..core.views import participant_view
 from ..protocol.messages import (
     MESSAGE_TOPIC,
@@ -213,9 +214,7 @@ class SessionGuard:
         """After the agent left: delete the room if the guard ended the job and it is empty."""
         self._cancel_timer()
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+            await cancel_and_wait(self._heartbeat)
         for event, handler in (
             ("data_received", self._on_data),
             ("participant_connected", self._on_participant_connected),

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from livekit import rtc
 
+from ..core.tasks import cancel_and_wait
 from ..protocol.heartbeat import HEARTBEAT_ATTRIBUTE, HEARTBEAT_INTERVAL, heartbeat_value
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,4 @@ async def heartbeat(
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..core.defaults import AGENT_HEALTH_PORT, WATCH_PORT, WEB_PORT, local_url
 from ..rules.watch import WatchPolicy
-from ..web.rules import DEFAULT_AGENT, PageConfig, parse_agents
+from ..web.policy import DEFAULT_AGENT, PageConfig, parse_agents
 from ..web.server import DEFAULT_HOST, DEFAULT_PORT
 from . import output
 from .invocation import Run, command

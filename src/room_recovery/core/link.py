@@ -23,6 +23,7 @@ import aiohttp
 from ..protocol import links
 from .errors import RoomRecoveryError
 from .settings import Settings, load_settings
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,7 @@ class LinkClient:
                 async with asyncio.timeout(timeout):
                     await ws.send_str(last)
                     await ws.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     def _token(self) -> str:
         settings = self.settings
@@ -158,6 +157,4 @@ class LinkClient:
                     send.cancel()
         finally:
             self._ws = None
-            receive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receive
+            await cancel_and_wait(receive)

@@ -1,10 +1,11 @@
 """The page's web server: the voice page, its token endpoint, the leave beacon.
 
 server  the aiohttp application (routes, headers, running it)
-rules   what it decides without I/O: agents, timing, rooms, grants, leave keys, CSP
+policy  what it decides without I/O: agents, timing, rooms, grants, leave keys, CSP
 limits  how many tokens one client gets: a rate and a cap on open rooms
 access  who gets a token (sign-in hook, bounds from settings) and LiveKit's reachability
-static  the page itself (index.html, app.js, style.css)
+nodes   the LiveKit nodes a person may connect to, each new session to the next that answers
+static  the page itself (index.html and its ES modules, style.css)
 """
 
 from .access import header_secret

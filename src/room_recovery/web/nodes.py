@@ -18,6 +18,7 @@ import aiohttp
 
 from ..core.errors import ConfigurationError
 from ..core.loops import LoopHealth, run_loop
+from ..core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,4 @@ class Nodes:
             try:
                 yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)

@@ -57,7 +57,7 @@ from ..rules.model import Kind
 from .access import Authorize, LiveKitProbe, authorize_of, existing_rooms, limits_of
 from .limits import Refused, TokenBook, TokenLimits, client_key
 from .nodes import Nodes, check_node_url
-from .rules import (
+from .policy import (
     DEFAULT_AGENT,
     AgentChoice,
     BadRequest,
