@@ -51,6 +51,13 @@ def _port(name: str, help: str) -> Any:
     return typer.Option(name, min=1, max=65535, help=help)
 
 
+# Options `up` and `units` share: what runs, and where.
+AgentName = Annotated[str, typer.Option("--agent-name", help="the demo agent's dispatch name")]
+WebPort = Annotated[int, _port("--web-port", "the page's port")]
+AgentHealthPort = Annotated[int, _port("--agent-health-port", "the agent's health port")]
+WatchPort = Annotated[int, _port("--watch-port", "the watchdog's port")]
+
+
 @command(
     app,
     "Start the whole voice system: LiveKit server, startup cleanup, agent, page, watchdog.",
@@ -69,9 +76,7 @@ def up(
         bool, typer.Option("--no-web", help="do not start the page's web server")
     ] = False,
     no_watch: Annotated[bool, typer.Option("--no-watch", help="do not start the watchdog")] = False,
-    agent_name: Annotated[
-        str, typer.Option("--agent-name", help="the demo agent's dispatch name")
-    ] = DEMO_AGENT,
+    agent_name: AgentName = DEMO_AGENT,
     agent_command: Annotated[
         list[str] | None,
         typer.Option(
@@ -84,11 +89,9 @@ def up(
             show_default=False,
         ),
     ] = None,
-    web_port: Annotated[int, _port("--web-port", "the page's port")] = WEB_PORT,
-    agent_health_port: Annotated[
-        int, _port("--agent-health-port", "the agent's health port")
-    ] = AGENT_HEALTH_PORT,
-    watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = WATCH_PORT,
+    web_port: WebPort = WEB_PORT,
+    agent_health_port: AgentHealthPort = AGENT_HEALTH_PORT,
+    watch_port: WatchPort = WATCH_PORT,
     nodes: Annotated[
         int,
         typer.Option("--nodes", min=1, max=MAX_NODES, help="livekit-server nodes sharing Redis"),
@@ -269,14 +272,10 @@ def units(
     no_agent: Annotated[
         bool, typer.Option("--no-agent", help="no unit for the demo agent")
     ] = False,
-    agent_name: Annotated[
-        str, typer.Option("--agent-name", help="the demo agent's dispatch name")
-    ] = DEMO_AGENT,
-    web_port: Annotated[int, _port("--web-port", "the page's port")] = WEB_PORT,
-    agent_health_port: Annotated[
-        int, _port("--agent-health-port", "the agent's health port")
-    ] = AGENT_HEALTH_PORT,
-    watch_port: Annotated[int, _port("--watch-port", "the watchdog's port")] = WATCH_PORT,
+    agent_name: AgentName = DEMO_AGENT,
+    web_port: WebPort = WEB_PORT,
+    agent_health_port: AgentHealthPort = AGENT_HEALTH_PORT,
+    watch_port: WatchPort = WATCH_PORT,
 ) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigurationError(f"--out {out} is a file; give a folder for the units")
