@@ -60,10 +60,16 @@ def _watch(
 
 
 class _WorkerWatch(logging.Handler):
-    """Watches the worker when livekit-agents, imported after this module, registers it."""
+    """Watches the worker when livekit-agents, imported after this module, registers it.
+
+    Once: from then on livekit-agents is imported, and `agent.adapter`'s own handler (which
+    `watch_this_process` installs) sees each later registration."""
+
+    done = False  # not removed from the logger while it logs: that would skip a handler
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "registered worker":
+        if record.msg == "registered worker" and not self.done:
+            self.done = True
             _watch(sys._getframe(1), registering=True)
 
 

@@ -46,7 +46,7 @@ AUTOMATIC = (
     "plain",
     "broken",
 )  # no agent_name: LiveKit's automatic dispatch
-LINKS_AT_REGISTRATION = ("demo", "named", "top")  # the others link at their first job, or never
+LINKS_AT_REGISTRATION = ("demo", "top")  # the others link at their first job, or never
 LINKED = "linked to the watchdog"
 
 

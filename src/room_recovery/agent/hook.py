@@ -18,6 +18,10 @@ error it logs a warning and accepts anyway: a dirty room is better than no agent
 
 The agent joins as `agent-<room>`: if a ghost of an earlier job is still listed, the
 server replaces it ("removing duplicate participant") the moment the new agent joins.
+
+Importing this module changes nothing: the worker monitor (`agent.monitor`) attaches at the
+first job request, from the handler itself, as it does for the guide's code. The one
+import-time side effect room-recovery has is `livekit_room_manager`'s (see its docstring).
 """
 
 from __future__ import annotations
@@ -158,9 +162,6 @@ def make_request_handler(
     """
     return PrejoinCleanup(settings, timeout=timeout, identity=identity, clean=clean)
 
-
-# A worker that imports this module is watched from its registration on (`agent.monitor`).
-monitor.install()
 
 # The spec's name: `from room_recovery.agent_hook import request_handler`. Settings come
 # from the environment and `.env`, read when the first job request arrives.
