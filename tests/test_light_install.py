@@ -42,10 +42,13 @@ def light_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     built = run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", base, ROOT)
     assert built.returncode == 0, built.stderr
     [wheel] = base.glob("room_recovery-*.whl")
-    made = run(sys.executable, "-m", "venv", base / "venv")
+    # the venv gets no pip of its own: this one's installs into it (half the time)
+    made = run(sys.executable, "-m", "venv", "--without-pip", base / "venv")
     assert made.returncode == 0, made.stderr
     bin_dir = base / "venv" / "bin"
-    installed = run(bin_dir / "python", "-m", "pip", "install", "-q", wheel)
+    installed = run(
+        sys.executable, "-m", "pip", "--python", bin_dir / "python", "install", "-q", wheel
+    )
     assert installed.returncode == 0, installed.stderr
     yield bin_dir
 
