@@ -215,6 +215,10 @@ async def _person_gets_an_agent(
     room = f"sys-{uuid.uuid4().hex[:8]}"
     async with person(server, room, "user-sys", agent_name, publish=True) as someone:
         await someone.wait_for_agent(timeout=timeout)
+    # as the page's leave beacon would: the job ends now, so a restart or `down` after this
+    # need not wait for its agent to notice the person left and drain
+    async with RoomManager(server.url, server.api_key, server.api_secret) as manager:
+        await manager.delete_room(room)
 
 
 def _healthy_with_new_pid(system: System, part: str, old_pid: int) -> bool:
