@@ -20,7 +20,7 @@ from room_recovery.core.logs import (
 )
 from room_recovery.core.settings import load_settings
 from room_recovery.system.options import SystemOptions
-from room_recovery.system.parts import build_parts
+from room_recovery.system.parts import plan_system
 from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.integration  # the CLI, as processes
@@ -59,7 +59,7 @@ def test_json_is_chosen_by_the_environment_and_text_is_the_default() -> None:
 def test_up_runs_its_own_parts_with_json_logs(tmp_path: object) -> None:
     settings = load_settings(livekit_url="ws://remote.example:7880")  # no local server part
     options = SystemOptions(state_dir=tmp_path, with_agent=False)  # type: ignore[arg-type]
-    parts = build_parts(settings, options)
+    parts = plan_system(settings, options).parts
     assert [p.name for p in parts] == ["web", "watch"]
     assert all(part.env[LOG_FORMAT_VARIABLE] == JSON for part in parts)
 

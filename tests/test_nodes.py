@@ -115,7 +115,10 @@ async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobod
                     return False
                 return await live(alive_node, now["room"], now["identity"])
 
-            await eventually(served_again, timeout=60, what="the person connected with an agent")
+            try:
+                await eventually(served_again, timeout=60, what="the person served again")
+            except AssertionError as exc:  # say what the page went through
+                raise AssertionError(f"{exc}; the page: {await state(page)}") from None
             final = await state(page)
             assert final.get("error") is None
             assert final["attempts"][-1]["node"] != dead  # on the node that lives

@@ -25,16 +25,9 @@ from ..core.logs import JSON, LOG_FORMAT_VARIABLE
 from ..core.manager import RoomManager
 from ..core.settings import Settings
 from .files import private_dir
-from .options import NODE_PORT_STEP, SystemOptions, server_is_local
+from .options import NODE_PORT_STEP, SystemOptions
 from .part import PartStatus
-from .parts import (
-    build_parts,
-    livekit_config,
-    node_configs,
-    node_urls,
-    watchdog_url,
-    write_server_config,
-)
+from .parts import SystemPlan, plan_system, write_server_config
 from .processes import (
     PidRecord,
     command_line,
@@ -46,7 +39,7 @@ from .processes import (
 )
 from .registrations import AgentRegistration
 from .status import read_status
-from .supervisor import PartSpec, Supervisor
+from .supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -79,20 +72,19 @@ def _check_state_dir(state_dir: Path) -> None:
         ) from None
 
 
-def _check_ports(settings: Settings, options: SystemOptions, parts: list[PartSpec]) -> None:
-    if server_is_local(settings):
-        for k, config in enumerate(node_configs(settings, options)):
-            node = "LiveKit" if k == 0 else f"LiveKit node {k + 1}"
-            where = "the port in LIVEKIT_URL" + (f" (+{k * NODE_PORT_STEP}, --nodes)" if k else "")
-            for candidate, what in ((config.http_port, node), (config.rtc_tcp_port, "its RTC")):
-                require_free_port(candidate, what, where)
+def _check_ports(plan: SystemPlan) -> None:
+    for k, config in enumerate(plan.nodes):
+        node = "LiveKit" if k == 0 else f"LiveKit node {k + 1}"
+        where = "the port in LIVEKIT_URL" + (f" (+{k * NODE_PORT_STEP}, --nodes)" if k else "")
+        for candidate, what in ((config.http_port, node), (config.rtc_tcp_port, "its RTC")):
+            require_free_port(candidate, what, where)
     flags = {
         "agent": "--agent-health-port",
         "web": "--web-port",
         "watch": "--watch-port",
         "redis": "--redis-port",
     }
-    for part in parts:
+    for part in plan.parts:
         if part.name in flags and part.port is not None:
             require_free_port(part.port, f"the {part.name} part", flags[part.name])
 
@@ -115,11 +107,10 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
     _check_can_start(options)
     for leftover in _stop_leftovers(options):
         logger.info("stopped %s, left over from an earlier run", leftover)
-    parts = build_parts(settings, options)
-    _check_ports(settings, options, parts)
-    local = any(part.name == "livekit" for part in parts)
-    if local:
-        write_server_config(settings, options)
+    plan = plan_system(settings, options)
+    _check_ports(plan)
+    if plan.local:
+        write_server_config(plan)
 
     async def startup_cleanup() -> None:  # its summary is the manager's own log line
         async with RoomManager(settings=settings) as manager:
@@ -129,7 +120,7 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
     write_pidfile(
         options.supervisor_pidfile, PidRecord("supervisor", os.getpid(), own_argv, time.time())
     )
-    hooks = {"livekit": startup_cleanup} if local else {}
+    hooks = {"livekit": startup_cleanup} if plan.local else {}
     extra = {
         "page_url": options.page_url if options.with_web else None,
         "ops_url": options.ops_url if options.with_watch else None,
@@ -141,17 +132,21 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
             await startup_cleanup()
         # each of your agents: its registered name checked, the watchdog told it is there
         observers = {
-            agent.part_name: AgentRegistration(agent, settings, watchdog_url(options))
+            agent.part_name: AgentRegistration(agent, settings, plan.watchdog_url)
             for agent in options.extra_agents
         }
         supervisor = Supervisor(
-            options.state_dir, parts, after_start=hooks, extra_status=extra, observers=observers
+            options.state_dir,
+            list(plan.parts),
+            after_start=hooks,
+            extra_status=extra,
+            observers=observers,
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, supervisor.request_stop)
         async with supervisor:
-            _print_ready(settings, options, parts, as_json)
+            _print_ready(plan, as_json)
             await supervisor.wait_stopped()
             logger.info("stopping...")
     finally:
@@ -160,26 +155,24 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
     return 0
 
 
-def ready_summary(
-    settings: Settings, options: SystemOptions, supervisor_pid: int
-) -> dict[str, object]:
+def ready_summary(plan: SystemPlan, supervisor_pid: int) -> dict[str, object]:
     """What `up` prints once every part is healthy, for `--json`."""
+    options = plan.options
     return {
         "up": True,
         "supervisor_pid": supervisor_pid,
         "page_url": options.page_url if options.with_web else None,
         "ops_url": options.ops_url if options.with_watch else None,
-        "livekit_url": settings.livekit_url,
-        "livekit_urls": node_urls(settings, options),
+        "livekit_url": plan.settings.livekit_url,
+        "livekit_urls": list(plan.node_urls),
         "log_dir": str(options.state_dir / "logs"),
     }
 
 
-def _print_ready(
-    settings: Settings, options: SystemOptions, parts: list[PartSpec], as_json: bool
-) -> None:
+def _print_ready(plan: SystemPlan, as_json: bool) -> None:
+    options, parts = plan.options, plan.parts
     if as_json:
-        summary = ready_summary(settings, options, os.getpid())
+        summary = ready_summary(plan, os.getpid())
         print(json.dumps(summary | {"parts": [p.name for p in parts]}), flush=True)
         return
     lines = ["", READY_LINE]
@@ -187,11 +180,10 @@ def _print_ready(
         lines.append(f"  page:     {options.page_url}")
     if options.with_watch:
         lines.append(f"  ops view: {options.ops_url}")
-    lines.append(f"  LiveKit:  {', '.join(node_urls(settings, options))}")
+    lines.append(f"  LiveKit:  {', '.join(plan.node_urls)}")
     lines.append(f"  logs:     {options.state_dir / 'logs'}/ ({', '.join(p.name for p in parts)})")
     lines.append("  status:   room-recovery status    stop: Ctrl-C or room-recovery down")
-    local = any(part.name == "livekit" for part in parts)
-    if local and livekit_config(settings, options).development:
+    if plan.local and plan.nodes[0].development:
         lines.append(
             "  note:     the API secret is shorter than 32 characters, so LiveKit runs in "
             "development mode; set a long LIVEKIT_API_SECRET anywhere but your own machine"
@@ -226,7 +218,7 @@ def up_detached(
         status = read_status(options.state_dir) or {}
         parts = status.get("parts")
         if isinstance(parts, dict) and parts and _all_healthy(parts) and _printed(log_path):
-            return ready_summary(settings, options, process.pid)
+            return ready_summary(plan_system(settings, options), process.pid)
         time.sleep(0.2)
     raise ProcessError(f"the voice system was not healthy within {wait:g} s; see {log_path}")
 

@@ -1,10 +1,15 @@
-"""The processes `up` runs, in start order: LiveKit, the agents, the page, the watchdog."""
+"""The processes `up` runs, in start order: LiveKit, the agents, the page, the watchdog.
+
+`plan_system` works out once what `up` runs and where (`SystemPlan`: the nodes, the URLs
+people connect to, the parts); `up`, `units` and the ready line read that plan.
+"""
 
 from __future__ import annotations
 
 import secrets
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -50,7 +55,40 @@ def starts_redis(settings: Settings, options: SystemOptions) -> bool:
     return options.nodes > 1 and not settings.redis_url and server_is_local(settings)
 
 
-def node_configs(settings: Settings, options: SystemOptions) -> list[ServerConfig]:
+@dataclass(frozen=True)
+class SystemPlan:
+    """What `up` runs and where, worked out once from the settings and the options."""
+
+    settings: Settings
+    options: SystemOptions
+    nodes: tuple[ServerConfig, ...]  # the local livekit-server nodes; none for a remote server
+    node_urls: tuple[str, ...]  # where people connect: LIVEKIT_URL, then each further node
+    starts_redis: bool  # the nodes share a redis-server that `up` starts
+    watchdog_url: str | None  # where agent workers link to the watchdog; None without one
+    parts: tuple[PartSpec, ...]  # in start order
+
+    @property
+    def local(self) -> bool:
+        """`up` runs livekit-server itself (LIVEKIT_URL is on this machine)."""
+        return bool(self.nodes)
+
+
+def plan_system(settings: Settings, options: SystemOptions) -> SystemPlan:
+    """The plan of the system `options` describe. Raises ConfigurationError for a plan that
+    cannot work (several nodes of a remote server, a Redis LiveKit cannot use)."""
+    if options.nodes > 1 and not server_is_local(settings):
+        raise ConfigurationError(
+            f"--nodes starts livekit-server nodes on this machine, but LIVEKIT_URL points at "
+            f"{settings.livekit_url}: leave --nodes out to use that server (or cluster)"
+        )
+    nodes = tuple(_node_configs(settings, options)) if server_is_local(settings) else ()
+    urls = (settings.ws_url, *_further_node_urls(settings, nodes))
+    redis = starts_redis(settings, options)
+    parts = _parts(settings, options, nodes, urls, redis)
+    return SystemPlan(settings, options, nodes, urls, redis, watchdog_url(options), parts)
+
+
+def _node_configs(settings: Settings, options: SystemOptions) -> list[ServerConfig]:
     """The config of each local livekit-server node; node k on LIVEKIT_URL's port + 10 k."""
     port = server_port(settings)
     webhooks = (f"http://127.0.0.1:{options.watch_port}/webhook",) if options.with_watch else ()
@@ -78,10 +116,6 @@ def node_configs(settings: Settings, options: SystemOptions) -> list[ServerConfi
         )
         for k in range(options.nodes)
     ]
-
-
-def livekit_config(settings: Settings, options: SystemOptions) -> ServerConfig:
-    return node_configs(settings, options)[0]
 
 
 def node_name(k: int) -> str:
@@ -115,13 +149,13 @@ def server_config_path(options: SystemOptions, k: int = 0) -> Path:
     return options.state_dir / f"{node_name(k)}.yaml"
 
 
-def write_server_config(settings: Settings, options: SystemOptions) -> None:
+def write_server_config(plan: SystemPlan) -> None:
     """livekit.yaml (one per node) for the local server; it holds the API secret: 0600.
     With the redis-server `up` starts, its redis.conf too (0600: it holds its password)."""
-    for k, config in enumerate(node_configs(settings, options)):
-        write_private(server_config_path(options, k), config.to_yaml())
-    if starts_redis(settings, options):
-        write_private(redis_config_path(options), redis_config(options))
+    for k, config in enumerate(plan.nodes):
+        write_private(server_config_path(plan.options, k), config.to_yaml())
+    if plan.starts_redis:
+        write_private(redis_config_path(plan.options), redis_config(plan.options))
 
 
 def redis_config_path(options: SystemOptions) -> Path:
@@ -161,18 +195,19 @@ def _redis_part(options: SystemOptions) -> PartSpec:
     )
 
 
-def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
+def _parts(
+    settings: Settings,
+    options: SystemOptions,
+    nodes: tuple[ServerConfig, ...],
+    urls: tuple[str, ...],
+    with_redis: bool,
+) -> tuple[PartSpec, ...]:
     """The parts `up` runs, in start order."""
     parts = []
-    if options.nodes > 1 and not server_is_local(settings):
-        raise ConfigurationError(
-            f"--nodes starts livekit-server nodes on this machine, but LIVEKIT_URL points at "
-            f"{settings.livekit_url}: leave --nodes out to use that server (or cluster)"
-        )
-    if starts_redis(settings, options):
+    if with_redis:
         parts.append(_redis_part(options))
-    if server_is_local(settings):
-        for k, config in enumerate(node_configs(settings, options)):
+    if nodes:
+        for k, config in enumerate(nodes):
             config_path = server_config_path(options, k)  # written once `up`'s checks pass
             parts.append(
                 PartSpec(
@@ -224,7 +259,7 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
             _python_part(
                 "web",
                 ["web", "--port", str(options.web_port), *_agent_flags(options)]
-                + [flag for url in node_urls(settings, options)[1:] for flag in ("--node", url)],
+                + [flag for url in urls[1:] for flag in ("--node", url)],
                 f"http://127.0.0.1:{options.web_port}/healthz",
                 options.web_port,
             )
@@ -239,17 +274,14 @@ def build_parts(settings: Settings, options: SystemOptions) -> list[PartSpec]:
                 {REDIS_URL_VARIABLE: redis_url(settings, options)} if options.nodes > 1 else {},
             )
         )
-    return parts
+    return tuple(parts)
 
 
-def node_urls(settings: Settings, options: SystemOptions) -> list[str]:
-    """Where people connect: LIVEKIT_URL, then each further local node's URL."""
-    if not server_is_local(settings):
-        return [settings.ws_url]
+def _further_node_urls(settings: Settings, nodes: tuple[ServerConfig, ...]) -> list[str]:
+    """Where people connect to each local node after the first (LIVEKIT_URL's)."""
     host = urlparse(settings.ws_url).hostname or "127.0.0.1"
     scheme = urlparse(settings.ws_url).scheme
-    others = [f"{scheme}://{host}:{c.http_port}" for c in node_configs(settings, options)[1:]]
-    return [settings.ws_url, *others]
+    return [f"{scheme}://{host}:{c.http_port}" for c in nodes[1:]]
 
 
 def _agent_flags(options: SystemOptions) -> list[str]:

@@ -20,7 +20,7 @@ from ..core.logs import LOG_FORMAT_VARIABLE
 from ..core.settings import Settings
 from .files import write_private
 from .options import SystemOptions
-from .parts import build_parts
+from .parts import plan_system
 from .supervisor import PartSpec
 
 ENV_FILE = "room-recovery.env"
@@ -114,7 +114,7 @@ def write_units(
     env_file = out / ENV_FILE
     write_private(env_file, env_file_text(settings))
     units: dict[str, Path] = {}
-    for part in build_parts(settings, options):
+    for part in plan_system(settings, options).parts:
         if part.name not in UNITS:
             continue  # livekit-server and your own agents have units of their own
         name, description = UNITS[part.name]
