@@ -25,19 +25,15 @@ from room_recovery.system.livekit_server import free_port
 from room_recovery.web.nodes import Nodes, check_node_url, http_of
 from tests.support.browser import artifact_name, chromium, pages_of, state, wait_status
 from tests.support.livekit import eventually
-from tests.support.system import System, alive, free_port_triple
+from tests.support.system import System, brought_down, free_port_triple
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[System]:
     """A system of two nodes; `down` afterwards, and nothing it started may be left running."""
-    under_test = System(tmp_path / "state", tmp_path, livekit_port=free_port_triple(nodes=2))
-    yield under_test
-    started = under_test.recorded_pids() if (under_test.state_dir / "run").exists() else []
-    under_test.end_rooms()  # the jobs end now: `down` need not wait out their drain
-    under_test.cli("down")
-    leftovers = [pid for pid in started if alive(pid)]
-    assert leftovers == [], f"processes left running after down: {leftovers}"
+    planned = System(tmp_path / "state", tmp_path, livekit_port=free_port_triple(nodes=2))
+    with brought_down(planned) as under_test:
+        yield under_test
 
 
 def bind(sock: socket.socket, url: str) -> bool:

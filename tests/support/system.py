@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,9 @@ def free_port_triple(nodes: int = 1) -> int:
         if all(_triple_free(port + 10 * k) for k in range(nodes)):
             return port
     raise RuntimeError("no three consecutive free ports")
+
+
+SERVER_ONLY = ("--no-agent", "--no-web", "--no-watch")  # `up` with only livekit-server
 
 
 @dataclass
@@ -143,3 +146,14 @@ class System:
 
 def alive(pid: int) -> bool:
     return command_line(pid) is not None
+
+
+@contextlib.contextmanager
+def brought_down(under_test: System) -> Iterator[System]:
+    """`under_test`, then `down`, and nothing it started may be left running."""
+    yield under_test
+    started = under_test.recorded_pids() if (under_test.state_dir / "run").exists() else []
+    under_test.end_rooms()  # the jobs end now: `down` need not wait out their drain
+    under_test.cli("down")
+    leftovers = [pid for pid in started if alive(pid)]
+    assert leftovers == [], f"processes left running after down: {leftovers}"
