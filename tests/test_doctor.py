@@ -14,7 +14,7 @@ from livekit import api
 
 from room_recovery.core.settings import load_settings
 from room_recovery.doctor import Check, DoctorOptions, diagnose, render
-from room_recovery.doctor.load import load_verdict
+from room_recovery.doctor.worker_load import load_verdict
 from room_recovery.system.livekit_server import free_port
 from tests.support.livekit import ServerInfo, eventually, participant
 from tests.support.worker import WorkerProcess, job_processes, person

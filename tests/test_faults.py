@@ -23,7 +23,7 @@ import pytest
 
 from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import Settings, load_settings
-from room_recovery.doctor.services import services_healthy
+from room_recovery.doctor.own_services import services_healthy
 from room_recovery.rules.restart import RestartPolicy
 from room_recovery.rules.watch import WatchPolicy
 from room_recovery.system.livekit_server import free_port

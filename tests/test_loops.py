@@ -11,7 +11,7 @@ import pytest
 from room_recovery.core.errors import ServerUnreachableError
 from room_recovery.core.health import Health, Verdict, _verdict
 from room_recovery.core.loops import LOG_EVERY, STALE_INTERVALS, LoopHealth, run_loop
-from room_recovery.system.output import MAX_LINE, output_lines
+from room_recovery.system.part_output import MAX_LINE, output_lines
 from tests.support.livekit import eventually
 
 FAILING, HEALTHY, SILENT, STALLED = (

@@ -40,9 +40,9 @@ from ..protocol.heartbeat import heartbeat_of
 from ..rules.liveness import HEARTBEAT_TIMEOUT, HeartbeatTracker
 from ..rules.model import AUTOMATIC, Kind, State, agent_ref, is_person
 from ..rules.staleness import StalePolicy, stale_removals
-from .load import DEFAULT_WORKER_URL, worker_takes_jobs
 from .outcome import Check, Outcome, skipped
-from .services import services_healthy
+from .own_services import services_healthy
+from .worker_load import DEFAULT_WORKER_URL, worker_takes_jobs
 
 WAITING_GRACE = 5.0  # seconds a person may wait for an agent before the doctor calls it a cause
 

@@ -28,7 +28,6 @@ from ..core.errors import ProcessError
 from ..core.health import PartHealth, check_health
 from ..rules import restart as policy
 from ..rules.restart import RestartPolicy
-from .output import drain_output, output_lines, rotating_log
 from .part import (
     PartObserver,
     PartSpec,
@@ -38,6 +37,7 @@ from .part import (
     part_status,
     start_process,
 )
+from .part_output import drain_output, output_lines, rotating_log
 from .processes import (
     PidRecord,
     group_alive,
