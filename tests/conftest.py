@@ -53,13 +53,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
 
 
+# A test server's participants are test processes about to end: no need to wait for them.
+TEST_STOP_GRACE = 1.0
+
+
 @pytest.fixture(scope="session")
 async def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerInfo]:
     """A real livekit-server, started once for the session, stopped after it."""
     secret = secrets.token_urlsafe(32)
     config = ServerConfig.on_free_ports({API_KEY: secret})
     folder = Path(tmp_path_factory.mktemp("livekit"))
-    async with LiveKitServer(config, folder):
+    async with LiveKitServer(config, folder, stop_grace=TEST_STOP_GRACE):
         yield ServerInfo(config.url, API_KEY, secret)
 
 

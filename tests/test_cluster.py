@@ -44,7 +44,7 @@ async def nodes(
         for number in (1, 2):
             config = ServerConfig.on_free_ports({KEY: SECRET}, redis_address=address)
             folder = tmp_path_factory.mktemp(f"node{number}")
-            await stack.enter_async_context(LiveKitServer(config, folder))
+            await stack.enter_async_context(LiveKitServer(config, folder, stop_grace=1.0))
             infos.append(ServerInfo(config.url, KEY, SECRET))
         yield infos
 

@@ -196,10 +196,18 @@ def stop_process(
 class LiveKitServer:
     """A livekit-server process of our own: `async with LiveKitServer(config, folder)`."""
 
-    def __init__(self, config: ServerConfig, folder: Path, ready_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        folder: Path,
+        ready_timeout: float = 20.0,
+        stop_grace: float = 5.0,
+    ) -> None:
         self.config = config
         self.folder = folder
         self.ready_timeout = ready_timeout
+        # on SIGTERM the server waits for its participants to leave: at most this long
+        self.stop_grace = stop_grace
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -241,9 +249,11 @@ class LiveKitServer:
             self.process.kill()
             self.process.wait(5)
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float | None = None) -> None:
         if self.process is not None:
-            stop_process(self.process, grace, "livekit-server")
+            stop_process(
+                self.process, self.stop_grace if grace is None else grace, "livekit-server"
+            )
 
     async def __aenter__(self) -> LiveKitServer:
         await self.start()
