@@ -9,28 +9,24 @@
 // best effort, closing the tab) sends `room_cleanup` to the agent, then leaves; a closing
 // tab also sends a beacon so that the page server deletes the room (see web/server.py).
 //
-// The messages and the room status it reads use the names the server sends in /api/config
-// (protocol.js); what it explains when it cannot connect is problems.js; the page's
-// elements and how they are drawn, view.js; the agent's state, levels, mute and
-// microphone once an agent is there, conversation.js.
+// This module keeps the session's state and runs its timers; what each event leads to
+// (statuses, attempts, how long to wait, when to retry) is decided in session.js, which
+// Node tests without a browser. The page's server is asked through api.js; LiveKit's room
+// and its events are room.js. The messages and the room status it reads use the names the
+// server sends in /api/config (protocol.js); what it explains when it cannot connect is
+// problems.js; the page's elements and how they are drawn, view.js; the agent's state,
+// levels, mute and microphone once an agent is there, conversation.js.
 // Tests read `window.roomRecovery` (status, attempts, messages sent, error shown).
 
-import {
-  ConnectionState,
-  DefaultReconnectPolicy,
-  ParticipantKind,
-  Room,
-  RoomEvent,
-  Track,
-} from '/vendor/livekit-client.esm.mjs';
+import { ConnectionState } from '/vendor/livekit-client.esm.mjs';
+import { fetchConfig, leaveBeacon, requestLeave, requestToken } from '/static/api.js';
+import * as conversation from '/static/conversation.js';
 import {
   agentMissing,
   connectProblem,
   microphoneProblem,
   pageServerUnreachable,
-  tokenRefused,
 } from '/static/problems.js';
-import * as conversation from '/static/conversation.js';
 import {
   cleanupMessage,
   encode,
@@ -43,6 +39,27 @@ import {
   selectionMessage,
   useProtocol,
 } from '/static/protocol.js';
+import { agentLeaves, findAgent, newRoom } from '/static/room.js';
+import {
+  DEFAULTS,
+  GOODBYE_WAIT_MS,
+  afterAgentLeft,
+  afterFailure,
+  afterJoinTimeout,
+  canFail,
+  canStart,
+  connectionClosed,
+  connectionLost,
+  controls,
+  endAttempt,
+  isWaiting,
+  markedFailed,
+  newAttempt,
+  noteStatus,
+  replacementWait,
+  waitingText,
+  withOverrides,
+} from '/static/session.js';
 import {
   fillAgents,
   hideProblem,
@@ -52,99 +69,114 @@ import {
   ui,
 } from '/static/view.js';
 
-const DEFAULTS = { join_timeout: 15, max_retries: 3, retry_step: 1 };
-// How long Disconnect waits for the agent to leave first; then the page leaves and asks its
-// server to delete the room, all within 2 s, even for an agent that ignores the goodbye.
-const GOODBYE_WAIT_MS = 1200;
-// After the agent left: how long to wait in the room for a `recovering` mark before leaving
-// for a new room (the mark is written before a dead agent is removed; this covers a page
-// that hears of the departure first).
-const MARK_WAIT_MS = 1500;
-// LiveKit's client retries a lost connection for about 45 s, always on the same node. The page
-// allows it about 9 s (resumes at once, then 0.3, 1.2, 2.7 and 4.8 s apart, give or take half):
-// a node that died is then left for a new room, on a node that answers (the server's choice).
-const RECONNECT_DELAYS_MS = [0, 300, 1200, 2700, 4800];
-// ...and at most this long in all: each of those tries may hang up to 15 s on a node that takes
-// connections and never answers (hung, or its port taken), which would make 9 s a minute.
-const CONNECTION_LOST_MS = 10000;
-const ACTIVE = new Set(['waiting', 'connected', 'reconnecting', 'retrying']);
-const WAITING = new Set(['waiting', 'reconnecting']); // in a room, for an agent
+/** @typedef {import('/vendor/livekit-client.esm.mjs').Room} Room */
+/** @typedef {import('/vendor/livekit-client.esm.mjs').RemoteParticipant} RemoteParticipant */
+/** @typedef {import('/vendor/livekit-client.esm.mjs').RemoteTrack} RemoteTrack */
+/** @typedef {import('/static/api.js').Grant} Grant */
+/** @typedef {import('/static/api.js').Leave} Leave */
+/** @typedef {import('/static/problems.js').PageProblem} PageProblem */
+/** @typedef {import('/static/session.js').AgentChoice} AgentChoice */
+/** @typedef {import('/static/session.js').AgentWait} AgentWait */
+/** @typedef {import('/static/session.js').Attempt} Attempt */
+/** @typedef {import('/static/session.js').Config} Config */
+/** @typedef {import('/static/session.js').Failure} Failure */
+/** @typedef {import('/static/session.js').Outcome} Outcome */
+/** @typedef {import('/static/session.js').Status} Status */
+/** @typedef {ReturnType<typeof setTimeout> | undefined} Timer */
 
 // What tests and curious people can read from the console.
 const exposed = {
-  status: 'loading',
+  status: /** @type {Status} */ ('loading'),
   statusText: '',
-  statuses: [], // each status shown, in order (repeats collapsed)
-  connection: 'none', // LiveKit's connection: none | connected | reconnecting
-  config: null,
-  agent: null,
-  room: null,
-  identity: null,
-  agentIdentity: null,
-  attempts: [], // {number, retry, agent, room, startedAt, endedAt, outcome, detail}
-  messages: [], // data messages sent: {type, room, ok}
-  error: null, // {kind, title}
+  statuses: /** @type {Status[]} */ ([]), // each status shown, in order (repeats collapsed)
+  // LiveKit's connection: none | connected | reconnecting
+  connection: /** @type {'none' | 'connected' | 'reconnecting'} */ ('none'),
+  config: /** @type {Config | null} */ (null),
+  agent: /** @type {string | null} */ (null),
+  room: /** @type {string | null} */ (null),
+  identity: /** @type {string | null} */ (null),
+  agentIdentity: /** @type {string | null} */ (null),
+  attempts: /** @type {Attempt[]} */ ([]), // one per room tried, see session.js
+  messages: /** @type {{type: string, room: string, ok: boolean}[]} */ ([]), // data messages sent
+  error: /** @type {{kind: string, title: string} | null} */ (null), // the problem shown
   microphone: 'off', // off | on | refused | missing
   agentAudio: false,
-  agentLeftFirst: null, // after Disconnect: did the agent leave before the page did?
+  // after Disconnect: did the agent leave before the page did?
+  agentLeftFirst: /** @type {boolean | null} */ (null),
   leaveRequests: 0, // how many times the page asked its server to delete its room
-  leaveAnswers: [], // what the server answered when the page could still hear it
+  // what the server answered when the page could still hear it
+  leaveAnswers: /** @type {unknown[]} */ ([]),
   recoveries: 0, // times the agent was lost and the page waited in its room for another
   conversation: conversation.seen, // agent state, mute, levels (conversation.js)
 };
-window.roomRecovery = exposed;
+Object.assign(window, { roomRecovery: exposed });
 
 // The state of the session; `generation` changes whenever an attempt ends, so that late
 // events and timers of an earlier attempt are ignored.
 const session = {
-  config: { ...DEFAULTS, agents: [] },
-  agent: null,
+  config: /** @type {Config} */ ({ ...DEFAULTS, agents: [] }),
+  agent: /** @type {AgentChoice | undefined} */ (undefined),
   retries: 0,
-  room: null,
-  attempt: null,
+  room: /** @type {Room | null} */ (null),
+  attempt: /** @type {Attempt | null} */ (null),
   generation: 0,
-  joinTimer: null,
-  retryTimer: null,
-  recoveryTimer: null,
-  connectionTimer: null, // runs while LiveKit resumes a lost connection
+  joinTimer: /** @type {Timer} */ (undefined),
+  retryTimer: /** @type {Timer} */ (undefined),
+  recoveryTimer: /** @type {Timer} */ (undefined),
+  // runs while LiveKit resumes a lost connection
+  connectionTimer: /** @type {Timer} */ (undefined),
   joinExtended: false,
-  lostAgent: null, // identity of the agent whose replacement the page is waiting for
-  leave: null, // {room, identity, leave_key}: for the beacon when the tab closes
+  // identity of the agent whose replacement the page is waiting for
+  lostAgent: /** @type {string | null} */ (null),
+  leave: /** @type {Leave | null} */ (null), // for the beacon when the tab closes
 };
 
+/** @type {WeakSet<Room>} */
 const joinedRooms = new WeakSet(); // rooms whose connect() succeeded
 
+/** @param {number} generation */
 const isCurrent = (generation) => generation === session.generation;
-const isAgent = (participant) => participant.kind === ParticipantKind.AGENT;
-const findAgent = (room) => [...room.remoteParticipants.values()].find(isAgent);
-const seconds = (value) => `${Number(value.toFixed(2))} s`;
+
+// The session's agent: chosen by Connect before the first attempt (Connect stays disabled
+// until the list it is chosen from is there).
+function chosenAgent() {
+  if (!session.agent) throw new Error('no agent chosen');
+  return session.agent;
+}
 
 // --- what the person sees -------------------------------------------------------------
 
+/**
+ * @param {Status} status
+ * @param {string} text
+ */
 function setStatus(status, text) {
   exposed.status = status;
   exposed.statusText = text;
-  if (exposed.statuses.at(-1) !== status) exposed.statuses.push(status);
-  const active = ACTIVE.has(status);
-  const busy = active || status === 'loading' || status === 'disconnecting';
-  showStatus(status, text, { active, busy, canConnect: session.config.agents.length > 0 });
+  noteStatus(exposed.statuses, status);
+  showStatus(status, text, controls(status, session.config.agents.length));
 }
 
-// LiveKit lost the connection and is resuming it (same room, same agent): say so, without
-// changing the session's status.
+/**
+ * LiveKit lost the connection and is resuming it (same room, same agent): say so, without
+ * changing the session's status.
+ * @param {Room} room
+ * @param {'connected' | 'reconnecting'} connection
+ * @param {number} generation
+ */
 function showConnection(room, connection, generation) {
   if (session.room !== room) return;
   exposed.connection = connection;
   clearTimeout(session.connectionTimer);
-  session.connectionTimer = connection !== 'reconnecting' ? null : setTimeout(() => {
-    const detail = `the connection to LiveKit was lost for ${CONNECTION_LOST_MS / 1000} s`;
-    attemptFailed(generation, 'connection-lost', detail);
-  }, CONNECTION_LOST_MS);
+  session.connectionTimer = connection !== 'reconnecting' ? undefined : setTimeout(() => {
+    attemptFailed(generation, connectionLost.failure);
+  }, connectionLost.ms);
   ui.status.textContent = connection === 'reconnecting'
     ? 'Your connection dropped; reconnecting...'
     : exposed.statusText;
 }
 
+/** @param {PageProblem} problem */
 function showError(problem) {
   exposed.error = { kind: problem.kind, title: problem.title };
   showProblem(problem);
@@ -160,33 +192,21 @@ const renderAttempts = () => showAttempts(exposed.attempts);
 // --- attempts -------------------------------------------------------------------------
 
 function recordAttempt() {
-  const attempt = {
-    number: exposed.attempts.length + 1,
-    retry: session.retries,
-    agent: session.agent.name,
-    room: null,
-    startedAt: Date.now(),
-    endedAt: null,
-    outcome: 'pending',
-    detail: '',
-  };
+  const number = exposed.attempts.length + 1;
+  const attempt = newAttempt(number, session.retries, chosenAgent().name, Date.now());
   exposed.attempts.push(attempt);
   session.attempt = attempt;
   renderAttempts();
   return attempt;
 }
 
-function endAttempt(outcome, detail) {
-  const attempt = session.attempt;
-  if (!attempt) return;
-  if (attempt.outcome === 'pending') {
-    attempt.outcome = outcome;
-    attempt.detail = detail;
-  } else {
-    attempt.detail = `${attempt.detail}; then ${detail}`;
-  }
-  attempt.endedAt = Date.now();
-  if (outcome !== 'joined') session.attempt = null;
+/**
+ * @param {Outcome} outcome
+ * @param {string} detail
+ */
+function endCurrentAttempt(outcome, detail) {
+  if (!session.attempt) return;
+  session.attempt = endAttempt(session.attempt, outcome, detail, Date.now());
   renderAttempts();
 }
 
@@ -195,17 +215,17 @@ function clearTimers() {
   clearTimeout(session.retryTimer);
   clearTimeout(session.recoveryTimer);
   clearTimeout(session.connectionTimer);
-  session.joinTimer = null;
-  session.retryTimer = null;
-  session.recoveryTimer = null;
-  session.connectionTimer = null;
+  session.joinTimer = undefined;
+  session.retryTimer = undefined;
+  session.recoveryTimer = undefined;
+  session.connectionTimer = undefined;
 }
 
 function takeRoom() {
   const room = session.room;
   session.room = null;
   clearTimeout(session.connectionTimer);
-  session.connectionTimer = null;
+  session.connectionTimer = undefined;
   exposed.agentAudio = false;
   exposed.connection = 'none';
   ui.agentAudio.replaceChildren();
@@ -214,12 +234,13 @@ function takeRoom() {
   return room;
 }
 
+/** @param {Event} [event] */
 async function startSession(event) {
   event?.preventDefault();
-  if (ACTIVE.has(exposed.status) || exposed.status === 'disconnecting') return;
+  if (!canStart(exposed.status)) return;
   clearError();
   session.agent = session.config.agents.find((a) => a.name === ui.agentSelect.value);
-  exposed.agent = session.agent.name;
+  exposed.agent = chosenAgent().name;
   session.retries = 0;
   await startAttempt();
 }
@@ -227,22 +248,21 @@ async function startSession(event) {
 async function startAttempt() {
   const generation = ++session.generation;
   const attempt = recordAttempt();
-  const { max_retries: maxRetries } = session.config;
-  const count = session.retries ? ` (attempt ${session.retries + 1} of ${maxRetries + 1})` : '';
-  setStatus('waiting', `Waiting for agent to join...${count}`);
+  setStatus('waiting', waitingText(session.retries, session.config.max_retries));
   const timeout = session.config.join_timeout;
   session.joinExtended = false;
   session.joinTimer = setTimeout(() => joinTimedOut(generation, timeout), timeout * 1000);
+  /** @type {Grant | null} */
   let grant = null;
   try {
-    grant = await requestToken(session.agent.name);
+    grant = await requestToken(chosenAgent().name);
     if (!isCurrent(generation)) return;
     attempt.room = exposed.room = grant.room;
     attempt.node = grant.url;
     exposed.identity = grant.identity;
     session.leave = { room: grant.room, identity: grant.identity, leave_key: grant.leave_key };
     renderAttempts();
-    const room = newRoom(generation);
+    const room = attemptRoom(generation);
     session.room = room;
     conversation.begin(room);
     await room.connect(grant.url, grant.token);
@@ -257,67 +277,55 @@ async function startAttempt() {
   }
 }
 
-async function requestToken(agent) {
-  let response;
-  try {
-    response = await fetch('/api/token', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ agent }),
-      cache: 'no-store',
-    });
-  } catch {
-    throw pageServerUnreachable();
-  }
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const reason = body.error || response.statusText || 'no reason given';
-    throw tokenRefused(`The server answered HTTP ${response.status}: ${reason}`, false);
-  }
-  return body;
-}
-
-function newRoom(generation) {
-  const room = new Room({ reconnectPolicy: new DefaultReconnectPolicy(RECONNECT_DELAYS_MS) });
-  room
-    .on(RoomEvent.ParticipantConnected, (participant) => {
-      if (isAgent(participant)) agentJoined(room, participant, generation);
-    })
-    .on(RoomEvent.ParticipantDisconnected, (participant) => {
-      if (isAgent(participant) && !findAgent(room)) agentLost(room, participant, generation);
-    })
-    .on(RoomEvent.RoomMetadataChanged, (metadata) => onRoomMetadata(metadata, generation))
-    .on(RoomEvent.TrackSubscribed, onTrackSubscribed)
-    .on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el.remove()))
-    .on(RoomEvent.AudioPlaybackStatusChanged, () => {
+/**
+ * The room of attempt `generation`; each handler ignores it once another attempt began.
+ * @param {number} generation
+ * @returns {Room}
+ */
+function attemptRoom(generation) {
+  const room = newRoom({
+    agentJoined: (participant) => agentJoined(room, participant, generation),
+    agentLost: (participant) => agentLost(room, participant, generation),
+    metadata: (metadata) => onRoomMetadata(metadata, generation),
+    audio: playAgentAudio,
+    playback: () => {
       ui.audioButton.hidden = room.canPlaybackAudio;
-    })
-    .on(RoomEvent.Reconnecting, () => showConnection(room, 'reconnecting', generation))
-    .on(RoomEvent.Reconnected, () => showConnection(room, 'connected', generation))
-    .on(RoomEvent.Disconnected, (reason) => {
+    },
+    connection: (connection) => showConnection(room, connection, generation),
+    closed: (reason) => {
       // a connect() that fails rejects, and that is handled where it was called
       if (!joinedRooms.has(room)) return;
-      attemptFailed(generation, 'disconnected', `the connection closed (reason ${reason})`);
-    });
+      attemptFailed(generation, connectionClosed(reason));
+    },
+  });
   return room;
 }
 
+/**
+ * @param {Room} room
+ * @param {RemoteParticipant} participant
+ * @param {number} generation
+ */
 function agentJoined(room, participant, generation) {
   // Agents listed at join time are handled once connect() has returned.
   if (!isCurrent(generation) || room.state !== ConnectionState.Connected) return;
   conversation.agent(participant);
-  if (!WAITING.has(exposed.status)) return;
+  if (!isWaiting(exposed.status)) return;
   clearTimeout(session.joinTimer);
   clearTimeout(session.recoveryTimer);
-  session.recoveryTimer = null;
+  session.recoveryTimer = undefined;
   session.retries = 0;
   exposed.agentIdentity = participant.identity;
-  endAttempt('joined', `${participant.identity} joined`);
-  setStatus('connected', `Connected: ${session.agent.label} joined. You can talk now.`);
-  sendMessage(room, selectionMessage(session.agent));
+  endCurrentAttempt('joined', `${participant.identity} joined`);
+  setStatus('connected', `Connected: ${chosenAgent().label} joined. You can talk now.`);
+  sendMessage(room, selectionMessage(chosenAgent()));
   enableMicrophone(room, generation);
 }
 
+/**
+ * @param {Room} room
+ * @param {number} generation
+ */
 async function enableMicrophone(room, generation) {
   try {
     await room.localParticipant.setMicrophoneEnabled(true);
@@ -329,112 +337,124 @@ async function enableMicrophone(room, generation) {
     const problem = microphoneProblem(error);
     exposed.microphone = problem.microphone;
     showError(problem);
-    setStatus('connected', `Connected to ${session.agent.label}, but your microphone is off.`);
+    setStatus('connected', `Connected to ${chosenAgent().label}, but your microphone is off.`);
   }
 }
 
-function onTrackSubscribed(track, publication, participant) {
-  if (track.kind !== Track.Kind.Audio) return;
+/**
+ * @param {RemoteTrack} track an audio track
+ * @param {RemoteParticipant} participant
+ */
+function playAgentAudio(track, participant) {
   const element = track.attach();
   element.dataset.participant = participant.identity;
   ui.agentAudio.append(element);
   exposed.agentAudio = true;
 }
 
-// The watchdog marks a room it gave up on (room-recovery's status in the metadata: failed),
-// and a room whose agent is being replaced (recovering).
+/**
+ * The watchdog marks a room it gave up on (room-recovery's status in the metadata: failed),
+ * and a room whose agent is being replaced (recovering).
+ * @param {string | undefined} metadata
+ * @param {number} generation
+ */
 function onRoomMetadata(metadata, generation) {
   const mark = roomStatus(metadata);
   if (isFailed(mark)) {
-    const reason = mark.reason ? `: ${mark.reason}` : '';
-    attemptFailed(generation, 'marked-failed', `the room was marked failed${reason}`);
+    attemptFailed(generation, markedFailed(mark?.reason));
   } else if (isRecovering(mark, session.lostAgent) && session.recoveryTimer
-    && WAITING.has(exposed.status) && isCurrent(generation)) {
-    waitForReplacement(generation, recoveryWait(mark)); // the mark came after the departure
+    && isWaiting(exposed.status) && isCurrent(generation)) {
+    // the mark came after the departure
+    waitForAgent(generation, replacementWait(recoveryWait(mark)));
   }
 }
 
-// The agent left. Stay in the room while a replacement is on its way; else try a new room.
+/**
+ * The agent left. Stay in the room while a replacement is on its way; else try a new room.
+ * @param {Room} room
+ * @param {RemoteParticipant} participant
+ * @param {number} generation
+ */
 function agentLost(room, participant, generation) {
   if (!isCurrent(generation) || exposed.status !== 'connected') return;
-  const detail = `the agent ${participant.identity} left`;
   exposed.agentIdentity = null;
   exposed.recoveries += 1;
   session.lostAgent = participant.identity;
   conversation.agentGone();
   setStatus('reconnecting', 'Reconnecting your agent... (it dropped out; a new one is on its way)');
   const mark = roomStatus(room.metadata);
-  if (isRecovering(mark, participant.identity)) {
-    waitForReplacement(generation, recoveryWait(mark));
-    return;
-  }
-  clearTimeout(session.recoveryTimer);
-  session.recoveryTimer = setTimeout(() => {
-    session.recoveryTimer = null;
-    attemptFailed(generation, 'agent-left', detail);
-  }, MARK_WAIT_MS);
+  const wait = isRecovering(mark, participant.identity) ? recoveryWait(mark) : null;
+  waitForAgent(generation, afterAgentLeft(participant.identity, wait));
 }
 
-function waitForReplacement(generation, waitSeconds) {
+/**
+ * Waits `wait.ms` in the room for an agent; without one by then, the attempt fails.
+ * @param {number} generation
+ * @param {AgentWait} wait
+ */
+function waitForAgent(generation, { ms, failure }) {
   clearTimeout(session.recoveryTimer);
   session.recoveryTimer = setTimeout(() => {
-    session.recoveryTimer = null;
-    attemptFailed(generation, 'agent-left', `no new agent within ${seconds(waitSeconds)}`);
-  }, waitSeconds * 1000);
+    session.recoveryTimer = undefined;
+    attemptFailed(generation, failure);
+  }, ms);
 }
 
-// No agent within join_timeout: leave, unless the room says one is on its way (once).
+/**
+ * No agent within `timeout` seconds: leave, unless the room says one is on its way (once).
+ * @param {number} generation
+ * @param {number} timeout
+ */
 function joinTimedOut(generation, timeout) {
   const mark = roomStatus(session.room?.metadata);
-  if (isRecovering(mark) && !session.joinExtended && isCurrent(generation)) {
-    session.joinExtended = true;
-    const wait = recoveryWait(mark);
-    session.joinTimer = setTimeout(() => joinTimedOut(generation, timeout + wait), wait * 1000);
+  const wait = isRecovering(mark) && isCurrent(generation) ? recoveryWait(mark) : null;
+  const next = afterJoinTimeout(timeout, wait, session.joinExtended);
+  if ('failure' in next) {
+    attemptFailed(generation, next.failure);
     return;
   }
-  attemptFailed(generation, 'timeout', `no agent joined within ${seconds(timeout)}`);
+  session.joinExtended = true;
+  session.joinTimer = setTimeout(
+    () => joinTimedOut(generation, next.timeout),
+    next.extendBy * 1000,
+  );
 }
 
-async function attemptFailed(generation, outcome, detail) {
-  if (!isCurrent(generation) || !['waiting', 'reconnecting', 'connected'].includes(exposed.status)) {
-    return;
-  }
+/**
+ * @param {number} generation
+ * @param {Failure} failure
+ */
+async function attemptFailed(generation, { outcome, detail }) {
+  if (!isCurrent(generation) || !canFail(exposed.status)) return;
   const next = ++session.generation;
-  session.recoveryTimer = null;
   clearTimers();
-  endAttempt(outcome, detail);
+  endCurrentAttempt(outcome, detail);
   await leave(takeRoom(), false);
   if (isCurrent(next)) retryOrGiveUp(detail);
 }
 
+/** @param {string} detail why the attempt failed */
 function retryOrGiveUp(detail) {
-  const { max_retries: maxRetries, retry_step: step } = session.config;
-  if (session.retries >= maxRetries) {
-    // the first attempt and its retries (counted again from each agent join)
-    const problem = agentMissing(session.retries + 1, detail, session.agent?.name);
-    setStatus('failed', 'Not connected: the agent did not join.');
+  const next = afterFailure(session.retries, session.config, detail);
+  if (next.giveUp) {
+    const problem = agentMissing(next.attempts, detail, session.agent?.name);
+    setStatus('failed', next.text);
     showError(problem);
     return;
   }
-  session.retries += 1;
-  const delay = step * session.retries;
+  session.retries = next.retry;
   const generation = session.generation;
-  setStatus(
-    'retrying',
-    `${capitalize(detail)}. Retrying with a new room in ${seconds(delay)}`
-      + ` (retry ${session.retries} of ${maxRetries})...`,
-  );
+  setStatus('retrying', next.text);
   session.retryTimer = setTimeout(() => {
     if (isCurrent(generation)) startAttempt();
-  }, delay * 1000);
+  }, next.delay * 1000);
 }
 
-const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);
-
+/** @param {PageProblem} problem */
 async function stopWithProblem(problem) {
   ++session.generation;
   clearTimers();
-  endAttempt('error', problem.title);
+  endCurrentAttempt('error', problem.title);
   await leave(takeRoom(), false);
   setStatus('error', `${problem.title}.`);
   showError(problem);
@@ -445,7 +465,7 @@ async function stopWithProblem(problem) {
 async function disconnect() {
   const generation = ++session.generation;
   clearTimers();
-  endAttempt('cancelled', 'you disconnected');
+  endCurrentAttempt('cancelled', 'you disconnected');
   setStatus('disconnecting', 'Disconnecting...');
   const room = takeRoom();
   await leave(room, true);
@@ -453,6 +473,10 @@ async function disconnect() {
   if (isCurrent(generation)) setStatus('disconnected', 'Disconnected. Press Connect to talk again.');
 }
 
+/**
+ * @param {Room | null} room
+ * @param {boolean} sayGoodbye
+ */
 async function leave(room, sayGoodbye) {
   if (!room) return;
   room.removeAllListeners();
@@ -469,27 +493,10 @@ async function leave(room, sayGoodbye) {
   }
 }
 
-// Resolves true once no agent is left in the room (or the room is gone), false on timeout.
-function agentLeaves(room, timeoutMs) {
-  return new Promise((resolve) => {
-    if (!findAgent(room)) {
-      resolve(true);
-      return;
-    }
-    const check = () => {
-      if (!findAgent(room)) done(true);
-    };
-    const gone = () => done(true);
-    const timer = setTimeout(() => done(false), timeoutMs);
-    const done = (result) => {
-      clearTimeout(timer);
-      room.off(RoomEvent.ParticipantDisconnected, check).off(RoomEvent.Disconnected, gone);
-      resolve(result);
-    };
-    room.on(RoomEvent.ParticipantDisconnected, check).on(RoomEvent.Disconnected, gone);
-  });
-}
-
+/**
+ * @param {Room} room
+ * @param {import('/static/protocol.js').Message} message
+ */
 async function sendMessage(room, message) {
   const record = { type: message.type, room: room.name, ok: false };
   exposed.messages.push(record);
@@ -518,51 +525,32 @@ function leaveOnPageHide() {
   setStatus('disconnected', 'Disconnected (the page was closed).');
 }
 
-// The page's server deletes the room if nobody but agents is left in it (`/api/leave`):
-// an agent that ignores the goodbye would otherwise keep it for LiveKit's departure
-// timeout. A closing tab can only send a beacon; Disconnect can still fetch.
+/**
+ * The page's server deletes the room if nobody but agents is left in it (`/api/leave`):
+ * an agent that ignores the goodbye would otherwise keep it for LiveKit's departure
+ * timeout. A closing tab can only send a beacon; Disconnect can still fetch.
+ * @param {Room | null} room
+ * @param {boolean} closing
+ */
 function askToDeleteRoom(room, closing) {
   if (!room || session.leave?.room !== room.name) return;
-  const body = JSON.stringify(session.leave);
   exposed.leaveRequests += 1;
   if (closing) {
-    navigator.sendBeacon('/api/leave', new Blob([body], { type: 'application/json' }));
+    leaveBeacon(session.leave);
     return;
   }
-  fetch('/api/leave', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body,
-    keepalive: true,
-  })
-    .then((response) => response.json())
+  requestLeave(session.leave)
     .then((answer) => exposed.leaveAnswers.push(answer))
     .catch((error) => console.warn('asking to delete the room failed', error));
 }
 
 // --- start ----------------------------------------------------------------------------
 
-function withOverrides(config, params) {
-  const result = { ...DEFAULTS, ...config };
-  const number = (name, ok) => {
-    if (!params.has(name)) return;
-    const value = Number(params.get(name));
-    if (Number.isFinite(value) && ok(value)) result[name] = value;
-    else console.warn(`ignoring ?${name}=${params.get(name)}`);
-  };
-  number('join_timeout', (v) => v > 0);
-  number('retry_step', (v) => v >= 0);
-  number('max_retries', (v) => Number.isInteger(v) && v >= 0);
-  return result;
-}
-
 async function loadConfig() {
   const params = new URLSearchParams(window.location.search);
   let config;
   try {
-    const response = await fetch('/api/config', { cache: 'no-store' });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    config = await response.json();
+    config = await fetchConfig();
   } catch {
     setStatus('error', "The page's server is not answering.");
     showError(pageServerUnreachable());

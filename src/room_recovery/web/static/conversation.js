@@ -9,7 +9,15 @@
 
 import { Room, RoomEvent, Track, createAudioAnalyser } from '/vendor/livekit-client.esm.mjs';
 
+/** @typedef {import('/vendor/livekit-client.esm.mjs').Participant} Participant */
+/** @typedef {import('/vendor/livekit-client.esm.mjs').LocalAudioTrack} LocalAudioTrack */
+/** @typedef {import('/vendor/livekit-client.esm.mjs').RemoteAudioTrack} RemoteAudioTrack */
+/** @typedef {'agent' | 'microphone'} MeterName */
+/** @typedef {ReturnType<typeof createAudioAnalyser>} Analyser */
+/** @typedef {{analyser: Analyser, element: HTMLMeterElement}} Meter */
+
 const LEVEL_EVERY_MS = 100;
+/** @type {Record<string, string>} */
 const STATE_TEXT = {
   initializing: 'getting ready',
   listening: 'listening',
@@ -17,33 +25,42 @@ const STATE_TEXT = {
   speaking: 'speaking',
 };
 
-const $ = (id) => document.getElementById(id);
+/** @param {string} id an element of index.html, which has them all */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const ui = {
   panel: $('conversation'),
   agentState: $('agent-state'),
-  agentLevel: $('agent-level'),
-  micLevel: $('mic-level'),
-  muteButton: $('mute-button'),
+  agentLevel: /** @type {HTMLMeterElement} */ ($('agent-level')),
+  micLevel: /** @type {HTMLMeterElement} */ ($('mic-level')),
+  muteButton: /** @type {HTMLButtonElement} */ ($('mute-button')),
   micChoice: $('mic-choice'),
-  micSelect: $('mic-select'),
+  micSelect: /** @type {HTMLSelectElement} */ ($('mic-select')),
 };
 
 // What tests read (part of window.roomRecovery, see app.js).
 export const seen = {
-  agentState: null, // the agent's state now, or null
-  agentStates: [], // each state the page showed, in order (repeats collapsed)
+  agentState: /** @type {string | null} */ (null), // the agent's state now, or null
+  // each state the page showed, in order (repeats collapsed)
+  agentStates: /** @type {string[]} */ ([]),
   muted: false,
   levels: { agent: 0, microphone: 0 }, // the loudest level read so far in this room, 0..1
   microphones: 0, // microphones offered in the choice
 };
 
+/** @type {string | null} */
 let attributeName = null; // from /api/config (LiveKit's `lk.agent.state`)
-const current = { room: null, agent: null, meters: new Map(), timer: null };
+/**
+ * @type {{room: Room | null, agent: Participant | null, meters: Map<MeterName, Meter>,
+ *   timer: ReturnType<typeof setInterval> | undefined}}
+ */
+const current = { room: null, agent: null, meters: new Map(), timer: undefined };
 
+/** @param {string | undefined} name */
 export function useAttribute(name) {
   attributeName = name ?? null;
 }
 
+/** @param {Room} room */
 export function begin(room) {
   end();
   current.room = room;
@@ -54,7 +71,7 @@ export function begin(room) {
     })
     .on(RoomEvent.TrackSubscribed, (track, _publication, participant) => {
       if (participant === current.agent && track.kind === Track.Kind.Audio) {
-        meter('agent', track, ui.agentLevel);
+        meter('agent', /** @type {RemoteAudioTrack} */ (track), ui.agentLevel);
       }
     })
     .on(RoomEvent.TrackMuted, syncMute)
@@ -65,7 +82,10 @@ export function begin(room) {
     });
 }
 
-// An agent is in the room (a new one after a recovery, too).
+/**
+ * An agent is in the room (a new one after a recovery, too).
+ * @param {import('/vendor/livekit-client.esm.mjs').RemoteParticipant} participant
+ */
 export function agent(participant) {
   current.agent = participant;
   ui.panel.hidden = false;
@@ -96,7 +116,7 @@ export async function microphoneOn() {
 export function end() {
   for (const name of [...current.meters.keys()]) dropMeter(name);
   clearInterval(current.timer);
-  current.timer = null;
+  current.timer = undefined;
   current.room = null;
   current.agent = null;
   seen.agentState = null;
@@ -143,6 +163,7 @@ function syncMute() {
   if (publication) setMuted(publication.isMuted);
 }
 
+/** @param {boolean} muted */
 function setMuted(muted) {
   seen.muted = muted;
   ui.muteButton.setAttribute('aria-pressed', String(muted));
@@ -155,6 +176,7 @@ function setMuted(muted) {
 async function listMicrophones() {
   const room = current.room;
   if (!room) return;
+  /** @type {MediaDeviceInfo[]} */
   let devices = [];
   try {
     devices = await Room.getLocalDevices('audioinput', false);
@@ -187,6 +209,11 @@ async function chooseMicrophone() {
 
 // --- levels -------------------------------------------------------------------------------
 
+/**
+ * @param {MeterName} name
+ * @param {LocalAudioTrack | RemoteAudioTrack} track
+ * @param {HTMLMeterElement} element
+ */
 function meter(name, track, element) {
   dropMeter(name);
   try {
@@ -200,6 +227,7 @@ function meter(name, track, element) {
   if (!current.timer) current.timer = setInterval(readLevels, LEVEL_EVERY_MS);
 }
 
+/** @param {MeterName} name */
 function dropMeter(name) {
   const entry = current.meters.get(name);
   if (!entry) return;

@@ -8,15 +8,25 @@ import {
   MediaDeviceFailure,
 } from '/vendor/livekit-client.esm.mjs';
 
+/** @typedef {'microphone' | 'server-unreachable' | 'token-refused' | 'agent-missing'} Kind */
+/** @typedef {[text: string, command?: string]} Help a step, and the command to run for it */
+
 export class PageProblem extends Error {
-  // kind: microphone | server-unreachable | token-refused | agent-missing
+  /**
+   * @param {Kind} kind
+   * @param {string} title
+   * @param {string} message
+   * @param {Help[]} [help]
+   */
   constructor(kind, title, message, help = []) {
     super(message);
     this.kind = kind;
     this.title = title;
-    this.help = help; // [text, command?] pairs
+    this.help = help;
   }
 }
+
+/** @typedef {PageProblem & {microphone: 'missing' | 'refused'}} MicrophoneProblem */
 
 export function pageServerUnreachable() {
   return new PageProblem(
@@ -31,11 +41,16 @@ export function pageServerUnreachable() {
   );
 }
 
+/**
+ * @param {string | undefined} url
+ * @param {unknown} error whatever connecting threw
+ */
 export function livekitUnreachable(url, error) {
+  const reason = /** @type {{message?: string} | undefined} */ (error)?.message || error;
   return new PageProblem(
     'server-unreachable',
     'The LiveKit server is unreachable',
-    `Could not connect to the LiveKit server at ${url} (${error?.message || error}).`,
+    `Could not connect to the LiveKit server at ${url} (${reason}).`,
     [
       ['Check that LiveKit is running and healthy:', 'room-recovery status'],
       ["Read LiveKit's log:", 'room-recovery logs livekit'],
@@ -44,7 +59,12 @@ export function livekitUnreachable(url, error) {
   );
 }
 
+/**
+ * @param {string} detail
+ * @param {boolean} byLiveKit LiveKit refused it (else the page's server did)
+ */
 export function tokenRefused(detail, byLiveKit) {
+  /** @type {Help[]} */
   const help = byLiveKit
     ? [
         ["The page's server signs tokens with LIVEKIT_API_KEY and LIVEKIT_API_SECRET;"
@@ -63,6 +83,10 @@ export function tokenRefused(detail, byLiveKit) {
   );
 }
 
+/**
+ * @param {unknown} error what enabling the microphone threw
+ * @returns {MicrophoneProblem}
+ */
 export function microphoneProblem(error) {
   const failure = MediaDeviceFailure.getFailure(error);
   if (failure === MediaDeviceFailure.NotFound) {
@@ -72,8 +96,7 @@ export function microphoneProblem(error) {
       'The agent can talk to you, but it cannot hear you: this device has no microphone.',
       [['Plug in a microphone or headset, then press Disconnect and Connect again.']],
     );
-    missing.microphone = 'missing';
-    return missing;
+    return Object.assign(missing, { microphone: /** @type {const} */ ('missing') });
   }
   const refused = new PageProblem(
     'microphone',
@@ -85,10 +108,14 @@ export function microphoneProblem(error) {
       ['Then press Disconnect and Connect again.'],
     ],
   );
-  refused.microphone = 'refused';
-  return refused;
+  return Object.assign(refused, { microphone: /** @type {const} */ ('refused') });
 }
 
+/**
+ * @param {number} attempts
+ * @param {string} detail why the last attempt failed
+ * @param {string} [agent]
+ */
 export function agentMissing(attempts, detail, agent = 'the agent') {
   return new PageProblem(
     'agent-missing',
@@ -106,6 +133,10 @@ export function agentMissing(attempts, detail, agent = 'the agent') {
   );
 }
 
+/**
+ * @param {unknown} error what asking for a token or connecting threw
+ * @param {string} [url] the LiveKit server, once the token named it
+ */
 export function connectProblem(error, url) {
   if (error instanceof PageProblem) return error;
   if (error instanceof ConnectionError && error.reason === ConnectionErrorReason.NotAllowed) {

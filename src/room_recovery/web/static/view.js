@@ -1,15 +1,20 @@
 // What the person sees: the page's elements, and how status, problems and attempts are
 // drawn into them. app.js decides what to show; this only shows it.
 
-const $ = (id) => document.getElementById(id);
+/** @typedef {import('/static/problems.js').PageProblem} PageProblem */
+/** @typedef {import('/static/session.js').Attempt} Attempt */
+/** @typedef {import('/static/session.js').AgentChoice} AgentChoice */
+
+/** @param {string} id an element of index.html, which has them all */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 export const ui = {
-  form: $('session-form'),
-  agentSelect: $('agent-select'),
-  connectButton: $('connect-button'),
-  disconnectButton: $('disconnect-button'),
+  form: /** @type {HTMLFormElement} */ ($('session-form')),
+  agentSelect: /** @type {HTMLSelectElement} */ ($('agent-select')),
+  connectButton: /** @type {HTMLButtonElement} */ ($('connect-button')),
+  disconnectButton: /** @type {HTMLButtonElement} */ ($('disconnect-button')),
   status: $('status'),
-  audioButton: $('audio-button'),
+  audioButton: /** @type {HTMLButtonElement} */ ($('audio-button')),
   error: $('error'),
   errorTitle: $('error-title'),
   errorMessage: $('error-message'),
@@ -18,7 +23,12 @@ export const ui = {
   agentAudio: $('agent-audio'),
 };
 
-// `active`: a session runs (Disconnect works); `busy`: nothing new can be started.
+/**
+ * `active`: a session runs (Disconnect works); `busy`: nothing new can be started.
+ * @param {string} status
+ * @param {string} text
+ * @param {{active: boolean, busy: boolean, canConnect: boolean}} controls
+ */
 export function showStatus(status, text, { active, busy, canConnect }) {
   document.body.dataset.state = status;
   ui.status.textContent = text;
@@ -27,6 +37,7 @@ export function showStatus(status, text, { active, busy, canConnect }) {
   ui.disconnectButton.disabled = !active;
 }
 
+/** @param {PageProblem} problem */
 export function showProblem(problem) {
   ui.errorTitle.textContent = problem.title;
   ui.errorMessage.textContent = problem.message;
@@ -39,6 +50,7 @@ export function hideProblem() {
   ui.errorHelp.replaceChildren();
 }
 
+/** @param {PageProblem['help']} help */
 function helpList(help) {
   const list = document.createElement('ol');
   for (const [text, command] of help) {
@@ -54,6 +66,7 @@ function helpList(help) {
   return list;
 }
 
+/** @param {Attempt[]} attempts */
 export function showAttempts(attempts) {
   ui.attempts.replaceChildren(
     ...attempts.map((attempt) => {
@@ -66,6 +79,10 @@ export function showAttempts(attempts) {
   );
 }
 
+/**
+ * @param {AgentChoice[]} agents
+ * @param {string | null} preferred the page address's ?agent=
+ */
 export function fillAgents(agents, preferred) {
   ui.agentSelect.replaceChildren(
     ...agents.map((agent) => new Option(agent.label, agent.name, false, agent.name === preferred)),
