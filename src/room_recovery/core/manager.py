@@ -62,6 +62,7 @@ class RoomManager(RoomActions):
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         agent_alone_grace: float = DEFAULT_AGENT_ALONE_GRACE,
         before_change: Callable[[], None] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.settings = settings or load_settings(
             livekit_url=livekit_url,
@@ -76,7 +77,8 @@ class RoomManager(RoomActions):
             remove_silent=self.settings.room_stale_silent,
         )
         self.max_concurrency = max_concurrency
-        self._transport = Transport(self.settings, request_timeout, before_change)
+        # `transport`: the calls to make instead (tests: `tests/support/fake_transport.py`)
+        self._transport = transport or Transport(self.settings, request_timeout, before_change)
 
     @property
     def stale_room_timeout(self) -> float:
