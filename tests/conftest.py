@@ -38,9 +38,32 @@ PROCESS_FIXTURES = {
 }
 
 
+# The modules that take longest (seconds of one worker, measured with --durations=0), run
+# first: pytest-xdist hands out whole modules in collection order, and a long one started
+# last would finish alone while the other workers idle.
+LONGEST_FIRST = (
+    "test_voice_agents.py",  # ~165 s
+    "test_recovery_page.py",  # ~110 s
+    "test_guide_worker.py",  # ~95 s
+    "test_page.py",  # ~78 s
+    "test_leader.py",
+    "test_nodes.py",
+    "test_voice_system.py",
+    "test_watchdog.py",
+    "test_doctor.py",
+    "test_agent_hook.py",
+)
+
+
+def _longest_first(item: pytest.Item) -> int:
+    name = item.path.name
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test `browser`, `integration` or `unit` by the fixtures it uses (a module
-    that runs processes without them says so with `pytestmark`)."""
+    that runs processes without them says so with `pytestmark`); the longest modules first."""
+    items.sort(key=_longest_first)  # stable: each module keeps its own order
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         marked = {mark.name for mark in item.iter_markers()}
