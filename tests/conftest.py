@@ -8,6 +8,7 @@ is the edit loop; `./test.sh` runs them all, spread over parallel workers.
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ import pytest
 from playwright.async_api import Browser
 
 from room_recovery.core.manager import RoomManager
+from room_recovery.system import livekit_server as livekit_server_module
 from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
 from tests.support.browser import chromium
 from tests.support.livekit import ParticipantProcess, ServerInfo
@@ -53,6 +55,20 @@ LONGEST_FIRST = (
     "test_doctor.py",
     "test_agent_hook.py",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each pytest-xdist worker takes its free ports from its own slice of the range: two
+    workers that chose the same port at the same moment once failed a LiveKit start."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return
+    low, high = livekit_server_module.PORT_RANGE
+    span = (high - low) // count
+    start = low + int(worker[2:]) * span
+    # a triple of each of up to 3 nodes reaches 22 ports past the port chosen
+    livekit_server_module.PORT_RANGE = (start, start + span - 30)
 
 
 def _longest_first(item: pytest.Item) -> int:

@@ -270,7 +270,11 @@ async def test_after_a_tab_closed_without_disconnect_a_new_page_connects_at_once
             return await manager.get_room_info(old_room) is None
 
         # the page's goodbye and beacon end it at once, not the agent's 5 s grace period
-        await eventually(old_room_gone, timeout=3, what=f"the old room {old_room} to go")
+        try:
+            await eventually(old_room_gone, timeout=3, what=f"the old room {old_room} to go")
+        except AssertionError as exc:  # who kept it: the person (no beacon?) or the agent
+            left = [(p.identity, p.state) for p in await manager.list_participants(old_room)]
+            raise AssertionError(f"{exc}; still in it: {left}") from None
 
 
 async def test_a_crashed_tab_says_nothing_yet_the_agent_leaves_and_the_room_goes(

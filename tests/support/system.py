@@ -30,9 +30,9 @@ def _triple_free(port: int) -> bool:
             socket.socket() as b,
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c,
         ):
-            a.bind(("127.0.0.1", port))
-            b.bind(("127.0.0.1", port + 1))
-            c.bind(("127.0.0.1", port + 2))
+            a.bind(("0.0.0.0", port))  # every address: see livekit_server._bindable
+            b.bind(("0.0.0.0", port + 1))
+            c.bind(("0.0.0.0", port + 2))
     except OSError:
         return False
     return True

@@ -125,8 +125,10 @@ class WorkerProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
 
-    def close(self, grace: float = 15.0) -> None:
-        """SIGTERM, a bounded wait, then SIGKILL of the group; releases the pipes."""
+    def close(self, grace: float = 2.0) -> None:
+        """SIGTERM, a bounded wait, then SIGKILL of the group; releases the pipes. The
+        grace is short: a worker with a job drains it as long as its room lasts (see
+        `close_all`), and an idle one exits well within it."""
         if self.process.poll() is None:
             self.terminate()
             try:

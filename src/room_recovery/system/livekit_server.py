@@ -81,9 +81,10 @@ def _ephemeral_floor() -> int:
 
 
 def _bindable(port: int, kind: int) -> bool:
+    # on every address: livekit-server binds its UDP port on each interface, not just loopback
     try:
         with socket.socket(socket.AF_INET, kind) as sock:
-            sock.bind(("127.0.0.1", port))
+            sock.bind(("0.0.0.0", port))
     except OSError:
         return False
     return True
