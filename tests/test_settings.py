@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from room_recovery.core.errors import ConfigurationError
-from room_recovery.core.settings import load_settings
+from room_recovery.core.settings import PER_PROCESS_FIELDS, load_settings, process_settings
+from room_recovery.system.units import env_file_text
 
 VARIABLES = [
     "LIVEKIT_URL",
@@ -115,3 +116,29 @@ def test_a_bad_setting_never_repeats_a_secret(setting: dict[str, str], secret: s
     with pytest.raises(ConfigurationError) as refused:
         load_settings(**setting)
     assert secret not in str(refused.value)
+
+
+def test_a_worker_process_reads_its_switches_and_watchdog_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROOM_RECOVERY_WORKER_MONITOR", "off")
+    monkeypatch.setenv("ROOM_RECOVERY_WATCHDOG_URL", "http://127.0.0.1:8082/")
+    process_settings.cache_clear()
+    try:
+        settings = process_settings()
+        assert settings.room_recovery_worker_monitor is False
+        assert settings.room_recovery_announce is True
+        assert settings.room_recovery_watchdog_url == "http://127.0.0.1:8082/"
+        # a bad value elsewhere must not stop the user's worker: the defaults, and a warning
+        monkeypatch.setenv("LIVEKIT_URL", "localhost:7880")
+        process_settings.cache_clear()
+        assert process_settings().room_recovery_worker_monitor is True
+    finally:
+        process_settings.cache_clear()
+
+
+def test_the_env_file_units_write_holds_no_setting_of_one_process(tmp_path: Path) -> None:
+    settings = load_settings(room_recovery_watchdog_url="http://127.0.0.1:8082")
+    text = env_file_text(settings)
+    assert "LIVEKIT_URL=" in text
+    assert all(name.upper() not in text for name in PER_PROCESS_FIELDS)

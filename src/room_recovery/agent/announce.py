@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 
 from livekit import api
 
 from ..core.manager import RoomManager
+from ..core.settings import process_settings
 
 logger = logging.getLogger(__name__)
 
 ANNOUNCED_ATTRIBUTE = "room_recovery.announced"
-ANNOUNCE_SWITCH = "ROOM_RECOVERY_ANNOUNCE"  # "off": do not (benchmarks' baseline)
 ANNOUNCE_WAIT = 15.0  # seconds a job's participant has to join before we stop looking
 ANNOUNCE_EVERY = 0.1  # seconds between two listings while it joins
 
@@ -36,7 +35,7 @@ def needs_announcing(info: api.ParticipantInfo) -> bool:
 
 
 def announcing() -> bool:
-    return os.environ.get(ANNOUNCE_SWITCH, "").lower() != "off"
+    return process_settings().room_recovery_announce
 
 
 async def announce_when_joined(

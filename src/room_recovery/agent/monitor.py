@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import weakref
 from dataclasses import replace
@@ -31,7 +30,7 @@ from ..core.errors import OutOfScopeError, RoomRecoveryError
 from ..core.link import LinkClient, watchdog_url
 from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
-from ..core.settings import Settings, load_settings
+from ..core.settings import Settings, load_settings, process_settings
 from ..protocol import links
 from ..protocol.links import JobRecord
 from ..rules.recovery import DeadAgent
@@ -40,7 +39,6 @@ from .announce import announce_when_joined, announcing
 
 logger = logging.getLogger(__name__)
 
-MONITOR_SWITCH = "ROOM_RECOVERY_WORKER_MONITOR"  # "off": do not watch (benchmarks' baseline)
 RECOVERY_TIMEOUT = 5.0  # bound on one in-place replacement
 
 _monitors: weakref.WeakKeyDictionary[Any, WorkerMonitor] = weakref.WeakKeyDictionary()
@@ -59,7 +57,7 @@ def record_of(info: Any) -> JobRecord:
 
 def enabled() -> bool:
     """False when ROOM_RECOVERY_WORKER_MONITOR=off (the benchmarks' baseline)."""
-    return os.environ.get(MONITOR_SWITCH, "").lower() != "off"
+    return process_settings().room_recovery_worker_monitor
 
 
 class WorkerMonitor:

@@ -290,7 +290,7 @@ def units(
         no_watch=False,
         agent_command=[],
     )
-    web_env = {"web": {NODE_MODULES_ENV: str(find_node_modules().resolve())}}
+    web_env = {"web": {NODE_MODULES_ENV: str(find_node_modules(run.settings).resolve())}}
     try:
         files = system_units.write_units(
             run.settings, options, out, Path.cwd(), _service_user(user), web_env

@@ -22,7 +22,7 @@ import aiohttp
 
 from ..protocol import links
 from .errors import RoomRecoveryError
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, process_settings
 from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ LINK_PATIENCE = 4  # failed attempts (about 10 s) before a warning
 
 def watchdog_url() -> str:
     """Where the watchdog listens (ROOM_RECOVERY_WATCHDOG_URL, set by `up`), or ""."""
-    return os.environ.get(links.WATCHDOG_URL_VARIABLE, "").rstrip("/")
+    return process_settings().room_recovery_watchdog_url.rstrip("/")
 
 
 def link_problem(url: str, exc: BaseException) -> str:

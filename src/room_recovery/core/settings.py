@@ -10,12 +10,23 @@ Names and defaults are the spec's (`ROOM_RECOVERY_GUIDE.md`, "Environment Variab
     ROOM_STALE_SILENT    false                 also remove an ACTIVE participant that has
                                                published nothing for ROOM_STALE_TIMEOUT (opt-in)
 
+and, set by `up` and `units` (or by you, for a worker or page server you run yourself):
+
+    ROOM_RECOVERY_WATCHDOG_URL    where agent workers link to the watchdog ("" : no link)
+    ROOM_RECOVERY_WORKER_MONITOR  off: a worker watches none of its jobs (benchmarks' baseline)
+    ROOM_RECOVERY_ANNOUNCE        off: new agents do not announce themselves
+    ROOM_RECOVERY_NODE_MODULES    where the page's npm packages are (default: the project's)
+
+(The page server's limits and sign-in header, and REDIS_URL, are documented with their
+fields below; where `up` keeps its state and finds livekit-server, in `system.options`.)
+
 Anything else in `.env` is ignored. A bad value fails at once with a ConfigurationError
 that names the variable and an example of a good value.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from typing import Any
@@ -70,6 +81,11 @@ class Settings(BaseSettings):
     room_recovery_token_total_rooms: int = Field(default=1000, ge=0)  # ...for all clients
     room_recovery_token_auth_header: str = ""  # e.g. X-App-Auth: your proxy adds it...
     room_recovery_token_auth: str = Field(default="", repr=False)  # ...with this value
+    # read in an agent worker's own process (`process_settings`); `up` sets them
+    room_recovery_watchdog_url: str = ""
+    room_recovery_worker_monitor: bool = True
+    room_recovery_announce: bool = True
+    room_recovery_node_modules: str = ""  # the page server's npm packages; "" : the project's
 
     @field_validator("livekit_url")
     @classmethod
@@ -123,6 +139,29 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigurationError(_describe(exc)) from None
     _quiet_short_secret_warnings(settings)
     return settings
+
+
+# Set per process by `up` and `units` (each part gets its own), never in a shared env file.
+PER_PROCESS_FIELDS = frozenset(
+    {
+        "room_recovery_watchdog_url",
+        "room_recovery_worker_monitor",
+        "room_recovery_announce",
+        "room_recovery_node_modules",
+    }
+)
+
+
+@functools.cache
+def process_settings() -> Settings:
+    """This process's settings, read once: for code that runs inside a user's agent worker,
+    where nobody passed settings down. A bad value there is logged, and the defaults used:
+    the worker must run on, without room-recovery's extras if need be."""
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        logger.warning("room-recovery uses its defaults in this process: %s", exc)
+        return Settings.model_construct()
 
 
 _SECRETS = {"livekit_api_secret", "room_recovery_token_auth"}  # never repeated in a message

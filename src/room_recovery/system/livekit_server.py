@@ -25,6 +25,7 @@ import aiohttp
 
 from ..core.errors import ProcessError
 from .files import write_private
+from .options import cache_dir, configured_server_binary
 from .processes import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -34,15 +35,9 @@ SETUP_HINT = "run ./setup.sh, which builds it"
 MIN_SECRET_LENGTH = 32  # livekit-server refuses shorter secrets outside development mode
 
 
-def cache_dir() -> Path:
-    """The project's cache: ROOM_RECOVERY_CACHE, or ~/.cache/room-recovery."""
-    configured = os.environ.get("ROOM_RECOVERY_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "room-recovery"
-
-
 def find_server_binary() -> Path:
     """The livekit-server that setup built (or LIVEKIT_SERVER_BIN, or one on PATH)."""
-    candidates = [os.environ.get("LIVEKIT_SERVER_BIN"), str(cache_dir() / "bin" / "livekit-server")]
+    candidates = [configured_server_binary(), str(cache_dir() / "bin" / "livekit-server")]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)

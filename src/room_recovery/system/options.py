@@ -66,6 +66,20 @@ def parse_agent_command(spec: str) -> ExtraAgent:
     return ExtraAgent(name, argv, automatic)
 
 
+# Where `up` finds things on this machine: read here, as the rest of what `up` runs and where.
+
+
+def cache_dir() -> Path:
+    """The project's cache: ROOM_RECOVERY_CACHE, or ~/.cache/room-recovery."""
+    configured = os.environ.get("ROOM_RECOVERY_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "room-recovery"
+
+
+def configured_server_binary() -> str | None:
+    """LIVEKIT_SERVER_BIN: a livekit-server of your own, used before the one setup built."""
+    return os.environ.get("LIVEKIT_SERVER_BIN") or None
+
+
 def default_state_dir() -> Path:
     """ROOM_RECOVERY_STATE, or $XDG_STATE_HOME/room-recovery, or ~/.local/state/room-recovery."""
     configured = os.environ.get("ROOM_RECOVERY_STATE")

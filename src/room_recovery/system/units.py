@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.logs import LOG_FORMAT_VARIABLE
-from ..core.settings import Settings
+from ..core.settings import PER_PROCESS_FIELDS, Settings
 from .files import write_private
 from .options import SystemOptions
 from .parts import plan_system
@@ -51,7 +51,7 @@ def systemd_quote(value: str) -> str:
 def env_file_text(settings: Settings) -> str:
     """Every setting under the name it is read from, for systemd's `EnvironmentFile`."""
     lines = ["# room-recovery's settings (written by `room-recovery units`); keep it 0600"]
-    for name, value in settings.model_dump().items():
+    for name, value in settings.model_dump(exclude=set(PER_PROCESS_FIELDS)).items():
         text = str(value).replace("\\", "\\\\").replace('"', '\\"')
         lines.append(f'{name.upper()}="{text}"')
     return "\n".join(lines) + "\n"

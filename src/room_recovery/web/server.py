@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -91,9 +90,9 @@ _PAGE_PATHS = ("/", "/voice-agent-selector.html", "/index.html")
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
-def find_node_modules() -> Path:
-    """Where livekit-client is installed: $ROOM_RECOVERY_NODE_MODULES, or the project's."""
-    configured = os.environ.get(NODE_MODULES_ENV)
+def find_node_modules(settings: Settings) -> Path:
+    """Where livekit-client is installed: ROOM_RECOVERY_NODE_MODULES, or the project's."""
+    configured = settings.room_recovery_node_modules
     if configured:
         return Path(configured)
     for base in (PROJECT_ROOT, Path.cwd()):
@@ -148,7 +147,7 @@ def create_app(
         settings,
         choices,
         page_config or PageConfig(),
-        node_modules or find_node_modules(),
+        node_modules or find_node_modules(settings),
         LiveKitProbe(settings),
         TokenBook(limits or limits_of(settings)),
         authorize or authorize_of(settings),
