@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def cluster(tmp_path: Path) -> Iterator[System]:
     planned = System(tmp_path / "state", tmp_path, livekit_port=free_port_triple(nodes=2))
     with brought_down(planned) as under_test:
         yield under_test
+
+
+# LiveKit keeps a participant whose connection died listed (ACTIVE) for about 20 s
+GHOST_WINDOW = 25.0
 
 
 def bind(sock: socket.socket, url: str) -> bool:
@@ -94,20 +99,28 @@ async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobod
         assert await live(cluster.url, before["room"], before["identity"])
 
         # The page's node dies, and stays away: its port is taken, so `up` cannot start it
-        # again. Wherever LiveKit placed the room, the page must take its person to the node
-        # that lives (where the only worker is connected: LIVEKIT_URL's node).
+        # again. Wherever LiveKit placed the room, the person must be served by the node that
+        # lives (where the only worker is connected: LIVEKIT_URL's node): the page takes them
+        # there in a new attempt, or (seen once in ten runs, the signal having gone through
+        # the live node) they stay connected, which that node proves by listing them ACTIVE
+        # beyond the time it keeps someone whose connection died (GHOST_WINDOW).
         assert node == second
         dead, alive_node = second, cluster.url
         victim = cluster.pid_of("livekit-2")
         with socket.socket() as squatter:
             squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             os.kill(victim, signal.SIGKILL)
+            killed_at = time.monotonic()
             await eventually(lambda: asyncio.sleep(0, bind(squatter, dead)), what="its port")
             squatter.listen()
 
-            async def served_again() -> bool:  # by the page, through a new attempt
+            async def served_again() -> bool:
                 now = await state(page)
-                if len(now["attempts"]) < 2 or now["status"] != "connected":
+                moved = len(now["attempts"]) >= 2
+                stayed = time.monotonic() - killed_at > GHOST_WINDOW
+                if not (moved or stayed) or now["status"] != "connected":
+                    return False
+                if now["connection"] != "connected":
                     return False
                 return await live(alive_node, now["room"], now["identity"])
 
@@ -117,7 +130,8 @@ async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobod
                 raise AssertionError(f"{exc}; the page: {await state(page)}") from None
             final = await state(page)
             assert final.get("error") is None
-            assert final["attempts"][-1]["node"] != dead  # on the node that lives
+            if len(final["attempts"]) >= 2:
+                assert final["attempts"][-1]["node"] != dead  # on the node that lives
 
 
 # --- the page server's choice of node (no server) ----------------------------------------
