@@ -96,6 +96,7 @@ class ParticipantProcess:
         ]
         if publish:
             args.append("--publish")
+        self.server, self.room, self.identity = server, room, identity
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -109,6 +110,19 @@ class ParticipantProcess:
         line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout)
         if line.strip() != b"READY":
             raise RuntimeError(f"participant process failed to connect: {line!r}")
+        # Joined is not enough: killed before its media connection is up, a participant is
+        # dropped at once instead of left behind as a ghost (seen on a loaded machine).
+        await eventually(self._active, timeout=timeout, what=f"{self.identity} to be ACTIVE")
+
+    async def _active(self) -> bool:
+        async with api.LiveKitAPI(
+            self.server.url, self.server.api_key, self.server.api_secret
+        ) as lk:
+            listed = await lk.room.list_participants(api.ListParticipantsRequest(room=self.room))
+        return any(
+            p.identity == self.identity and p.state == api.ParticipantInfo.State.ACTIVE
+            for p in listed.participants
+        )
 
     def kill(self) -> None:
         self.process.kill()
