@@ -30,7 +30,7 @@ from ..core.errors import OutOfScopeError, RoomRecoveryError
 from ..core.link import LinkClient, watchdog_url
 from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
-from ..core.settings import Settings, load_settings, process_settings
+from ..core.settings import Settings, process_settings
 from ..protocol import links
 from ..protocol.links import JobRecord
 from ..rules.recovery import DeadAgent
@@ -85,7 +85,7 @@ class WorkerMonitor:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings()
+            self._settings = process_settings()  # read once per process, shared
         return self._settings
 
     # --- attaching ----------------------------------------------------------------------

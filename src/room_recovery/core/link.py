@@ -22,7 +22,7 @@ import aiohttp
 
 from ..protocol import links
 from .errors import RoomRecoveryError
-from .settings import Settings, load_settings, process_settings
+from .settings import Settings, process_settings
 from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class LinkClient:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings()
+            self._settings = process_settings()  # read once per process, shared
         return self._settings
 
     def start(self) -> bool:
