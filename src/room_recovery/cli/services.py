@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -66,6 +67,22 @@ def watch(
         ),
     ] = 60.0,
     room_alert: RoomAlert = ROOM_ALERT,
+    parts_status: Annotated[
+        Path | None,
+        typer.Option(
+            "--parts-status",
+            help="`up`'s status.json: export each part's restarts and whether it runs "
+            "(`up` passes it)",
+        ),
+    ] = None,
+    prometheus: Annotated[
+        str,
+        typer.Option(
+            "--prometheus",
+            help="a Prometheus that loads alerts/room-recovery.rules.yml: the operations "
+            "view shows its firing alerts and what people felt (`up --prometheus` passes it)",
+        ),
+    ] = "",
 ) -> int:
     from ..watchdog import WatchdogOptions, serve
 
@@ -76,6 +93,8 @@ def watch(
         automatic=any(choice.automatic for choice in choices),
         cleanup_interval=cleanup_interval,
         room_alert_threshold=room_alert,
+        parts_status=parts_status,
+        prometheus_url=prometheus.rstrip("/"),
         watch=WatchPolicy(grace=grace, max_dispatches=max_dispatches),
     )
     asyncio.run(serve(run.settings, host, port, options))

@@ -1,6 +1,7 @@
 """The watchdog's HTTP side: POST /webhook (verified), GET /metrics, GET /healthz, the
-operations view (GET /, its files under /ops/, its data at GET /api/overview), and the
-worker links (`GET /api/workers`, a WebSocket, see `links`)."""
+operations view (GET /, its files under /ops/, its data at GET /api/overview, and what
+Prometheus says at GET /api/alerts), and the worker links (`GET /api/workers`, a
+WebSocket, see `links`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from ..core.settings import Settings
 from ..protocol.links import LINK_PATH
+from .alerts import PrometheusView
 from .metrics import CONTENT_TYPE
 from .overview import overview
 from .service import Watchdog, WatchdogOptions
@@ -87,6 +89,11 @@ def create_app(watchdog: Watchdog) -> web.Application:
     async def view_data(_: web.Request) -> web.Response:
         return web.json_response(overview(watchdog), headers={"Cache-Control": "no-store"})
 
+    prometheus = PrometheusView(watchdog.options.prometheus_url)
+
+    async def alerts(_: web.Request) -> web.Response:
+        return web.json_response(await prometheus.read(), headers={"Cache-Control": "no-store"})
+
     async def lifetime(_: web.Application) -> AsyncIterator[None]:
         async with watchdog:
             yield
@@ -98,6 +105,7 @@ def create_app(watchdog: Watchdog) -> web.Application:
     app.router.add_get("/", view)
     app.router.add_get("/ops/{name}", view_file)
     app.router.add_get("/api/overview", view_data)
+    app.router.add_get("/api/alerts", alerts)
     app.router.add_get(LINK_PATH, watchdog.links.handle)
     app.cleanup_ctx.append(lifetime)
     return app

@@ -64,6 +64,7 @@ class Leadership:
         self.identity = uuid.uuid4().hex[:8]  # this watchdog, in logs
         self.epoch: int | None = None  # while this watchdog leads
         self.takeovers = 0
+        self.reachable = True  # whether Redis answered this watchdog's last call
         self._until = 0.0  # monotonic time until which the lease surely holds
         base = f"room-recovery:{scope}:watchdog"
         self._epoch_key = f"{base}:epoch"
@@ -88,11 +89,14 @@ class Leadership:
     async def _redis_calls(self) -> AsyncIterator[None]:
         try:
             yield
+            self.reachable = True
         except LockError:
+            self.reachable = True  # Redis answered: the lock was not ours
             raise
         except (RedisError, OSError) as exc:
             if (task := asyncio.current_task()) is not None and task.cancelling():
                 raise asyncio.CancelledError from exc  # we were stopped, Redis was not lost
+            self.reachable = False
             raise RedisUnreachableError(
                 f"Redis unreachable at {redacted(self.url)} ({exc}); no watchdog acts until "
                 "it answers. Is redis-server running? Check REDIS_URL."

@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PARTICIPANT_KINDS = ("person", "agent", "other")
+# Every label value of the counters, exported as 0 from the start: a query over a counter
+# that has not counted yet returns 0, not nothing (Prometheus' advice).
+RECOVERY_CAUSES = ("agent_missing", "agent_died", "worker_died", "ghost_removed", "room_failed")
+CLEANUP_ACTIONS = ("room_deleted", "participant_removed", "failed")
 JOIN_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0)
 
 
@@ -34,6 +38,11 @@ class Metrics:
         self.people_waiting = Gauge(
             "room_recovery_people_waiting",
             "Rooms where a person is waiting without a live agent",
+            registry=r,
+        )
+        self.longest_wait = Gauge(
+            "room_recovery_longest_wait_seconds",
+            "Seconds the person waiting longest without a live agent has waited (0: nobody)",
             registry=r,
         )
         self.recoveries = Counter(
@@ -99,6 +108,12 @@ class Metrics:
             "1 while this watchdog leads (acts); 0 while it stands by (REDIS_URL elects one)",
             registry=r,
         )
+        self.redis_up = Gauge(
+            "room_recovery_redis_up",
+            "1 while Redis answered the watchdog's last election call, 0 while it does not "
+            "(exported only when REDIS_URL elects a leader)",
+            registry=r,
+        )
         self.livekit_calls = Gauge(
             "room_recovery_livekit_api_calls",
             "LiveKit server API calls the watchdog made since it started (a counter)",
@@ -117,6 +132,11 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+
+        for cause in RECOVERY_CAUSES:
+            self.recoveries.labels(cause)
+        for action in CLEANUP_ACTIONS:
+            self.cleanups.labels(action)
 
     def watch_loops(self, loops: Iterable[LoopHealth]) -> None:
         """Export each loop's time since success and failures in a row, read at scrape."""

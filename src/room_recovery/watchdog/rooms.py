@@ -100,6 +100,16 @@ class RoomBook:
                 break
         return due + glance[: self._pacer.take(len(glance), now)]
 
+    def longest_wait(self, now: float) -> float:
+        """Seconds the person who has waited longest without a live agent has waited, as
+        of the last looks (0 when nobody waits). Only close rooms can have such a person."""
+        since = [
+            room.history.waiting_since
+            for name in self._close
+            if (room := self.rooms[name]).waiting and room.history.waiting_since is not None
+        ]
+        return max(0.0, now - min(since)) if since else 0.0
+
     def close_count(self) -> int:
         return len(self._close)
 

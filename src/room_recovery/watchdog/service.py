@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from livekit import api
 
@@ -46,6 +47,7 @@ from .leader import CALL_TIMEOUT, Leadership, NotLeading
 from .links import WorkerLinks
 from .look import look_at_room
 from .metrics import Metrics
+from .parts import PartsCollector
 from .rooms import RoomBook
 from .workers import worker_ready, workers_lost
 
@@ -63,6 +65,8 @@ class WatchdogOptions:
     sweep_interval: float = 5.0  # seconds between listings of every room
     cleanup_interval: float = 60.0  # seconds between stale cleanups
     room_alert_threshold: int = 100
+    parts_status: Path | None = None  # `up`'s status.json: its parts' restarts, as metrics
+    prometheus_url: str = ""  # a Prometheus with our alert rules: the view shows what fires
     concurrency: int = 8
     cleanup_page: int = 100  # rooms the stale cleanup examines per run, round-robin
     watch: WatchPolicy = field(default_factory=WatchPolicy)
@@ -94,11 +98,17 @@ class Watchdog:
         self.links.on_ready = partial(worker_ready, self)
         self.links.on_job = self._wake
         self.metrics.leader.set_function(lambda: 1 if self.leadership.leading else 0)
+        if self.leadership.elected:
+            self.metrics.redis_up.set_function(lambda: 1 if self.leadership.reachable else 0)
+        else:
+            self.metrics.registry.unregister(self.metrics.redis_up)
         self.metrics.worker_links.set_function(self.links.count)
         self.metrics.linked_jobs.set_function(self.links.job_count)
         self.metrics.silent_links.set_function(self.links.silent_count)
         self.metrics.livekit_calls.set_function(lambda: self.manager.api_calls)
         self.metrics.room_alert_threshold.set(options.room_alert_threshold)
+        if options.parts_status is not None:
+            self.metrics.registry.register(PartsCollector(options.parts_status))
         self.heartbeats = HeartbeatTracker()
         self.book = RoomBook(options.attention, time.monotonic())
         self._listing: dict[str, api.Room] = {}  # the last room listing, by name
@@ -207,6 +217,7 @@ class Watchdog:
         for name in self.book.due(time.monotonic()):
             self.book.rooms[name].looking = self.spawn_check(name)
         self.metrics.people_waiting.set(self.book.waiting_count())
+        self.metrics.longest_wait.set(self.book.longest_wait(time.monotonic()))
         self.metrics.watched_rooms.labels("close").set(self.book.close_count())
         self.metrics.watched_rooms.labels("quiet").set(self.book.quiet_count())
 

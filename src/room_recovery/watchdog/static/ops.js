@@ -1,9 +1,11 @@
-// The watchdog's operations view: reads /api/overview every second while the tab is
-// visible (nothing while hidden or closed) and draws it. Tests read `window.opsView`.
+// The watchdog's operations view: reads /api/overview every second, and what Prometheus
+// says (/api/alerts: the alerts that fire, what people felt) every five, while the tab is
+// visible (nothing while hidden or closed), and draws them. Tests read `window.opsView`.
 
 const REFRESH_MS = 1000;
+const ALERTS_EVERY = 5; // refreshes between two reads of /api/alerts
 const $ = (id) => document.getElementById(id);
-const exposed = { loads: 0, failures: 0, overview: null };
+const exposed = { loads: 0, failures: 0, overview: null, alerts: null };
 window.opsView = exposed;
 
 let timer = null;
@@ -129,8 +131,60 @@ function drawLoops(data) {
   $('loops').replaceChildren(...loops);
 }
 
+function drawAlerts(data) {
+  const items = data.alerts.map((alert) => {
+    const item = element('li', undefined, alert.state);
+    item.dataset.alert = alert.name;
+    item.dataset.severity = alert.severity;
+    const since = alert.since ? ` since ${new Date(alert.since).toLocaleTimeString()}` : '';
+    item.append(element('strong', alert.name), ` ${alert.state}${since}: ${alert.summary}`);
+    return item;
+  });
+  if (!items.length && data.configured && !data.error) items.push(element('li', 'None firing.', 'empty'));
+  $('alerts').replaceChildren(...items);
+  const firing = data.alerts.filter((alert) => alert.state === 'firing').length;
+  document.body.dataset.alerts = String(firing);
+  $('alerts-note').textContent = data.error ?? `From ${data.url}, with alerts/room-recovery.rules.yml.`;
+}
+
+function drawPeople(data) {
+  const people = data.people;
+  if (!people) {
+    $('people').replaceChildren();
+    $('people-note').textContent = data.error ?? '';
+    return;
+  }
+  const sessions = people.sessions;
+  const count = (outcome) => String(sessions[outcome] ?? 0);
+  const time = (value) => (value === null ? '-' : seconds(value));
+  const facts = [
+    ['Got an agent', count('agent')],
+    ['Told no agent came', count('explained')],
+    ['Left before an agent', count('left')],
+    ['Time to agent p50 / p95', `${time(people.p50)} / ${time(people.p95)}`],
+    ['Retries in new rooms', String(people.retries ?? 0)],
+    ['Recoveries seen', String(people.recoveries ?? 0)],
+  ].flatMap(([term, value]) => [element('dt', term), element('dd', value)]);
+  $('people').replaceChildren(...facts);
+  $('people-note').textContent = `Sessions in the last ${people.window}, as each person's page reported it.`;
+}
+
+async function refreshAlerts() {
+  try {
+    const response = await fetch('/api/alerts', { cache: 'no-store' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const data = await response.json();
+    exposed.alerts = data;
+    drawAlerts(data);
+    drawPeople(data);
+  } catch (error) {
+    $('alerts-note').textContent = `Could not read the alerts (${error.message}).`;
+  }
+}
+
 async function refresh() {
   timer = null;
+  if (exposed.loads % ALERTS_EVERY === 0) refreshAlerts();
   try {
     const response = await fetch('/api/overview', { cache: 'no-store' });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
