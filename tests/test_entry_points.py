@@ -124,6 +124,25 @@ PAGE_CASES = [
         JSON,
     ),
     ("POST", "/api/leave", json.dumps({"room": 1, "identity": [], "leave_key": {}}), JSON),
+    ("POST", "/api/outcome", DEEP, JSON),
+    ("POST", "/api/outcome", b"\xff\xfe\x00garbage", JSON),
+    ("POST", "/api/outcome", '{"room": "ep-r", "identity": "u"}', JSON),
+    (
+        "POST",
+        "/api/outcome",
+        json.dumps(
+            {
+                "room": "ep-r",
+                "identity": "u",
+                "outcome_key": a_leave_key,
+                "outcome": "agent",
+                "time_to_agent": 1,
+                "retries": 0,
+                "recoveries": 0,
+            }
+        ),
+        JSON,
+    ),
     ("GET", "/static/%00", None, None),
     ("GET", "/static/..%2F..%2Fpyproject.toml", None, None),
     ("GET", "/static/" + "a" * 5000, None, None),

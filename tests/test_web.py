@@ -112,7 +112,15 @@ async def test_a_token_names_a_fresh_room_within_the_prefix_and_dispatches_the_a
     response = await post_token(client, {"agent": "helper"})
     assert response.status == 200
     grant = response.json()
-    assert set(grant) == {"url", "token", "room", "identity", "expires_in", "leave_key"}
+    assert set(grant) == {
+        "url",
+        "token",
+        "room",
+        "identity",
+        "expires_in",
+        "leave_key",
+        "outcome_key",
+    }
     assert grant["url"] == "ws://127.0.0.1:7880"
     assert grant["room"].startswith("voice-helper-")
     assert grant["identity"].startswith("user-")

@@ -25,6 +25,7 @@ import {
   newAttempt,
   noteStatus,
   replacementWait,
+  sessionReport,
   waitingText,
   withOverrides,
 } from '../../src/room_recovery/web/static/session.js';
@@ -265,5 +266,33 @@ describe('the timing', () => {
       'ignoring ?retry_step=-1',
       'ignoring ?max_retries=1.5',
     ]);
+  });
+});
+
+describe("the session's report", () => {
+  const started = { startedAt: 10_000, agentAt: null, attempts: 1, recoveries: 0 };
+
+  it('says an agent came, and when, however the session ended after', () => {
+    const session = { ...started, agentAt: 12_345, attempts: 2, recoveries: 1 };
+    const report = { outcome: 'agent', time_to_agent: 2.345, retries: 1, recoveries: 1 };
+    assert.deepEqual(sessionReport(session, 'left'), report);
+    assert.deepEqual(sessionReport(session, 'explained'), report);
+  });
+
+  it('says the page explained when it gave up with no agent, after all its rooms', () => {
+    assert.deepEqual(sessionReport({ ...started, attempts: 4 }, 'explained'), {
+      outcome: 'explained', time_to_agent: null, retries: 3, recoveries: 0,
+    });
+  });
+
+  it('says the person left when they went before any agent came', () => {
+    assert.deepEqual(sessionReport(started, 'left').outcome, 'left');
+  });
+
+  it('never reports a negative time or retry count', () => {
+    const odd = { startedAt: 5_000, agentAt: 4_000, attempts: 0, recoveries: 0 };
+    assert.deepEqual(sessionReport(odd, 'left'), {
+      outcome: 'agent', time_to_agent: 0, retries: 0, recoveries: 0,
+    });
   });
 });

@@ -55,6 +55,7 @@ _HINTS: dict[str, tuple[str, str]] = {
     "room_recovery_token_rate": ("ROOM_RECOVERY_TOKEN_RATE", "30"),
     "room_recovery_token_rooms": ("ROOM_RECOVERY_TOKEN_ROOMS", "10"),
     "room_recovery_token_total_rooms": ("ROOM_RECOVERY_TOKEN_TOTAL_ROOMS", "1000"),
+    "room_recovery_metrics_from": ("ROOM_RECOVERY_METRICS_FROM", "10.0.0.0/8"),
     "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     room_recovery_token_total_rooms: int = Field(default=1000, ge=0)  # ...for all clients
     room_recovery_token_auth_header: str = ""  # e.g. X-App-Auth: your proxy adds it...
     room_recovery_token_auth: str = Field(default="", repr=False)  # ...with this value
+    # who may read the page server's /metrics besides this machine: networks, comma-separated
+    room_recovery_metrics_from: str = ""
     # read in an agent worker's own process (`process_settings`); `up` sets them
     room_recovery_watchdog_url: str = ""
     room_recovery_worker_monitor: bool = True

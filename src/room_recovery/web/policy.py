@@ -7,7 +7,8 @@
 * a fresh room per attempt, within `ROOM_PREFIX` (`room_name_for`), and the grant for it
   (`mint_grant`: a one-room token that dispatches the agent, and a leave key);
 * the key that lets a closed tab's beacon delete its room (`leave_key`, an HMAC with a
-  key derived for that purpose, expiring with the token);
+  key derived for that purpose, expiring with the token), and the one that lets the page
+  report its session's outcome (`outcome_key`, see `web.outcomes`);
 * what a request body must hold (`agent_from_body`, `leave_from_body`);
 * the page's Content-Security-Policy.
 """
@@ -18,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -119,6 +120,7 @@ class Grant:
     identity: str
     expires_in: int
     leave_key: str
+    outcome_key: str = ""
 
     def to_dict(self) -> dict[str, str | int]:
         return {
@@ -128,6 +130,7 @@ class Grant:
             "identity": self.identity,
             "expires_in": self.expires_in,
             "leave_key": self.leave_key,
+            "outcome_key": self.outcome_key,
         }
 
 
@@ -204,26 +207,55 @@ def mint_grant(
     identity = identity or f"user-{secrets.token_hex(4)}"
     dispatch = None if agent.automatic else agent.name
     token = person_token(settings, room, identity, dispatch, ttl=ttl, name="Person")
-    key = leave_key(settings, room, identity, int((now or time.time()) + ttl))
-    return Grant(settings.ws_url, token, room, identity, int(ttl), key)
+    issued = now or time.time()
+    key = leave_key(settings, room, identity, int(issued + ttl))
+    report = outcome_key(settings, room, identity, int(issued + OUTCOME_WINDOW))
+    return Grant(settings.ws_url, token, room, identity, int(ttl), key, report)
 
 
 LEAVE_KEY_PURPOSE = b"room-recovery leave-key v1"
+OUTCOME_KEY_PURPOSE = b"room-recovery outcome-key v1"
+OUTCOME_WINDOW = 6 * 3600  # seconds after its grant a session's outcome may be reported
 
 
-def _leave_secret(settings: Settings) -> bytes:
-    # a key for this purpose only: a leaked leave key says nothing of the API secret's
-    # other uses, and no other HMAC made with the secret is a leave key
+def _purpose_secret(settings: Settings, purpose: bytes) -> bytes:
+    # a key for one purpose only: a leaked leave key says nothing of the API secret's
+    # other uses, and no other HMAC made with the secret is a leave (or outcome) key
     secret = settings.livekit_api_secret.encode()
-    return hmac.new(secret, LEAVE_KEY_PURPOSE, hashlib.sha256).digest()
+    return hmac.new(secret, purpose, hashlib.sha256).digest()
+
+
+def _room_key(settings: Settings, purpose: bytes, room: str, identity: str, expires: int) -> str:
+    message = f"{room}\n{identity}\n{expires}".encode()
+    digest = hmac.new(_purpose_secret(settings, purpose), message, hashlib.sha256).hexdigest()
+    return f"{expires}.{digest}"
 
 
 def leave_key(settings: Settings, room: str, identity: str, expires: int) -> str:
     """The key that lets `identity` have room `room` deleted, until `expires` (Unix time,
     the token's expiry): `EXPIRES.HMAC`."""
-    message = f"{room}\n{identity}\n{expires}".encode()
-    digest = hmac.new(_leave_secret(settings), message, hashlib.sha256).hexdigest()
-    return f"{expires}.{digest}"
+    return _room_key(settings, LEAVE_KEY_PURPOSE, room, identity, expires)
+
+
+def outcome_key(settings: Settings, room: str, identity: str, expires: int) -> str:
+    """The key that lets `identity`'s page report once how its session went, naming the
+    session's last room `room`, until `expires` (Unix time): `EXPIRES.HMAC`."""
+    return _room_key(settings, OUTCOME_KEY_PURPOSE, room, identity, expires)
+
+
+def verify_room_key(
+    key: str, make: Callable[[int], str], now: float, what: str, expired: str
+) -> None:
+    """Raise Forbidden unless `key` is `make(its expiry)`, compared as bytes in constant
+    time, and has not expired (then the message is `expired`)."""
+    expires_text, _, _ = key.partition(".")
+    if not (expires_text.isascii() and expires_text.isdigit()) or len(expires_text) > 12:
+        raise Forbidden(f"this {what} was not given by this server")
+    expires = int(expires_text)
+    if not hmac.compare_digest(key.encode(), make(expires).encode()):
+        raise Forbidden(f"this {what} was not given for that room and identity")
+    if now > expires:
+        raise Forbidden(expired)
 
 
 MAX_FIELD_BYTES = 256  # a room name's limit in LiveKit; identities and keys are shorter
@@ -240,15 +272,13 @@ def leave_from_body(body: object, settings: Settings, now: float) -> tuple[str, 
     room, identity, key = (str(value) for value in values)
     if any(len(value.encode()) > MAX_FIELD_BYTES for value in (room, identity, key)):
         raise BadRequest(f'"room", "identity" and "leave_key" are at most {MAX_FIELD_BYTES} bytes')
-    expires_text, _, _ = key.partition(".")
-    if not (expires_text.isascii() and expires_text.isdigit()) or len(expires_text) > 12:
-        raise Forbidden("this leave_key was not given by this server")
-    expires = int(expires_text)
-    expected = leave_key(settings, room, identity, expires).encode()
-    if not hmac.compare_digest(key.encode(), expected):
-        raise Forbidden("this leave_key was not given for that room and identity")
-    if now > expires:
-        raise Forbidden("this leave_key has expired with its token; the room is left to expire")
+    verify_room_key(
+        key,
+        lambda expires: leave_key(settings, room, identity, expires),
+        now,
+        "leave_key",
+        "this leave_key has expired with its token; the room is left to expire",
+    )
     return room, identity
 
 

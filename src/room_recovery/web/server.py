@@ -17,12 +17,15 @@ room, which ends the agent's job at once, instead of after the agent's grace per
     GET  /api/config                      the page's timeouts, the agents to choose from, and
                                           the protocol's names (`protocol.page`)
     POST /api/token                       {"agent": NAME} → {url, token, room, identity,
-                                          expires_in, leave_key}; 400 {"error": ...} if refused,
+                                          expires_in, leave_key, outcome_key}; 400
+                                          {"error": ...} if refused,
                                           429 over a client's bounds (`limits`), 401 when an
                                           `authorize` hook says no
     POST /api/leave                       {room, identity, leave_key}: the page's beacon when
                                           its tab closes; deletes the room if the person was
                                           alone in it with agents
+    POST /api/outcome, GET /metrics       what people felt: each page's one report of its
+                                          session, exported for Prometheus (`web.reports`)
     GET  /healthz                         200 {"status": "ok"}; 503 with the problem when
                                           LiveKit does not answer (probed at most every 5 s)
 
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import time
@@ -71,6 +73,7 @@ from .policy import (
     parse_agents,
     room_name_for,
 )
+from .reports import add_reports, json_body
 
 __all__ = ["create_app", "running", "serve"]
 
@@ -153,6 +156,7 @@ def create_app(
         authorize or authorize_of(settings),
         Nodes([settings.ws_url, *(check_node_url(url) for url in nodes)]),
     )
+    add_reports(app, settings, app[STATE].page.join_timeout, app[STATE].book.limits)
     app.cleanup_ctx.append(_check_nodes)
     app.add_routes(
         [
@@ -262,7 +266,7 @@ async def _token(request: web.Request) -> web.Response:
         message = "sign in first: this page server gives tokens only to signed-in people"
         return web.json_response({"error": message}, status=401)
     try:
-        agent = agent_from_body(await _json_body(request), state.agents)
+        agent = agent_from_body(await json_body(request), state.agents)
     except BadRequest as exc:
         logger.info("Refused a token request: %s", exc, extra={"peer": client})
         return web.json_response({"error": str(exc)}, status=400)
@@ -291,7 +295,7 @@ async def _token(request: web.Request) -> web.Response:
 async def _leave(request: web.Request) -> web.Response:
     settings = request.app[STATE].settings
     try:
-        room, identity = leave_from_body(await _json_body(request), settings, time.time())
+        room, identity = leave_from_body(await json_body(request), settings, time.time())
     except BadRequest as exc:
         status = 403 if isinstance(exc, Forbidden) else 400
         logger.info("Refused a leave beacon: %s", exc, extra={"peer": request.remote})
@@ -317,19 +321,6 @@ async def delete_if_left_alone(settings: Settings, room: str, identity: str) -> 
         if others:
             return False
         return await manager.delete_room(room)
-
-
-async def _json_body(request: web.Request) -> object:
-    if request.content_type != "application/json":
-        raise BadRequest(
-            f"send JSON (Content-Type: application/json), not {request.content_type!r}"
-        )
-    try:
-        return json.loads(await request.text())
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON ({str(exc)[:100]})") from None
-    except RecursionError:
-        raise BadRequest("the body is JSON nested too deeply") from None
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -1,5 +1,5 @@
-// The page's server (web/server.py): its config, a token for each attempt, and deleting
-// the room when the person leaves. What goes wrong asking for a token becomes a problem
+// The page's server (web/server.py): its config, a token for each attempt, deleting
+// the room when the person leaves, and the session's report (web/reports.py). What goes wrong asking for a token becomes a problem
 // the page explains (problems.js).
 
 import { pageServerUnreachable, tokenRefused } from '/static/problems.js';
@@ -20,6 +20,7 @@ import { pageServerUnreachable, tokenRefused } from '/static/problems.js';
  * @property {string} identity
  * @property {number} expires_in
  * @property {string} leave_key
+ * @property {string} outcome_key lets the page report how its session went, once
  */
 
 /** @typedef {{room: string, identity: string, leave_key: string}} Leave what /api/leave takes */
@@ -82,4 +83,32 @@ export async function requestLeave(leave) {
 export function leaveBeacon(leave) {
   const body = JSON.stringify(leave);
   navigator.sendBeacon('/api/leave', new Blob([body], { type: 'application/json' }));
+}
+
+/**
+ * What /api/outcome takes: the session's report, and its last grant's key.
+ * @typedef {import('/static/session.js').SessionReport
+ *   & {room: string, identity: string, outcome_key: string}} Outcome
+ */
+
+/**
+ * Reports how the session went (what people felt, for the operators' metrics); resolves
+ * to the HTTP status. `closing`: from a closing tab, by beacon (then it resolves to 0).
+ * @param {Outcome} outcome
+ * @param {boolean} closing
+ * @returns {Promise<number>}
+ */
+export async function reportOutcome(outcome, closing) {
+  const body = JSON.stringify(outcome);
+  if (closing) {
+    navigator.sendBeacon('/api/outcome', new Blob([body], { type: 'application/json' }));
+    return 0;
+  }
+  const response = await fetch('/api/outcome', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body,
+    keepalive: true,
+  });
+  return response.status;
 }

@@ -19,7 +19,9 @@
 // Tests read `window.roomRecovery` (status, attempts, messages sent, error shown).
 
 import { ConnectionState } from '/vendor/livekit-client.esm.mjs';
-import { fetchConfig, leaveBeacon, requestLeave, requestToken } from '/static/api.js';
+import {
+  fetchConfig, leaveBeacon, reportOutcome, requestLeave, requestToken,
+} from '/static/api.js';
 import * as conversation from '/static/conversation.js';
 import {
   agentMissing,
@@ -57,6 +59,7 @@ import {
   newAttempt,
   noteStatus,
   replacementWait,
+  sessionReport,
   waitingText,
   withOverrides,
 } from '/static/session.js';
@@ -107,6 +110,8 @@ const exposed = {
   // what the server answered when the page could still hear it
   leaveAnswers: /** @type {unknown[]} */ ([]),
   recoveries: 0, // times the agent was lost and the page waited in its room for another
+  // each session's report to the page's server, and the HTTP status it got (0: a beacon)
+  reports: /** @type {(import('/static/session.js').SessionReport & {status: number})[]} */ ([]),
   conversation: conversation.seen, // agent state, mute, levels (conversation.js)
 };
 Object.assign(window, { roomRecovery: exposed });
@@ -129,6 +134,14 @@ const session = {
   // identity of the agent whose replacement the page is waiting for
   lostAgent: /** @type {string | null} */ (null),
   leave: /** @type {Leave | null} */ (null), // for the beacon when the tab closes
+  // for the session's report: when Connect was pressed and the first agent came (ms), the
+  // attempts and recoveries before it, the last grant's key, and whether it was sent
+  startedAt: 0,
+  agentAt: /** @type {number | null} */ (null),
+  attemptsBefore: 0,
+  recoveriesBefore: 0,
+  reportKey: /** @type {{room: string, identity: string, outcome_key: string} | null} */ (null),
+  reported: true,
 };
 
 /** @type {WeakSet<Room>} */
@@ -242,6 +255,14 @@ async function startSession(event) {
   session.agent = session.config.agents.find((a) => a.name === ui.agentSelect.value);
   exposed.agent = chosenAgent().name;
   session.retries = 0;
+  Object.assign(session, {
+    startedAt: Date.now(),
+    agentAt: null,
+    attemptsBefore: exposed.attempts.length,
+    recoveriesBefore: exposed.recoveries,
+    reportKey: null,
+    reported: false,
+  });
   await startAttempt();
 }
 
@@ -261,6 +282,7 @@ async function startAttempt() {
     attempt.node = grant.url;
     exposed.identity = grant.identity;
     session.leave = { room: grant.room, identity: grant.identity, leave_key: grant.leave_key };
+    session.reportKey = { room: grant.room, identity: grant.identity, outcome_key: grant.outcome_key };
     renderAttempts();
     const room = attemptRoom(generation);
     session.room = room;
@@ -311,6 +333,7 @@ function agentJoined(room, participant, generation) {
   if (!isCurrent(generation) || room.state !== ConnectionState.Connected) return;
   conversation.agent(participant);
   if (!isWaiting(exposed.status)) return;
+  session.agentAt ??= Date.now();
   clearTimeout(session.joinTimer);
   clearTimeout(session.recoveryTimer);
   session.recoveryTimer = undefined;
@@ -440,6 +463,7 @@ function retryOrGiveUp(detail) {
     const problem = agentMissing(next.attempts, detail, session.agent?.name);
     setStatus('failed', next.text);
     showError(problem);
+    reportSession('explained', false);
     return;
   }
   session.retries = next.retry;
@@ -458,6 +482,7 @@ async function stopWithProblem(problem) {
   await leave(takeRoom(), false);
   setStatus('error', `${problem.title}.`);
   showError(problem);
+  reportSession('explained', false);
 }
 
 // --- leaving --------------------------------------------------------------------------
@@ -466,6 +491,7 @@ async function disconnect() {
   const generation = ++session.generation;
   clearTimers();
   endCurrentAttempt('cancelled', 'you disconnected');
+  reportSession('left', false);
   setStatus('disconnecting', 'Disconnecting...');
   const room = takeRoom();
   await leave(room, true);
@@ -508,6 +534,7 @@ async function sendMessage(room, message) {
 // handed over (if the page goes first, its connection closes with it), and ask the page's
 // server, by beacon, to delete the room, in case the goodbye does not get through.
 function leaveOnPageHide() {
+  reportSession('left', true);
   const room = takeRoom();
   if (!room) return;
   ++session.generation;
@@ -542,6 +569,29 @@ function askToDeleteRoom(room, closing) {
   requestLeave(session.leave)
     .then((answer) => exposed.leaveAnswers.push(answer))
     .catch((error) => console.warn('asking to delete the room failed', error));
+}
+
+/**
+ * Tells the page's server how the session went, once per session (what people felt, for
+ * the operators: web/reports.py): when the page gives up or shows a problem, or the person
+ * leaves. A closing tab can only send a beacon.
+ * @param {'explained' | 'left'} how
+ * @param {boolean} closing
+ */
+function reportSession(how, closing) {
+  if (session.reported || !session.reportKey) return;
+  session.reported = true;
+  const report = sessionReport({
+    startedAt: session.startedAt,
+    agentAt: session.agentAt,
+    attempts: exposed.attempts.length - session.attemptsBefore,
+    recoveries: exposed.recoveries - session.recoveriesBefore,
+  }, how);
+  const record = { ...report, status: 0 };
+  exposed.reports.push(record);
+  reportOutcome({ ...session.reportKey, ...report }, closing)
+    .then((status) => { record.status = status; })
+    .catch((error) => console.warn('reporting the session failed', error));
 }
 
 // --- start ----------------------------------------------------------------------------

@@ -318,3 +318,38 @@ export function withOverrides(config, params) {
   number('max_retries', (v) => Number.isInteger(v) && v >= 0);
   return result;
 }
+
+// --- the session's report ---------------------------------------------------------------
+
+/**
+ * How a session ended, as the person saw it (`Ended` in web/outcomes.py): an agent came;
+ * none came and the page explained what to do; none came yet and the person left.
+ * @typedef {'agent' | 'explained' | 'left'} Ended
+ */
+
+/**
+ * What the page reports of one session (`/api/outcome`, without the grant's key).
+ * @typedef {object} SessionReport
+ * @property {Ended} outcome
+ * @property {number | null} time_to_agent seconds from Connect to the first agent
+ * @property {number} retries new rooms tried after the first
+ * @property {number} recoveries times the agent dropped out and the page waited for another
+ */
+
+/**
+ * The report of a session that started (Connect) at `startedAt` and ends now, by `how`:
+ * the page gave up (`explained`), or the person left.
+ * @param {{startedAt: number, agentAt: number | null, attempts: number, recoveries: number}} session
+ *   times in ms; `attempts`: rooms tried in this session
+ * @param {'explained' | 'left'} how
+ * @returns {SessionReport}
+ */
+export function sessionReport({ startedAt, agentAt, attempts, recoveries }, how) {
+  const cameAt = agentAt === null ? null : Math.max(0, agentAt - startedAt) / 1000;
+  return {
+    outcome: cameAt === null ? how : 'agent',
+    time_to_agent: cameAt === null ? null : Number(cameAt.toFixed(3)),
+    retries: Math.max(0, attempts - 1),
+    recoveries,
+  };
+}
