@@ -1,5 +1,6 @@
 """The Grafana dashboard (dashboards/room-recovery.json) queries only metrics the watchdog
-exports, and shows every one of them: a metric renamed or added fails here, not in Grafana."""
+and the page server export, and shows every one of them: a metric renamed or added fails
+here, not in Grafana. (tests/test_prometheus.py runs every query against a real Prometheus.)"""
 
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from room_recovery.watchdog.metrics import Metrics
+from tests.support.metrics import exported_families
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "room-recovery.json"
 METRIC_NAME = re.compile(r"room_recovery_[a-z_]+")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Metric families left off the dashboard on purpose, each with the reason.
 NOT_ON_THE_DASHBOARD: dict[str, str] = {}
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 
 Panel = dict[str, Any]
 
@@ -47,12 +47,7 @@ def queried_names() -> set[str]:
 
 def exported_names() -> dict[str, set[str]]:
     """Each metric family's name, with every name Prometheus may see for it."""
-    families = {}
-    for family in Metrics().registry.collect():
-        names = {family.name, *(sample.name for sample in family.samples)}
-        names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ()))
-        families[family.name] = names
-    return families
+    return exported_families()
 
 
 def test_the_dashboard_is_valid_json_with_its_title_and_uid() -> None:
