@@ -4,7 +4,7 @@
 #   ./setup.sh                 install (idempotent, fast when done before), then `room-recovery up`
 #   ./setup.sh --install-only  install only (used by ./test.sh and CI)
 #
-# Installs: Debian packages (chromium, redis-server, espeak-ng, sox), livekit-server built with Go
+# Installs: Debian packages (chromium, redis-server, prometheus, espeak-ng, sox), livekit-server built with Go
 # into the project's cache (skipped when that version is already there), the Python virtual
 # environment .venv with the project and its test tools, and the page's npm packages.
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 LIVEKIT_VERSION="1.13.5"
 CACHE="${ROOM_RECOVERY_CACHE:-$HOME/.cache/room-recovery}"
-DEBIAN_PACKAGES=(chromium redis-server espeak-ng sox libportaudio2 curl systemd)
+DEBIAN_PACKAGES=(chromium redis-server prometheus espeak-ng sox libportaudio2 curl systemd)
 RUN_DEMO=1
 
 for arg in "$@"; do

@@ -29,10 +29,12 @@ def _triple_free(port: int) -> bool:
             socket.socket() as a,
             socket.socket() as b,
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c,
+            socket.socket() as d,
         ):
             a.bind(("0.0.0.0", port))  # every address: see livekit_server._bindable
             b.bind(("0.0.0.0", port + 1))
             c.bind(("0.0.0.0", port + 2))
+            d.bind(("0.0.0.0", port + 3))  # its own metrics, with `up --prometheus`
     except OSError:
         return False
     return True
@@ -40,10 +42,11 @@ def _triple_free(port: int) -> bool:
 
 def free_port_triple(nodes: int = 1) -> int:
     """A port P such that TCP P and P+1 and UDP P+2 are free (LiveKit's http, rtc tcp, udp),
-    and so for P+10 k of each further node k of `up --nodes`."""
+    and TCP P+3 (its metrics with `up --prometheus`), and so for P+10 k of each further
+    node k of `up --nodes`."""
     for _ in range(50):
         port = free_port()
-        if port + 10 * (nodes - 1) + 2 > 65535:
+        if port + 10 * (nodes - 1) + 3 > 65535:
             continue
         if all(_triple_free(port + 10 * k) for k in range(nodes)):
             return port

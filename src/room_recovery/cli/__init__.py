@@ -5,6 +5,7 @@ invocation  global options before or after a command; what a command is given (`
 output      consoles, tables, JSON, the progress bar, one-line errors
 rooms       rooms, participants, remove, delete, clean, clean-stale
 system      up, down, restart, status, logs
+up_options  `up`'s options, checked, as SystemOptions
 services    watch, web, doctor
 """
 

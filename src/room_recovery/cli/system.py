@@ -14,23 +14,21 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from ..core.defaults import AGENT_HEALTH_PORT, DEMO_AGENT, WATCH_PORT, WEB_PORT
+from ..core.defaults import AGENT_HEALTH_PORT, DEMO_AGENT, PROMETHEUS_PORT, WATCH_PORT, WEB_PORT
 from ..core.errors import ConfigurationError
-from ..core.extras import DEMO_MODULES, missing_modules
 from ..system import lifecycle
 from ..system import status as system_status
 from ..system import units as system_units
 from ..system.options import (
     DEFAULT_REDIS_PORT,
     MAX_NODES,
-    ExtraAgent,
     SystemOptions,
     default_state_dir,
-    parse_agent_command,
 )
 from ..web.server import NODE_MODULES_ENV, find_node_modules
 from . import output
 from .invocation import Run, command
+from .up_options import up_options
 
 app = typer.Typer()
 
@@ -99,6 +97,18 @@ def up(
     redis_port: Annotated[
         int, _port("--redis-port", "with --nodes: the port of the redis-server up starts")
     ] = DEFAULT_REDIS_PORT,
+    prometheus: Annotated[
+        bool | None,
+        typer.Option(
+            "--prometheus/--no-prometheus",
+            help="run Prometheus (Debian's prometheus) scraping every part, with our alerts; "
+            "on by default with --nodes 2 or more",
+            show_default=False,
+        ),
+    ] = None,
+    prometheus_port: Annotated[
+        int, _port("--prometheus-port", "the port of the Prometheus up starts")
+    ] = PROMETHEUS_PORT,
     wait: Annotated[
         float,
         typer.Option("--wait", min=SMALLEST_WAIT, help="with --detach: seconds to wait for health"),
@@ -116,6 +126,8 @@ def up(
         agent_command=agent_command or [],
         nodes=nodes,
         redis_port=redis_port,
+        prometheus=prometheus,
+        prometheus_port=prometheus_port,
     )
     if detach:
         argv = [arg for arg in run.argv if arg not in ("--detach", "--json")]
@@ -135,65 +147,10 @@ def _print_started(run: Run, summary: dict[str, Any], stopped: Sequence[str] = (
         output.line(f"  page:    {summary['page_url']}")
     if summary.get("ops_url"):
         output.line(f"  ops:     {summary['ops_url']}")
+    if summary.get("prometheus_url"):
+        output.line(f"  metrics: {summary['prometheus_url']}/alerts")
     output.line(f"  LiveKit: {', '.join(summary['livekit_urls'])}")
     output.line(f"  logs:    {summary['log_dir']}/   status: room-recovery status")
-
-
-def up_options(
-    *,
-    state_dir: Path | str | None,
-    agent_name: str,
-    agent_health_port: int,
-    web_port: int,
-    watch_port: int,
-    no_agent: bool,
-    no_web: bool,
-    no_watch: bool,
-    agent_command: Sequence[str],
-    nodes: int = 1,
-    redis_port: int = DEFAULT_REDIS_PORT,
-) -> SystemOptions:
-    """The SystemOptions of `up`'s options; raises ConfigurationError for bad ones.
-
-    Also when the demo agent is to run but its extra is not installed, so that `up`
-    fails before it starts anything.
-    """
-    extra_agents = _extra_agents(agent_command, agent_name, with_demo=not no_agent)
-    missing = missing_modules(*DEMO_MODULES)
-    if not no_agent and missing:
-        raise ConfigurationError(
-            f"up starts the demo agent, which needs {missing[0]} (not installed): "
-            "pip install 'room-recovery[demo]', or pass --no-agent to leave it out"
-        )
-    return SystemOptions(
-        state_dir=Path(state_dir) if state_dir else default_state_dir(),
-        agent_name=agent_name,
-        agent_health_port=agent_health_port,
-        web_port=web_port,
-        watch_port=watch_port,
-        with_agent=not no_agent,
-        with_web=not no_web,
-        with_watch=not no_watch,
-        extra_agents=extra_agents,
-        nodes=nodes,
-        redis_port=redis_port,
-    )
-
-
-def _extra_agents(
-    specs: Sequence[str], demo_name: str, *, with_demo: bool
-) -> tuple[ExtraAgent, ...]:
-    agents = tuple(parse_agent_command(spec) for spec in specs)
-    names = [agent.name for agent in agents]
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigurationError(f"--agent-command names agent {name!r} twice")
-        if name == demo_name and with_demo:
-            raise ConfigurationError(
-                f"--agent-command: {name!r} is the demo agent's name; choose another name, "
-                "or leave the demo agent out with --no-agent"
-            )
-    return agents
 
 
 def _up_options_of(run: Run, argv: list[str]) -> SystemOptions:
@@ -224,6 +181,8 @@ def _up_options_of(run: Run, argv: list[str]) -> SystemOptions:
         agent_command=params["agent_command"] or [],
         nodes=params["nodes"],
         redis_port=params["redis_port"],
+        prometheus=params["prometheus"],
+        prometheus_port=params["prometheus_port"],
     )
 
 

@@ -14,6 +14,9 @@ WATCH_PORT = 8082  # the watchdog: /healthz, /metrics, the operations view
 # The demo agent's health: not 8081, which livekit-agents' HTTP server takes in production
 # mode (`start`), so a worker of yours run next to the demo agent would find it taken and exit.
 AGENT_HEALTH_PORT = 8083
+# The Prometheus `up --prometheus` starts: not 9090, which a Prometheus of the machine's own
+# (Debian's package starts one as a service) may hold.
+PROMETHEUS_PORT = 8084
 
 
 def local_url(port: int, path: str = "") -> str:

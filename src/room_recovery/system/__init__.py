@@ -6,4 +6,5 @@ supervisor     start, watch, restart, stop    part           a part's spec, stat
 part_output    a part's output to its log     processes      verified pidfiles, free ports
 registrations  your workers' registered names units          systemd units for a deployment
 files          private (0600) files           livekit_server the binary and its config
+prometheus     the Prometheus of --prometheus
 """

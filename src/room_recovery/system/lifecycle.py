@@ -76,13 +76,17 @@ def _check_ports(plan: SystemPlan) -> None:
     for k, config in enumerate(plan.nodes):
         node = "LiveKit" if k == 0 else f"LiveKit node {k + 1}"
         where = "the port in LIVEKIT_URL" + (f" (+{k * NODE_PORT_STEP}, --nodes)" if k else "")
-        for candidate, what in ((config.http_port, node), (config.rtc_tcp_port, "its RTC")):
+        ports = [(config.http_port, node), (config.rtc_tcp_port, "its RTC")]
+        if "prometheus_port" in config.extra:
+            ports.append((int(str(config.extra["prometheus_port"])), "its metrics"))
+        for candidate, what in ports:
             require_free_port(candidate, what, where)
     flags = {
         "agent": "--agent-health-port",
         "web": "--web-port",
         "watch": "--watch-port",
         "redis": "--redis-port",
+        "prometheus": "--prometheus-port",
     }
     for part in plan.parts:
         if part.name in flags and part.port is not None:
@@ -124,6 +128,7 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
     extra = {
         "page_url": options.page_url if options.with_web else None,
         "ops_url": options.ops_url if options.with_watch else None,
+        "prometheus_url": options.prometheus_url if plan.prometheus else None,
         "livekit_url": settings.livekit_url,
         "log_dir": str(options.state_dir / "logs"),
     }
@@ -163,6 +168,7 @@ def ready_summary(plan: SystemPlan, supervisor_pid: int) -> dict[str, object]:
         "supervisor_pid": supervisor_pid,
         "page_url": options.page_url if options.with_web else None,
         "ops_url": options.ops_url if options.with_watch else None,
+        "prometheus_url": options.prometheus_url if plan.prometheus else None,
         "livekit_url": plan.settings.livekit_url,
         "livekit_urls": list(plan.node_urls),
         "log_dir": str(options.state_dir / "logs"),
@@ -180,6 +186,8 @@ def _print_ready(plan: SystemPlan, as_json: bool) -> None:
         lines.append(f"  page:     {options.page_url}")
     if options.with_watch:
         lines.append(f"  ops view: {options.ops_url}")
+    if plan.prometheus:
+        lines.append(f"  metrics:  {options.prometheus_url}/alerts (Prometheus, with our alerts)")
     lines.append(f"  LiveKit:  {', '.join(plan.node_urls)}")
     lines.append(f"  logs:     {options.state_dir / 'logs'}/ ({', '.join(p.name for p in parts)})")
     lines.append("  status:   room-recovery status    stop: Ctrl-C or room-recovery down")

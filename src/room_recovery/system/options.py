@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..core.defaults import AGENT_HEALTH_PORT, DEMO_AGENT, WATCH_PORT, WEB_PORT
+from ..core.defaults import AGENT_HEALTH_PORT, DEMO_AGENT, PROMETHEUS_PORT, WATCH_PORT, WEB_PORT
 from ..core.errors import ConfigurationError
 from ..core.settings import Settings
 from ..rules.model import AUTOMATIC, agent_ref, valid_agent_name
@@ -17,7 +17,7 @@ DEFAULT_REDIS_PORT = 6380  # not 6379: a redis-server of the machine's own may h
 NODE_PORT_STEP = 10  # node k (from 0) of `--nodes` listens on LIVEKIT_URL's port + 10 k
 MAX_NODES = 9
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
-PART_NAMES = ("redis", "livekit", "agent", "web", "watch")
+PART_NAMES = ("redis", "livekit", "agent", "web", "watch", "prometheus")
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,17 @@ class SystemOptions:
     extra_agents: tuple[ExtraAgent, ...] = ()
     nodes: int = 1  # livekit-server nodes; more than one share Redis (LiveKit's distributed mode)
     redis_port: int = DEFAULT_REDIS_PORT  # the redis-server `up` starts for them
+    prometheus: bool | None = None  # run Prometheus; None: when --nodes runs a cluster
+    prometheus_port: int = PROMETHEUS_PORT
+
+    @property
+    def wants_prometheus(self) -> bool:
+        """Whether Prometheus was asked for (--prometheus), or comes with a cluster."""
+        return self.prometheus if self.prometheus is not None else self.nodes > 1
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
 
     @property
     def agent_names(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""The processes `up` runs, in start order: LiveKit, the agents, the page, the watchdog.
+"""The processes `up` runs, in start order: LiveKit, the agents, the page, the watchdog,
+and with --prometheus (or --nodes) a Prometheus watching them (`system.prometheus`).
 
 `plan_system` works out once what `up` runs and where (`SystemPlan`: the nodes, the URLs
 people connect to, the parts); `up`, `units` and the ready line read that plan.
@@ -6,6 +7,7 @@ people connect to, the parts); `up`, `units` and the ready line read that plan.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import sys
@@ -20,7 +22,16 @@ from ..protocol.links import WATCHDOG_URL_VARIABLE
 from .files import write_private
 from .livekit_server import ServerConfig, find_server_binary
 from .options import NODE_PORT_STEP, SystemOptions, server_is_local, server_port
+from .prometheus import (
+    LIVEKIT_METRICS_OFFSET,
+    prometheus_binary,
+    prometheus_config,
+    prometheus_part,
+    require_prometheus,
+)
 from .supervisor import PartSpec
+
+logger = logging.getLogger(__name__)
 
 AGENT_READY_LINE = "registered worker"  # livekit-agents' INFO line on registration
 REDIS_READY_LINE = "Ready to accept connections"  # redis-server's line once it serves
@@ -66,6 +77,7 @@ class SystemPlan:
     starts_redis: bool  # the nodes share a redis-server that `up` starts
     watchdog_url: str | None  # where agent workers link to the watchdog; None without one
     parts: tuple[PartSpec, ...]  # in start order
+    prometheus: bool = False  # `up` runs Prometheus (`system.prometheus`)
 
     @property
     def local(self) -> bool:
@@ -81,15 +93,37 @@ def plan_system(settings: Settings, options: SystemOptions) -> SystemPlan:
             f"--nodes starts livekit-server nodes on this machine, but LIVEKIT_URL points at "
             f"{settings.livekit_url}: leave --nodes out to use that server (or cluster)"
         )
-    nodes = tuple(_node_configs(settings, options)) if server_is_local(settings) else ()
+    prometheus = _runs_prometheus(options)
+    nodes = tuple(_node_configs(settings, options, prometheus)) if server_is_local(settings) else ()
     urls = (settings.ws_url, *_further_node_urls(settings, nodes))
     redis = starts_redis(settings, options)
-    parts = _parts(settings, options, nodes, urls, redis)
-    return SystemPlan(settings, options, nodes, urls, redis, watchdog_url(options), parts)
+    parts = _parts(settings, options, nodes, urls, redis, prometheus)
+    return SystemPlan(
+        settings, options, nodes, urls, redis, watchdog_url(options), parts, prometheus
+    )
 
 
-def _node_configs(settings: Settings, options: SystemOptions) -> list[ServerConfig]:
-    """The config of each local livekit-server node; node k on LIVEKIT_URL's port + 10 k."""
+def _runs_prometheus(options: SystemOptions) -> bool:
+    """--prometheus needs the prometheus binary; a cluster without it runs without one."""
+    if not options.wants_prometheus:
+        return False
+    if options.prometheus:
+        require_prometheus()
+        return True
+    if prometheus_binary() is None:
+        logger.warning(
+            "--nodes runs Prometheus when it is installed, and prometheus is not (Debian's "
+            "prometheus package; ./setup.sh installs it): running without it"
+        )
+        return False
+    return True
+
+
+def _node_configs(
+    settings: Settings, options: SystemOptions, metrics: bool = False
+) -> list[ServerConfig]:
+    """The config of each local livekit-server node; node k on LIVEKIT_URL's port + 10 k
+    (and with `metrics`, its own Prometheus metrics on that port + 3)."""
     port = server_port(settings)
     webhooks = (f"http://127.0.0.1:{options.watch_port}/webhook",) if options.with_watch else ()
     shared = urlparse(redis_url(settings, options)) if options.nodes > 1 else None
@@ -113,6 +147,11 @@ def _node_configs(settings: Settings, options: SystemOptions) -> list[ServerConf
             redis_address=redis,
             redis_password=password,
             redis_db=db,
+            extra=(
+                {"prometheus_port": port + NODE_PORT_STEP * k + LIVEKIT_METRICS_OFFSET}
+                if metrics
+                else {}
+            ),
         )
         for k in range(options.nodes)
     ]
@@ -156,6 +195,16 @@ def write_server_config(plan: SystemPlan) -> None:
         write_private(server_config_path(plan.options, k), config.to_yaml())
     if plan.starts_redis:
         write_private(redis_config_path(plan.options), redis_config(plan.options))
+    if plan.prometheus:
+        options = plan.options
+        livekit = [int(str(node.extra["prometheus_port"])) for node in plan.nodes]
+        watch = options.watch_port if options.with_watch else None
+        web = options.web_port if options.with_web else None
+        write_private(prometheus_config_path(options), prometheus_config(watch, web, livekit))
+
+
+def prometheus_config_path(options: SystemOptions) -> Path:
+    return options.state_dir / "prometheus" / "prometheus.yml"
 
 
 def redis_config_path(options: SystemOptions) -> Path:
@@ -201,6 +250,7 @@ def _parts(
     nodes: tuple[ServerConfig, ...],
     urls: tuple[str, ...],
     with_redis: bool,
+    with_prometheus: bool = False,
 ) -> tuple[PartSpec, ...]:
     """The parts `up` runs, in start order."""
     parts = []
@@ -268,11 +318,24 @@ def _parts(
         parts.append(
             _python_part(
                 "watch",
-                ["watch", "--port", str(options.watch_port), *_agent_flags(options)],
+                [
+                    "watch",
+                    "--port",
+                    str(options.watch_port),
+                    *_agent_flags(options),
+                    "--parts-status",
+                    str(options.state_dir / "status.json"),
+                    *(["--prometheus", options.prometheus_url] if with_prometheus else []),
+                ],
                 f"http://127.0.0.1:{options.watch_port}/healthz",
                 options.watch_port,
                 {REDIS_URL_VARIABLE: redis_url(settings, options)} if options.nodes > 1 else {},
             )
+        )
+    if with_prometheus:
+        folder = prometheus_config_path(options).parent
+        parts.append(
+            prometheus_part(folder / "prometheus.yml", folder / "data", options.prometheus_port)
         )
     return tuple(parts)
 
