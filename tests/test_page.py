@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from livekit import api
 from playwright.async_api import Browser, Locator, Page
 from playwright.async_api import Error as PlaywrightError
+from prometheus_client.parser import text_string_to_metric_families
 
 from room_recovery.core.manager import RoomManager
 from room_recovery.core.views import participant_view
@@ -109,6 +111,18 @@ async def connected_page(open_page: OpenPage, url: str, agent: str) -> tuple[Pag
     return page, (await state(page))["room"]
 
 
+async def sessions_reported(url: str) -> dict[str, float]:
+    """The page server's sessions by how they ended, as its /metrics says."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as answer:
+        text = await answer.text()
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "room_recovery_page_sessions_total"
+    }
+
+
 async def people_and_agents(manager: RoomManager, room: str) -> tuple[list[str], list[str]]:
     views = [participant_view(p) for p in await manager.list_participants(room)]
     people = [v.identity for v in views if v.kind is not Kind.AGENT]
@@ -193,6 +207,15 @@ async def test_without_a_worker_it_retries_in_three_new_rooms_then_shows_what_to
             assert command in text
         assert await button(page, "Connect").is_enabled()
 
+        # the page told its server how the session went: nobody came, it explained
+        await wait_for(page, "rr.reports[0]?.status === 204", 5, "the session's report")
+        report = (await state(page))["reports"]
+        assert report == [
+            {"outcome": "explained", "time_to_agent": None, "retries": 3, "recoveries": 0}
+            | {"status": 204}
+        ]
+        assert (await sessions_reported(url))["explained"] == 1
+
 
 async def test_a_worker_started_during_the_retries_is_joined_by_the_next_attempt(
     livekit_server: ServerInfo,
@@ -248,6 +271,13 @@ async def test_disconnect_says_goodbye_the_agent_leaves_and_the_room_is_deleted(
         await eventually(room_gone, timeout=10, what=f"room {room} to be deleted")
         assert await button(page, "Connect").is_enabled()
 
+        # the session's one report: an agent came, within the spec's time, no retry
+        await wait_for(page, "rr.reports[0]?.status === 204", 5, "the session's report")
+        [report] = (await state(page))["reports"]
+        assert report["outcome"] == "agent" and report["retries"] == 0
+        assert 0 < report["time_to_agent"] < SPEC_JOIN_WITHIN
+        assert await sessions_reported(url) == {"agent": 1, "explained": 0, "left": 0}
+
 
 async def test_after_a_tab_closed_without_disconnect_a_new_page_connects_at_once(
     livekit_server: ServerInfo, agent_name: str, open_page: OpenPage, manager: RoomManager
@@ -275,6 +305,12 @@ async def test_after_a_tab_closed_without_disconnect_a_new_page_connects_at_once
         except AssertionError as exc:  # who kept it: the person (no beacon?) or the agent
             left = [(p.identity, p.state) for p in await manager.list_participants(old_room)]
             raise AssertionError(f"{exc}; still in it: {left}") from None
+
+        # the closing tab's beacon reported its session too
+        async def first_reported() -> bool:
+            return (await sessions_reported(url)).get("agent") == 1
+
+        await eventually(first_reported, timeout=5, what="the closed tab's report")
 
 
 async def test_a_crashed_tab_says_nothing_yet_the_agent_leaves_and_the_room_goes(
