@@ -9,6 +9,7 @@ real Prometheus scraping a real system.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -117,6 +118,32 @@ async def test_redis_that_does_not_answer_reads_as_down_until_it_does() -> None:
         assert not leadership.reachable
     finally:
         await leadership.close()
+
+
+async def test_redis_that_hangs_reads_as_down_once_a_lease_passed_without_an_answer() -> None:
+    # a Redis that takes connections and never answers (stopped, or its host gone), while
+    # the leader loop's own time limit cuts every call short
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # the connection stays open, unanswered
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    leadership = Leadership(f"redis://127.0.0.1:{port}/0", "al", lease=0.4, renew=0.1)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await leadership.step()
+        assert leadership.reachable  # not yet: a lease has not passed
+        await asyncio.sleep(0.45)
+        assert not leadership.reachable
+    finally:
+        await leadership.close()
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
 
 
 # --- what the operations view shows ---------------------------------------------------------

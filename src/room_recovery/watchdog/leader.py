@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -64,7 +65,7 @@ class Leadership:
         self.identity = uuid.uuid4().hex[:8]  # this watchdog, in logs
         self.epoch: int | None = None  # while this watchdog leads
         self.takeovers = 0
-        self.reachable = True  # whether Redis answered this watchdog's last call
+        self._answered_at = time.monotonic()  # when Redis last answered (-inf: it refused)
         self._until = 0.0  # monotonic time until which the lease surely holds
         base = f"room-recovery:{scope}:watchdog"
         self._epoch_key = f"{base}:epoch"
@@ -81,6 +82,13 @@ class Leadership:
         return self._redis is not None
 
     @property
+    def reachable(self) -> bool:
+        """Whether Redis answered within a lease: a Redis that hangs (stopped, or its host
+        gone) shows as unreachable after a lease even when every call is cut short by the
+        loop's own time limit, and one that refuses at once."""
+        return time.monotonic() - self._answered_at < self.lease
+
+    @property
     def leading(self) -> bool:
         """Whether this watchdog may act now, as far as it knows without asking Redis."""
         return not self.elected or (self.epoch is not None and time.monotonic() < self._until)
@@ -89,14 +97,14 @@ class Leadership:
     async def _redis_calls(self) -> AsyncIterator[None]:
         try:
             yield
-            self.reachable = True
+            self._answered_at = time.monotonic()
         except LockError:
-            self.reachable = True  # Redis answered: the lock was not ours
+            self._answered_at = time.monotonic()  # Redis answered: the lock was not ours
             raise
         except (RedisError, OSError) as exc:
             if (task := asyncio.current_task()) is not None and task.cancelling():
                 raise asyncio.CancelledError from exc  # we were stopped, Redis was not lost
-            self.reachable = False
+            self._answered_at = -math.inf
             raise RedisUnreachableError(
                 f"Redis unreachable at {redacted(self.url)} ({exc}); no watchdog acts until "
                 "it answers. Is redis-server running? Check REDIS_URL."
