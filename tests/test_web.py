@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -31,6 +32,7 @@ from room_recovery.protocol.room_status import (
     STATUS_RECOVERING,
 )
 from room_recovery.web import create_app, header_secret, running
+from room_recovery.web.access import ANSWER_WITHIN, LiveKitProbe
 from room_recovery.web.limits import (
     EVICT_PER_REQUEST,
     MAX_CLIENTS,
@@ -585,3 +587,29 @@ def test_a_sign_in_header_without_its_value_is_a_clear_error() -> None:
     settings = settings_for_tests(room_recovery_token_auth_header="X-App")
     with pytest.raises(ConfigurationError, match="ROOM_RECOVERY_TOKEN_AUTH="):
         create_app(settings, ["demo-agent"])
+
+
+async def test_health_answers_within_a_second_while_livekit_hangs() -> None:
+    # a LiveKit that takes connections and never answers (its Redis stopped, say): the
+    # page server says "failing" at once, never so slowly that its supervisor restarts it
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    probe = LiveKitProbe(load_settings(livekit_url=f"ws://127.0.0.1:{port}"))
+    try:
+        started = time.monotonic()
+        first = await probe.problem()
+        assert time.monotonic() - started < ANSWER_WITHIN + 0.5
+        assert first is not None and "has not answered the health probe within 1 s" in first
+        await asyncio.sleep(2.5)  # the probe's own call gives up after 2 s
+        later = await probe.problem()
+        assert later is not None and "no answer within 2 s" in later
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()

@@ -24,26 +24,42 @@ from .limits import TokenLimits
 logger = logging.getLogger(__name__)
 
 PROBE_EVERY = 5.0  # seconds between /healthz's calls to LiveKit
+ANSWER_WITHIN = 1.0  # seconds /healthz waits for one (the supervisor's health check: 2 s)
 CALL_TIMEOUT = 5.0  # seconds for the calls made while answering one request
 
 
 class LiveKitProbe:
     """Whether LiveKit answers, asked at most every PROBE_EVERY seconds (one call at a
-    time, however many health checks come)."""
+    time, however many health checks come). A health check waits for an answer at most
+    ANSWER_WITHIN: a LiveKit that hangs (its Redis stopped, say) makes the page server
+    say "failing" at once, never so slowly that its own supervisor takes it for stalled
+    and restarts a page server that is fine."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._checked = -PROBE_EVERY
         self._problem: str | None = None
-        self._lock = asyncio.Lock()
+        self._asking: asyncio.Task[None] | None = None
 
     async def problem(self) -> str | None:
-        async with self._lock:
-            now = time.monotonic()
-            if now - self._checked >= PROBE_EVERY:
-                self._problem = await self._ask()
-                self._checked = time.monotonic()
-            return self._problem
+        if self._asking is None and time.monotonic() - self._checked >= PROBE_EVERY:
+            self._asking = asyncio.create_task(self._ask_and_keep(), name="livekit-probe")
+        if self._asking is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._asking), ANSWER_WITHIN)
+            except TimeoutError:
+                return (
+                    f"LiveKit has not answered the health probe within {ANSWER_WITHIN:g} s "
+                    f"(still asking; the last answer: {self._problem or 'fine'})"
+                )
+        return self._problem
+
+    async def _ask_and_keep(self) -> None:
+        try:
+            self._problem = await self._ask()
+        finally:
+            self._checked = time.monotonic()
+            self._asking = None
 
     async def _ask(self) -> str | None:
         probe_room = f"{self.settings.room_prefix}healthz-probe"
