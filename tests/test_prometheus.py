@@ -2,11 +2,14 @@
 the watchdog, the page server and both livekit-server nodes, with our alert rules loaded.
 After a recovery (a person waiting without an agent gets one) and a page's session report,
 every PromQL expression of dashboards/room-recovery.json parses and returns data, no alert
-fires on the healthy system, and the operations view reads Prometheus' answers."""
+fires on the healthy system, and the operations view reads Prometheus' answers. Then Redis
+stops answering (SIGSTOP): the alert fires, and the operations view in Chromium shows it."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import pytest
 from livekit import rtc
 
 from room_recovery.system.livekit_server import free_port
+from tests.support.browser import artifact_name, chromium, pages_of
 from tests.support.livekit import ServerInfo, eventually, participant
 from tests.support.system import System, brought_down, free_port_triple
 
@@ -48,7 +52,7 @@ async def query(http: aiohttp.ClientSession, prometheus: str, expr: str) -> dict
 
 
 async def test_prometheus_scrapes_the_cluster_and_every_dashboard_query_returns_data(
-    cluster: System,
+    cluster: System, request: pytest.FixtureRequest
 ) -> None:
     prometheus_port = free_port()
     result = cluster.up(
@@ -106,6 +110,12 @@ async def test_prometheus_scrapes_the_cluster_and_every_dashboard_query_returns_
 
         async def every_query_has_data() -> bool:
             empty.clear()
+            reported = await _values(
+                http, prometheus, 'room_recovery_page_sessions_total{outcome="agent"}'
+            )
+            if sum(reported.values()) < 1:
+                empty.append("(the session's report is not scraped yet)")
+                return False
             for title, expr in dashboard_queries():
                 body = await query(http, prometheus, expr)
                 assert body["status"] == "success", (title, expr, body)
@@ -131,6 +141,34 @@ async def test_prometheus_scrapes_the_cluster_and_every_dashboard_query_returns_
             view = await answer.json()
         assert view["configured"] and view["error"] is None, view
         assert view["people"]["sessions"].get("agent", 0) > 0, view
+
+        # Redis stops answering: the watchdog says so, and the alert fires within ~20 s
+        redis_pid = cluster.pid_of("redis")
+        os.kill(redis_pid, signal.SIGSTOP)
+        try:
+
+            async def redis_alert_fires() -> bool:
+                async with http.get(f"{prometheus}/api/v1/alerts") as answer:
+                    alerts = (await answer.json())["data"]["alerts"]
+                return any(
+                    a["labels"]["alertname"] == "RoomRecoveryRedisUnreachable"
+                    and a["state"] == "firing"
+                    for a in alerts
+                )
+
+            await eventually(redis_alert_fires, timeout=40, interval=1, what="the Redis alert")
+            async with (
+                chromium() as browser,
+                pages_of(browser, artifact_name(request.node.name)) as open_page,
+            ):
+                page = await open_page(f"http://127.0.0.1:{cluster.watch_port}/", ready=False)
+                shown = page.locator('#alerts li[data-alert="RoomRecoveryRedisUnreachable"]')
+                await shown.wait_for(timeout=15_000)
+                text = await shown.inner_text()
+                assert "firing" in text and "cannot reach Redis" in text, text
+                assert await page.locator("#people dd").first.inner_text() != "0"
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
 
 
 async def _has_agent(room: rtc.Room) -> bool:
