@@ -56,7 +56,14 @@ async def test_prometheus_scrapes_the_cluster_and_every_dashboard_query_returns_
 ) -> None:
     prometheus_port = free_port()
     result = cluster.up(
-        "--nodes", "2", "--redis-port", str(free_port()), "--prometheus-port", str(prometheus_port)
+        "--nodes",
+        "2",
+        "--redis-port",
+        str(free_port()),
+        "--prometheus-port",
+        str(prometheus_port),
+        "--prometheus-interval",
+        "1",
     )
     assert result.returncode == 0, result.stderr + result.stdout
     prometheus = f"http://127.0.0.1:{prometheus_port}"

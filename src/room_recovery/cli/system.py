@@ -109,6 +109,15 @@ def up(
     prometheus_port: Annotated[
         int, _port("--prometheus-port", "the port of the Prometheus up starts")
     ] = PROMETHEUS_PORT,
+    prometheus_interval: Annotated[
+        float,
+        typer.Option(
+            "--prometheus-interval",
+            min=0.5,
+            max=300,
+            help="seconds between its scrapes and its alerts' evaluations",
+        ),
+    ] = 5.0,
     wait: Annotated[
         float,
         typer.Option("--wait", min=SMALLEST_WAIT, help="with --detach: seconds to wait for health"),
@@ -128,6 +137,7 @@ def up(
         redis_port=redis_port,
         prometheus=prometheus,
         prometheus_port=prometheus_port,
+        prometheus_interval=prometheus_interval,
     )
     if detach:
         argv = [arg for arg in run.argv if arg not in ("--detach", "--json")]
@@ -183,6 +193,7 @@ def _up_options_of(run: Run, argv: list[str]) -> SystemOptions:
         redis_port=params["redis_port"],
         prometheus=params["prometheus"],
         prometheus_port=params["prometheus_port"],
+        prometheus_interval=params["prometheus_interval"],
     )
 
 

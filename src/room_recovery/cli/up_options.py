@@ -33,6 +33,7 @@ def up_options(
     redis_port: int = DEFAULT_REDIS_PORT,
     prometheus: bool | None = None,
     prometheus_port: int = PROMETHEUS_PORT,
+    prometheus_interval: float = 5.0,
 ) -> SystemOptions:
     """The SystemOptions of `up`'s options; raises ConfigurationError for bad ones.
 
@@ -60,6 +61,7 @@ def up_options(
         redis_port=redis_port,
         prometheus=prometheus,
         prometheus_port=prometheus_port,
+        prometheus_interval=prometheus_interval,
     )
 
 

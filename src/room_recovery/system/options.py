@@ -106,6 +106,7 @@ class SystemOptions:
     redis_port: int = DEFAULT_REDIS_PORT  # the redis-server `up` starts for them
     prometheus: bool | None = None  # run Prometheus; None: when --nodes runs a cluster
     prometheus_port: int = PROMETHEUS_PORT
+    prometheus_interval: float = 5.0  # seconds between its scrapes, and its alerts' evaluations
 
     @property
     def wants_prometheus(self) -> bool:

@@ -200,7 +200,8 @@ def write_server_config(plan: SystemPlan) -> None:
         livekit = [int(str(node.extra["prometheus_port"])) for node in plan.nodes]
         watch = options.watch_port if options.with_watch else None
         web = options.web_port if options.with_web else None
-        write_private(prometheus_config_path(options), prometheus_config(watch, web, livekit))
+        text = prometheus_config(watch, web, livekit, options.prometheus_interval)
+        write_private(prometheus_config_path(options), text)
 
 
 def prometheus_config_path(options: SystemOptions) -> Path:

@@ -3,8 +3,8 @@ scraping the watchdog, the page server and each livekit-server node's own metric
 alerts/room-recovery.rules.yml loaded.
 
 It listens on 127.0.0.1 only, keeps two days of data in the state folder, scrapes every
-`SCRAPE_INTERVAL` and evaluates the alerts as often. The watchdog is told where it is, so
-the operations view shows the alerts that fire and what people felt.
+`--prometheus-interval` seconds (5) and evaluates the alerts as often. The watchdog is told
+where it is, so the operations view shows the alerts that fire and what people felt.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 RULES = PROJECT_ROOT / "alerts" / "room-recovery.rules.yml"
-SCRAPE_INTERVAL = "5s"
 RETENTION = "2d"
 LIVEKIT_METRICS_OFFSET = 3  # node k's own metrics: its HTTP port + 3 (after rtc tcp, udp)
 
@@ -48,7 +47,7 @@ def rules_file() -> Path | None:
 
 
 def prometheus_config(
-    watch_port: int | None, web_port: int | None, livekit_metrics: list[int]
+    watch_port: int | None, web_port: int | None, livekit_metrics: list[int], interval: float
 ) -> str:
     """prometheus.yml (JSON, which is valid YAML): one job per kind of part."""
     jobs = [
@@ -63,7 +62,10 @@ def prometheus_config(
             "runs without room-recovery's alerts (load them into it yourself)"
         )
     config = {
-        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "global": {
+            "scrape_interval": _duration(interval),
+            "evaluation_interval": _duration(interval),
+        },
         "rule_files": [str(rules)] if rules else [],
         "scrape_configs": [
             {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports]}]}
@@ -72,6 +74,11 @@ def prometheus_config(
         ],
     }
     return json.dumps(config, indent=2)
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as Prometheus writes a duration: 5s, 500ms."""
+    return f"{round(seconds * 1000)}ms"
 
 
 def prometheus_part(config: Path, data: Path, port: int) -> PartSpec:
