@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import inspect
 import os
 import pwd
 from collections.abc import Mapping, Sequence
@@ -179,22 +180,12 @@ def _up_options_of(run: Run, argv: list[str]) -> SystemOptions:
                 params: Mapping[str, Any] = parsed.params
     except typer.TyperException as exc:
         raise ConfigurationError(f"{unusable}: {exc.format_message()}") from None
-    return up_options(
-        state_dir=params["state_dir"],
-        agent_name=params["agent_name"],
-        agent_health_port=params["agent_health_port"],
-        web_port=params["web_port"],
-        watch_port=params["watch_port"],
-        no_agent=params["no_agent"],
-        no_web=params["no_web"],
-        no_watch=params["no_watch"],
-        agent_command=params["agent_command"] or [],
-        nodes=params["nodes"],
-        redis_port=params["redis_port"],
-        prometheus=params["prometheus"],
-        prometheus_port=params["prometheus_port"],
-        prometheus_interval=params["prometheus_interval"],
-    )
+    # `up`'s parameters carry up_options' names: pass each on as it was parsed
+    names = inspect.signature(up_options).parameters
+    given = {name: params[name] for name in names} | {
+        "agent_command": params["agent_command"] or []
+    }
+    return up_options(**given)
 
 
 @command(app, "Stop everything `up` started (and nothing else).")
