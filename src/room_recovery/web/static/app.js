@@ -19,9 +19,7 @@
 // Tests read `window.roomRecovery` (status, attempts, messages sent, error shown).
 
 import { ConnectionState } from '/vendor/livekit-client.esm.mjs';
-import {
-  fetchConfig, leaveBeacon, reportOutcome, requestLeave, requestToken,
-} from '/static/api.js';
+import { fetchConfig, leaveBeacon, requestLeave, requestToken } from '/static/api.js';
 import * as conversation from '/static/conversation.js';
 import {
   agentMissing,
@@ -41,6 +39,7 @@ import {
   selectionMessage,
   useProtocol,
 } from '/static/protocol.js';
+import { SessionReporter } from '/static/report.js';
 import { agentLeaves, findAgent, newRoom } from '/static/room.js';
 import {
   DEFAULTS,
@@ -59,7 +58,6 @@ import {
   newAttempt,
   noteStatus,
   replacementWait,
-  sessionReport,
   waitingText,
   withOverrides,
 } from '/static/session.js';
@@ -111,7 +109,7 @@ const exposed = {
   leaveAnswers: /** @type {unknown[]} */ ([]),
   recoveries: 0, // times the agent was lost and the page waited in its room for another
   // each session's report to the page's server, and the HTTP status it got (0: a beacon)
-  reports: /** @type {(import('/static/session.js').SessionReport & {status: number})[]} */ ([]),
+  reports: /** @type {import('/static/report.js').SentReport[]} */ ([]),
   conversation: conversation.seen, // agent state, mute, levels (conversation.js)
 };
 Object.assign(window, { roomRecovery: exposed });
@@ -134,15 +132,9 @@ const session = {
   // identity of the agent whose replacement the page is waiting for
   lostAgent: /** @type {string | null} */ (null),
   leave: /** @type {Leave | null} */ (null), // for the beacon when the tab closes
-  // for the session's report: when Connect was pressed and the first agent came (ms), the
-  // attempts and recoveries before it, the last grant's key, and whether it was sent
-  startedAt: 0,
-  agentAt: /** @type {number | null} */ (null),
-  attemptsBefore: 0,
-  recoveriesBefore: 0,
-  reportKey: /** @type {{room: string, identity: string, outcome_key: string} | null} */ (null),
-  reported: true,
+  report: new SessionReporter(), // the session's one report to the page's server
 };
+exposed.reports = session.report.reports;
 
 /** @type {WeakSet<Room>} */
 const joinedRooms = new WeakSet(); // rooms whose connect() succeeded
@@ -255,14 +247,7 @@ async function startSession(event) {
   session.agent = session.config.agents.find((a) => a.name === ui.agentSelect.value);
   exposed.agent = chosenAgent().name;
   session.retries = 0;
-  Object.assign(session, {
-    startedAt: Date.now(),
-    agentAt: null,
-    attemptsBefore: exposed.attempts.length,
-    recoveriesBefore: exposed.recoveries,
-    reportKey: null,
-    reported: false,
-  });
+  session.report.start(exposed.attempts.length, exposed.recoveries);
   await startAttempt();
 }
 
@@ -282,7 +267,7 @@ async function startAttempt() {
     attempt.node = grant.url;
     exposed.identity = grant.identity;
     session.leave = { room: grant.room, identity: grant.identity, leave_key: grant.leave_key };
-    session.reportKey = { room: grant.room, identity: grant.identity, outcome_key: grant.outcome_key };
+    session.report.granted(grant);
     renderAttempts();
     const room = attemptRoom(generation);
     session.room = room;
@@ -333,7 +318,7 @@ function agentJoined(room, participant, generation) {
   if (!isCurrent(generation) || room.state !== ConnectionState.Connected) return;
   conversation.agent(participant);
   if (!isWaiting(exposed.status)) return;
-  session.agentAt ??= Date.now();
+  session.report.agentCame();
   clearTimeout(session.joinTimer);
   clearTimeout(session.recoveryTimer);
   session.recoveryTimer = undefined;
@@ -572,26 +557,12 @@ function askToDeleteRoom(room, closing) {
 }
 
 /**
- * Tells the page's server how the session went, once per session (what people felt, for
- * the operators: web/reports.py): when the page gives up or shows a problem, or the person
- * leaves. A closing tab can only send a beacon.
+ * Tells the page's server how the session went, once per session (report.js).
  * @param {'explained' | 'left'} how
  * @param {boolean} closing
  */
 function reportSession(how, closing) {
-  if (session.reported || !session.reportKey) return;
-  session.reported = true;
-  const report = sessionReport({
-    startedAt: session.startedAt,
-    agentAt: session.agentAt,
-    attempts: exposed.attempts.length - session.attemptsBefore,
-    recoveries: exposed.recoveries - session.recoveriesBefore,
-  }, how);
-  const record = { ...report, status: 0 };
-  exposed.reports.push(record);
-  reportOutcome({ ...session.reportKey, ...report }, closing)
-    .then((status) => { record.status = status; })
-    .catch((error) => console.warn('reporting the session failed', error));
+  session.report.end(how, closing, exposed.attempts.length, exposed.recoveries);
 }
 
 // --- start ----------------------------------------------------------------------------
