@@ -1,6 +1,8 @@
 """Chaos: hundreds of sessions through the page's token endpoint while faults strike.
 
     .venv/bin/python bench/chaos.py [--sessions 200] [--concurrency 5] [--fault-every 6]
+    .venv/bin/python bench/chaos.py --nodes 2 --sessions 1000 --concurrency 8 --fault-every 12
+    .venv/bin/python bench/chaos.py --nodes 3 --sessions 200 --concurrency 8 --no-faults
     .venv/bin/python bench/chaos.py --page http://127.0.0.1:8080 --state-dir DIR
 
 Without --page it starts its own voice system (`room-recovery up --detach` on free ports,
@@ -9,14 +11,15 @@ loopback) and stops it at the end. With --page it drives a running system; the p
 faults then need that system's --state-dir, and act only on the parts its `up` started
 (by their pidfiles and status.json). LIVEKIT_* come from the environment or .env.
 
-Each session is a person as the page is one: a token from /api/token, a join, an agent
-within the page's join timeout (else a new room, after the page's retry delay, up to its
-retries, then the page's final explanation), a few seconds of talk, then `room_cleanup`
-and leave. While the agent talks, if it leaves, the person waits in the room for a
-replacement as the page does while a recovery is under way. One session in twenty is a
-person who vanishes: a separate process, SIGKILLed once the agent is there.
+Each session is a person as the page is one: a token from /api/token (which names the
+node to join: the page server hands out the nodes in turn), a join, an agent within the
+page's join timeout (else a new room, after the page's retry delay, up to its retries,
+then the page's final explanation), a few seconds of talk, then `room_cleanup` and leave.
+While the agent talks, if it leaves, the person waits in the room for a replacement as the
+page does while a recovery is under way. One session in twenty is a person who vanishes: a
+separate process, SIGKILLed once the agent is there.
 
-Faults strike every --fault-every seconds, at random:
+On one node, faults strike every --fault-every seconds, at random, one after another:
 
     job_killed        SIGKILL one of the agent worker's job processes (someone's agent)
     watchdog_killed   SIGKILL the watchdog (the supervisor restarts it)
@@ -24,11 +27,52 @@ Faults strike every --fault-every seconds, at random:
     web_stopped       SIGSTOP the page server for 3 s (token requests hang meanwhile)
     server_killed     SIGKILL livekit-server (every room is lost; pages start again)
 
-A session "saw" a fault that struck while it ran. Per fault, the table gives: sessions;
+With --nodes N (2 or 3) it runs `up --detach --nodes N` (redis-server with a password, N
+livekit-server nodes, the demo agent, the page server, one watchdog) and starts a second
+`room-recovery watch` on the same Redis itself (`chaos_cluster.py`). Faults then strike at
+random moments, --fault-every seconds apart on average, each in a task of its own, so a
+new one may strike while another lasts:
+
+    job_killed        SIGKILL one of the worker's job processes
+    worker_killed     SIGKILL the agent worker (`up` restarts it; its jobs die with it)
+    node_killed       SIGKILL one livekit-server node (`up` restarts it)
+    leader_killed     SIGKILL the watchdog that leads (`up`'s, restarted by `up`, or the
+                      second, restarted by the bench 1 s later)
+    leader_stopped    SIGSTOP the leader for 8 s: past its 3 s lease
+    redis_restarted   SIGKILL or SIGTERM redis-server (`up` restarts it, empty: no snapshots)
+    redis_down        SIGSTOP redis-server for 10 s, then SIGCONT: a Redis that hangs or is
+                      cut off (sockets open, no answer). Stopping it outright would have
+                      `up` start it again at once, and refused connections are the easy case
+    web_stopped       SIGSTOP the page server for 3 s
+
+A fault lasts from its strike until the system is whole again: the part struck runs again,
+every part of `up` says it is healthy (the agent worker only while registered), the second
+watchdog answers and one watchdog leads (a job kill: 1 s). Only processes this run's `up`
+started (status.json in its state folder) and the bench's own second watchdog are struck.
+
+A session "saw" a fault that lasted while it ran. Per fault, the table gives: sessions;
 the share that got an agent, and the share that ended on the page's explanation instead
 (together they must be 100 %: nobody waits forever); p50/p95 seconds from the first join
-to the first agent; duplicate agents seen in one room at once; and, for rooms whose agent
-was replaced, dispatches per room. 60 s after the last session, the rooms still open.
+to the first agent; duplicate agents seen in one room at once; for rooms whose agent was
+replaced, dispatches per room; live agents removed in those sessions' rooms; and their
+rooms still open --left-wait seconds after the last session.
+
+Live agents removed (a cluster run): every agent our code removed is in a log with its
+room (the watchdogs' and the agent worker's JSON logs: "Removed dead agent IDENTITY (SID)",
+or the pre-join cleanup's "Removed participant agent-ROOM"). Each counts as dead, rightly
+removed, only when something killed it between the moment it could first have been there
+(when a person of the bench first saw that sid; else the start of its room's session) and
+its removal: the worker logged its room's job process dying, the agent worker died (its
+pid changed in status.json), or a node it depended on died (node 1, where the worker's job
+processes connect, or the node Redis's room_node_map gave its room; any node if none was
+seen). Every other removal is a live agent removed. The rule can only err towards "dead"
+when an unrelated death falls in that window, so the count is a floor, not a ceiling, in
+runs with many faults; each live one is printed with its room for a look at the logs.
+
+A cluster run also prints what each part cost (CPU seconds of each process `up` started,
+with its children, and of the bench, as a share of one core over the run, and per session
+at once), Redis's commands a second, memory and keys, and the seconds during which two
+watchdogs, or none, said they lead.
 """
 
 from __future__ import annotations
@@ -62,6 +106,17 @@ sys.path.insert(0, str(ROOT))
 from tests.support.system import free_port_triple  # noqa: E402
 from tests.support.worker import connected_children  # noqa: E402
 
+from chaos_cluster import (  # noqa: E402
+    CLUSTER_FAULTS,
+    Cluster,
+    ClusterFaults,
+    Removal,
+    Watcher,
+    judge_removals,
+    own_cluster,
+    read_removals,
+)
+
 AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 FAULTS = {  # weight of each fault
     "job_killed": 5,
@@ -86,6 +141,15 @@ class Session:
     duplicates: int = 0
     replaced: int = 0  # agents that left mid-talk and were replaced in the room
     dispatches: list[int] = field(default_factory=list)  # per room with a replacement
+    room_started: dict[str, float] = field(default_factory=dict)  # room -> wall clock
+
+
+# every agent sid a person saw, and when first (wall clock): the removals' audit reads it
+SEEN_AGENTS: dict[str, float] = {}
+
+
+def saw_agent(sid: str, at: float | None = None) -> None:
+    SEEN_AGENTS.setdefault(sid, time.time() if at is None else at)
 
 
 @dataclass
@@ -131,6 +195,7 @@ async def run_session(page: Page, http: aiohttp.ClientSession, agent: str, s: Se
                 s.explained = f"token: {exc or type(exc).__name__}"
                 continue
             s.rooms.append(grant["room"])
+            s.room_started[grant["room"]] = time.time()
             attempt_in = vanish_attempt if s.vanish else talk_attempt
             try:
                 came = await attempt_in(page, grant, s)
@@ -155,6 +220,8 @@ async def talk_attempt(page: Page, grant: dict[str, str], s: Session) -> bool:
         return [p for p in room.remote_participants.values() if p.kind == AGENT]
 
     def on_change(*_: object) -> None:
+        for agent in agents():
+            saw_agent(agent.sid)
         if len(agents()) > 1:
             s.duplicates += 1
         changed.set()
@@ -172,6 +239,7 @@ async def talk_attempt(page: Page, grant: dict[str, str], s: Session) -> bool:
         # never cancelled: a connect cut short between its callback and the SDK's "ready"
         # makes the FFI panic, and the SDK then SIGTERMs this whole process
         await room.connect(grant["url"], grant["token"])
+        on_change()
         if not await wait_for_agent(room, agents, changed, gone, page.join_timeout):
             return False
         if s.time_to_agent is None:
@@ -240,7 +308,10 @@ async def vanish_attempt(page: Page, grant: dict[str, str], s: Session) -> bool:
                     listed = await lkapi.room.list_participants(request)
                 except (api.TwirpError, aiohttp.ClientError, OSError):
                     listed = api.ListParticipantsResponse()  # LiveKit restarting: ask again
-                if any(p.kind == api.ParticipantInfo.Kind.AGENT for p in listed.participants):
+                kinds = [p for p in listed.participants if p.kind == api.ParticipantInfo.Kind.AGENT]
+                for agent in kinds:
+                    saw_agent(agent.sid, agent.joined_at_ms / 1000 or None)
+                if kinds:
                     if s.time_to_agent is None:
                         s.time_to_agent = time.monotonic() - s.started
                     return True
@@ -361,57 +432,158 @@ def own_system() -> Iterator[tuple[str, Path, Settings]]:
         subprocess.run([*cli, "down"], env=env, cwd=folder, capture_output=True, timeout=90)
 
 
-async def drive(
-    page: Page, state_dir: Path | None, args: argparse.Namespace
-) -> tuple[list[Session], list[tuple[float, str]], int]:
+@dataclass
+class Run:
+    """What a run gives `report`: the sessions, the faults (name, start, end: monotonic),
+    the rooms still open after the wait, and on a cluster its audit and cost."""
+
+    results: list[Session]
+    struck: list[tuple[str, float, float]]
+    left: set[str]
+    faults: list[str]
+    removals: list[Removal] = field(default_factory=list)
+    watcher: Watcher | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+async def drive(page: Page, state_dir: Path | None, args: argparse.Namespace) -> Run:
     sessions, concurrency, every = args.sessions, args.concurrency, args.fault_every
     livekit_port = int(page.settings.http_url.rsplit(":", 1)[1].split("/")[0])
-    faults = Faults(state_dir, livekit_port) if state_dir else None
+    faults = Faults(state_dir, livekit_port) if state_dir and not args.no_faults else None
     results = [Session(n, random.random() < VANISH_SHARE) for n in range(sessions)]
-    gate = asyncio.Semaphore(concurrency)
-    stop = asyncio.Event()
     timeout = aiohttp.ClientTimeout(total=15)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         agent = (await page.configure(http))[0]
+        stop = asyncio.Event()
         injector = None
         if faults is not None:
-            strikes = strike_at_random(faults, every, stop, args.fault or [])
-            injector = asyncio.create_task(strikes)
-
-        async def one(s: Session) -> None:
-            async with gate:
-                await run_session(page, http, agent, s)
-                done = sum(1 for r in results if r.ended)
-                if done % 20 == 0:
-                    print(f"  {done}/{sessions} sessions", flush=True)
-
+            injector = asyncio.create_task(strike_at_random(faults, every, stop, args.fault or []))
         try:
-            await asyncio.gather(*(one(s) for s in results))
+            await run_sessions(page, http, agent, results, concurrency)
         finally:
             stop.set()
             if injector is not None:
                 await injector
-    print(f"waiting {args.left_wait:g} s for rooms to close...", flush=True)
-    await asyncio.sleep(args.left_wait)
-    rooms = {room for s in results for room in s.rooms}
+    left = await rooms_left(page, results, args.left_wait)
+    struck = [(name, at, at) for at, name in faults.struck] if faults else []
+    return Run(results, struck, left, list(FAULTS))
+
+
+async def drive_cluster(cluster: Cluster, args: argparse.Namespace) -> Run:
+    """The sessions on `up --nodes N`, faults overlapping (each its own task, struck at
+    random moments --fault-every seconds apart on average), the cluster watched meanwhile."""
+    page = Page(cluster.page_url, cluster.settings)
+    results = [Session(n, random.random() < VANISH_SHARE) for n in range(args.sessions)]
+    names = args.fault or list(CLUSTER_FAULTS)
+    weights = [CLUSTER_FAULTS[name] for name in names]
+    timeout = aiohttp.ClientTimeout(total=15)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        agent = (await page.configure(http))[0]
+        faults = ClusterFaults(cluster, http)
+        watcher = Watcher(cluster)
+        stop, watched = asyncio.Event(), asyncio.Event()
+        active = lambda: sum(1 for s in results if s.started and not s.ended)  # noqa: E731
+        watching = asyncio.create_task(watcher.run(watched, active))
+        keeper = asyncio.create_task(cluster.second.keep_running())
+        strikes: set[asyncio.Task[None]] = set()
+
+        async def inject() -> None:
+            await asyncio.gather(asyncio.wait_for(stop.wait(), 15), return_exceptions=True)
+            while not stop.is_set():
+                task = asyncio.create_task(faults.strike(random.choices(names, weights)[0]))
+                strikes.add(task)
+                task.add_done_callback(strikes.discard)
+                pause = random.expovariate(1 / args.fault_every)
+                await asyncio.gather(asyncio.wait_for(stop.wait(), pause), return_exceptions=True)
+
+        injector = asyncio.create_task(inject()) if not args.no_faults else None
+        try:
+            await run_sessions(page, http, agent, results, args.concurrency)
+        finally:
+            stop.set()
+            if injector is not None:
+                await injector
+            await asyncio.gather(*strikes, return_exceptions=True)
+            watched.set()
+            await watching
+    left = await rooms_left(page, results, args.left_wait)
+    await describe_left(page, left)
+    cluster.second.wanted = False
+    keeper.cancel()
+    room_start = {room: at for s in results for room, at in s.room_started.items()}
+    removals = judge_removals(read_removals(cluster.state_dir), watcher, SEEN_AGENTS, room_start)
+    struck = [(x.name, x.start, x.end) for x in faults.strikes]
+    return Run(results, struck, left, names, removals, watcher, dict(faults.skipped))
+
+
+async def run_sessions(
+    page: Page, http: aiohttp.ClientSession, agent: str, results: list[Session], concurrency: int
+) -> None:
+    gate = asyncio.Semaphore(concurrency)
+    every = 50 if len(results) >= 500 else 20
+
+    async def one(s: Session) -> None:
+        async with gate:
+            await run_session(page, http, agent, s)
+            done = sum(1 for r in results if r.ended)
+            if done % every == 0:
+                print(f"  {done}/{len(results)} sessions", flush=True)
+
+    await asyncio.gather(*(one(s) for s in results))
+
+
+async def rooms_left(page: Page, results: list[Session], wait: float) -> set[str]:
+    """The sessions' rooms still open `wait` seconds after the last session."""
+    print(f"waiting {wait:g} s for rooms to close...", flush=True)
+    await asyncio.sleep(wait)
+    rooms = sorted({room for s in results for room in s.rooms})
+    for attempt in range(10):  # a node may be restarting
+        try:
+            async with api.LiveKitAPI(
+                page.settings.http_url,
+                page.settings.livekit_api_key,
+                page.settings.livekit_api_secret,
+            ) as lkapi:
+                listed = await lkapi.room.list_rooms(api.ListRoomsRequest(names=rooms))
+            return {room.name for room in listed.rooms}
+        except (api.TwirpError, aiohttp.ClientError, OSError):
+            await asyncio.sleep(2 + attempt)
+    raise SystemExit("could not list the rooms left behind")
+
+
+async def describe_left(page: Page, left: set[str]) -> None:
+    """Who is still in each room left behind (at most 10), to find out why."""
+    settings = page.settings
     async with api.LiveKitAPI(
-        page.settings.http_url, page.settings.livekit_api_key, page.settings.livekit_api_secret
+        settings.http_url, settings.livekit_api_key, settings.livekit_api_secret
     ) as lkapi:
-        listed = await lkapi.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms)))
-    return results, faults.struck if faults else [], len(listed.rooms)
+        for room in sorted(left)[:10]:
+            try:
+                listed = await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
+            except (api.TwirpError, aiohttp.ClientError, OSError) as exc:
+                print(f"  left: {room}: {exc}")
+                continue
+            who = [
+                f"{p.identity} {api.ParticipantInfo.Kind.Name(p.kind)} "
+                f"{api.ParticipantInfo.State.Name(p.state)} {p.sid} joined {p.joined_at}"
+                for p in listed.participants
+            ]
+            print(f"  left: {room} at {time.time():.0f}: {who or 'nobody'}", flush=True)
 
 
-def report(
-    results: list[Session], struck: list[tuple[float, str]], left: int, waited: float
-) -> bool:
+def report(run: Run, waited: float) -> bool:
+    results, struck = run.results, run.struck
+
     def saw(s: Session) -> set[str]:
-        seen = {name for at, name in struck if s.started <= at <= s.ended}
+        seen = {name for name, start, end in struck if start <= s.ended and end >= s.started}
         return (seen or {"none"}) | ({"vanish"} if s.vanish else set())
 
-    rows = ["all", "none", *FAULTS, "vanish"]
+    live = [r for r in run.removals if not r.dead_because]
+    live_rooms = {r.room for r in live}
+    rows = ["all", "none", *run.faults, "vanish"]
     header = (
         f"{'fault':<17}{'sessions':>9}{'agent':>14}{'explained':>11}{'p50 s':>7}{'p95 s':>7}"
-        f"{'dupes':>7}{'disp/room':>10}"
+        f"{'dupes':>7}{'disp/room':>10}{'live rm':>8}{'left':>6}"
     )
     print("\n" + header)
     for row in rows:
@@ -426,18 +598,62 @@ def report(
         per_room = [d for s in group for d in s.dispatches]
         disp = f"{statistics.mean(per_room):.2f}" if per_room else "-"
         share = f"{len(agent)} ({len(agent) / len(group):.1%})"
+        rooms = {room for s in group for room in s.rooms}
         print(
             f"{row:<17}{len(group):>9}{share:>14}{len(explained):>11}{p50:>7.2f}{p95:>7.2f}"
-            f"{sum(s.duplicates for s in group):>7}{disp:>10}"
+            f"{sum(s.duplicates for s in group):>7}{disp:>10}{len(rooms & live_rooms):>8}"
+            f"{len(rooms & run.left):>6}"
         )
-    counts = {name: sum(1 for _, n in struck if n == name) for name in FAULTS}
+    counts = {name: sum(1 for n, _, _ in struck if n == name) for name in run.faults}
     print("\nfaults struck: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
-    print(f"rooms left behind {waited:g} s after the run: {left}")
+    if run.skipped:
+        print(
+            "faults skipped (no target then): "
+            + ", ".join(f"{n} {c}" for n, c in run.skipped.items())
+        )
+    overlapping = sum(
+        1
+        for i, (_, a0, a1) in enumerate(struck)
+        if any(b0 <= a1 and b1 >= a0 for j, (_, b0, b1) in enumerate(struck) if j != i)
+    )
+    if struck:
+        print(f"faults that overlapped another: {overlapping} of {len(struck)}")
+    print(f"rooms left behind {waited:g} s after the run: {len(run.left)}")
+    if run.watcher is not None:
+        report_cluster(run, live)
     unended = [s for s in results if s.time_to_agent is None and s.explained is None]
     dupes = sum(s.duplicates for s in results)
-    ok = not unended and left == 0 and dupes == 0
+    ok = not unended and not run.left and dupes == 0 and not live
     print("verdict:", "every session got an agent or an explanation" if ok else "FAILED")
     return ok
+
+
+def report_cluster(run: Run, live: list[Removal]) -> None:
+    watcher = run.watcher
+    assert watcher is not None
+    print(f"\nagent removals by our code: {len(run.removals)}")
+    why: dict[str, int] = {}
+    for removal in run.removals:
+        why[removal.dead_because or "LIVE"] = why.get(removal.dead_because or "LIVE", 0) + 1
+    for reason, count in sorted(why.items()):
+        print(f"  {reason}: {count}")
+    for removal in live:
+        print(f"  live agent removed: {removal}")
+    deaths: dict[str, int] = {}
+    for death in watcher.deaths:
+        deaths[death.part] = deaths.get(death.part, 0) + 1
+    print("part deaths seen (pid changes): " + ", ".join(f"{p} {n}" for p, n in deaths.items()))
+    print(
+        f"seconds with two watchdogs saying 'leader': {watcher.two_leaders:g}; "
+        f"with none: {watcher.no_leader:g}"
+    )
+    mean = statistics.mean(watcher.concurrent) if watcher.concurrent else 0.0
+    print(f"\ncost over {watcher.ended - watcher.started:.0f} s, {mean:.1f} sessions at once:")
+    for part, share in watcher.cost().items():
+        each = f"{share / mean * 100:.2f} % per session" if mean else ""
+        print(f"  {part:<11}{share * 100:6.1f} % of a core  {each}")
+    for key, value in watcher.redis_load().items():
+        print(f"  redis {key}: {value:.1f}")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -447,15 +663,23 @@ async def main(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    if args.nodes > 1:
+        with own_cluster(args.nodes) as cluster:
+            print(
+                f"own cluster: {args.nodes} nodes, page {cluster.page_url}, "
+                f"state {cluster.state_dir}",
+                flush=True,
+            )
+            run = await drive_cluster(cluster, args)
+        return 0 if report(run, args.left_wait) else 1
     if args.page:
         page = Page(args.page.rstrip("/"), load_settings())
-        results, struck, left = await drive(page, args.state_dir, args)
-        return 0 if report(results, struck, left, args.left_wait) else 1
+        run = await drive(page, args.state_dir, args)
+        return 0 if report(run, args.left_wait) else 1
     with own_system() as (url, state_dir, settings):
         print(f"own system: page {url}, state {state_dir}", flush=True)
-        page = Page(url, settings)
-        results, struck, left = await drive(page, state_dir, args)
-    return 0 if report(results, struck, left, args.left_wait) else 1
+        run = await drive(Page(url, settings), state_dir, args)
+    return 0 if report(run, args.left_wait) else 1
 
 
 if __name__ == "__main__":
@@ -463,12 +687,17 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=5)
     parser.add_argument("--fault-every", type=float, default=6.0, help="seconds between faults")
+    parser.add_argument("--nodes", type=int, default=1, help="2 or 3: up --nodes N (a cluster)")
     parser.add_argument("--page", help="a running system's page URL (default: start one)")
     parser.add_argument("--state-dir", type=Path, help="that system's state folder (faults)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
-        "--fault", action="append", choices=list(FAULTS), help="only these faults (repeatable)"
+        "--fault",
+        action="append",
+        choices=sorted({*FAULTS, *CLUSTER_FAULTS}),
+        help="only these faults (repeatable)",
     )
+    parser.add_argument("--no-faults", action="store_true", help="no faults: a cost run")
     parser.add_argument(
         "--left-wait", type=float, default=LEFT_BEHIND_WAIT, help="seconds before counting rooms"
     )
