@@ -64,7 +64,7 @@ async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobod
     cluster: System, request: pytest.FixtureRequest
 ) -> None:
     redis_port = free_port()
-    result = cluster.up("--nodes", "2", "--redis-port", str(redis_port))
+    result = cluster.up("--nodes", "2", "--redis-port", str(redis_port), "--no-prometheus")
     assert result.returncode == 0, result.stderr + result.stdout
     # the Redis `up` started takes no command without its password, kept 0600
     password = cluster.state_dir / "redis" / "password"
