@@ -49,6 +49,7 @@ LONGEST_FIRST = (
     "test_guide_worker.py",  # ~95 s
     "test_page.py",  # ~78 s
     "test_leader.py",
+    "test_prometheus.py",  # ~40 s, one test
     "test_nodes.py",
     "test_voice_system.py",
     "test_watchdog.py",
