@@ -171,7 +171,8 @@ async def main(args: argparse.Namespace) -> int:
             if phase == "down":
                 os.kill(redis, signal.SIGCONT)
             print("\nin order:")
-            for line in sorted(await asyncio.gather(*rounds), key=lambda x: float(x[2:8])):
+            lines = await asyncio.gather(*rounds)
+            for line in sorted(lines, key=lambda x: float(x[2:8].strip().rstrip("s"))):
                 print(line)
             for person in people:
                 await person.room.disconnect()
