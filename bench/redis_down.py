@@ -106,6 +106,11 @@ async def api_probe(cluster: Cluster, node: int, existing: str) -> dict[str, str
 
 
 async def main(args: argparse.Namespace) -> int:
+    # SIGTERM (or an FFI panic, which the rtc SDK turns into one) cancels the run, so that
+    # the cluster and the second watchdog it started are stopped on the way out
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     with own_cluster(args.nodes) as cluster:
         print(f"cluster: {cluster.nodes} nodes, state {cluster.state_dir}", flush=True)
         async with aiohttp.ClientSession() as http:
