@@ -156,6 +156,8 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     cli = [sys.executable, "-m", "room_recovery.cli"]
     flags = ["--web-port", str(web), "--watch-port", str(watch), "--agent-health-port", str(agent)]
     flags += ["--nodes", str(nodes), "--redis-port", str(redis_port)]
+    # with --nodes, up also runs Prometheus: on a free port too, never its default's
+    flags += ["--prometheus-port", str(free_port())]
     started = subprocess.run(
         [*cli, "up", "--detach", *flags], env=env, cwd=folder, capture_output=True, text=True
     )
