@@ -279,3 +279,19 @@ async def test_redis_out_of_reach_is_one_clear_error_without_the_password() -> N
 def test_a_redis_url_of_another_kind_is_refused_naming_the_variable() -> None:
     with pytest.raises(ConfigurationError, match="REDIS_URL='http://x' is invalid"):
         load_settings(redis_url="http://x")
+
+
+def test_a_new_lead_hears_every_heartbeat_afresh() -> None:
+    # a heartbeat frozen while Redis (LiveKit's bus too) was away is no evidence of a death
+    # for the watchdog that leads again after it: its silence counts from the new lead
+    settings = load_settings(livekit_api_key="k", livekit_api_secret="s" * 40)
+    dog = Watchdog(settings, WatchdogOptions())
+    dog.leadership.epoch = 1
+    dog.note_lead()
+    dog.heartbeats.silence("r", "agent-1", "beat-7", 100.0)
+    assert dog.heartbeats.silence("r", "agent-1", "beat-7", 110.0) == 10.0  # frozen 10 s
+    dog.note_lead()  # the same lead: nothing is forgotten
+    assert dog.heartbeats.silence("r", "agent-1", "beat-7", 110.0) == 10.0
+    dog.leadership.epoch = 2  # it lost the lead in the outage and leads again
+    dog.note_lead()
+    assert dog.heartbeats.silence("r", "agent-1", "beat-7", 110.0) == 0.0

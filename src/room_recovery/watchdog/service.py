@@ -110,6 +110,7 @@ class Watchdog:
         if options.parts_status is not None:
             self.metrics.registry.register(PartsCollector(options.parts_status))
         self.heartbeats = HeartbeatTracker()
+        self._lead_epoch: int | None = None  # the lead the heartbeats were heard under
         self.book = RoomBook(options.attention, time.monotonic())
         self._listing: dict[str, api.Room] = {}  # the last room listing, by name
         self._cleaned_up_to = ""  # the cleanup's round-robin place among the room names
@@ -276,7 +277,17 @@ class Watchdog:
 
     # --- one room -----------------------------------------------------------------------
 
+    def note_lead(self) -> None:
+        """A new lead (a new epoch: this watchdog took over, or leads again after Redis was
+        away) hears every heartbeat afresh. What it heard before, as a standby or while
+        Redis (LiveKit's bus too, on a cluster) was away, is no evidence of a death: a
+        heartbeat frozen by an outage would otherwise be judged silent the moment it leads."""
+        if self.leadership.epoch != self._lead_epoch:
+            self._lead_epoch = self.leadership.epoch
+            self.heartbeats = HeartbeatTracker()
+
     def spawn_check(self, room: str) -> asyncio.Task[bool]:
+        self.note_lead()
         check = asyncio.create_task(self._check_quietly(room))
         self._checks.add(check)
         check.add_done_callback(self._checks.discard)
