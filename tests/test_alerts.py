@@ -19,10 +19,13 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from room_recovery.core.errors import ConfigurationError
 from room_recovery.core.settings import load_settings
 from room_recovery.rules.attention import AttentionPolicy, RoomSignals
 from room_recovery.rules.watch import RoomHistory
 from room_recovery.system.livekit_server import free_port
+from room_recovery.system.options import SystemOptions
+from room_recovery.system.parts import plan_system
 from room_recovery.watchdog import Watchdog, WatchdogOptions
 from room_recovery.watchdog.alerts import NO_PROMETHEUS, PrometheusView, alert_lines, people_felt
 from room_recovery.watchdog.leader import Leadership, RedisUnreachableError
@@ -200,3 +203,19 @@ async def test_a_prometheus_that_does_not_answer_is_said_not_raised() -> None:
     view = await PrometheusView(f"http://127.0.0.1:{free_port()}").read()
     assert view["configured"] is True and "did not answer" in view["error"]
     assert view["alerts"] == [] and view["people"] is None
+
+
+# --- up without prometheus ------------------------------------------------------------------
+
+
+def test_up_prometheus_without_prometheus_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for where in ("room_recovery.system.prometheus", "room_recovery.system.parts"):
+        monkeypatch.setattr(f"{where}.prometheus_binary", lambda: None)
+    settings = load_settings(livekit_url="ws://127.0.0.1:7880")
+    with pytest.raises(ConfigurationError, match=r"Debian's prometheus package; ./setup.sh"):
+        plan_system(settings, SystemOptions(state_dir=tmp_path, prometheus=True))
+    # a cluster runs without it, saying so, rather than not at all
+    plan = plan_system(settings, SystemOptions(state_dir=tmp_path, nodes=2))
+    assert not plan.prometheus and "prometheus" not in [part.name for part in plan.parts]
