@@ -82,7 +82,6 @@ import asyncio
 import json
 import os
 import random
-import secrets
 import signal
 import statistics
 import subprocess
@@ -112,6 +111,7 @@ from chaos_cluster import (  # noqa: E402
     ClusterFaults,
     Removal,
     Watcher,
+    chaos_env,
     judge_removals,
     own_cluster,
     read_removals,
@@ -403,16 +403,7 @@ def own_system() -> Iterator[tuple[str, Path, Settings]]:
     """`up --detach` on free ports in a temporary state folder; `down` at the end."""
     folder = Path(tempfile.mkdtemp(prefix="chaos-"))
     port, web, watch, agent = free_port_triple(), free_port(), free_port(), free_port()
-    secret = secrets.token_urlsafe(32)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ROOM_"))} | {
-        "LIVEKIT_URL": f"ws://127.0.0.1:{port}",
-        "LIVEKIT_API_KEY": "chaoskey",
-        "LIVEKIT_API_SECRET": secret,
-        "ROOM_PREFIX": "chaos-",
-        "ROOM_RECOVERY_STATE": str(folder),
-        "ROOM_RECOVERY_TOKEN_RATE": "0",
-        "ROOM_RECOVERY_TOKEN_ROOMS": "0",
-    }
+    env = chaos_env(port, folder)
     cli = [sys.executable, "-m", "room_recovery.cli"]
     ports = ["--web-port", str(web), "--watch-port", str(watch), "--agent-health-port", str(agent)]
     started = subprocess.run(
@@ -423,7 +414,7 @@ def own_system() -> Iterator[tuple[str, Path, Settings]]:
     settings = load_settings(
         livekit_url=env["LIVEKIT_URL"],
         livekit_api_key="chaoskey",
-        livekit_api_secret=secret,
+        livekit_api_secret=env["LIVEKIT_API_SECRET"],
         room_prefix="chaos-",
     )
     try:

@@ -134,6 +134,23 @@ class Cluster:
         return "livekit" if k == 0 else f"livekit-{k + 1}"
 
 
+def chaos_env(port: int, folder: Path) -> dict[str, str]:
+    """The environment of a chaos run's own `up`: this machine's, without any LIVEKIT_ or
+    ROOM_ settings of the developer's, a fresh secret, the token bounds off (every person
+    comes from loopback)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ROOM_"))}
+    return inherited | {
+        "LIVEKIT_URL": f"ws://127.0.0.1:{port}",
+        "LIVEKIT_API_KEY": "chaoskey",
+        "LIVEKIT_API_SECRET": secrets.token_urlsafe(32),
+        "ROOM_PREFIX": "chaos-",
+        "ROOM_RECOVERY_STATE": str(folder),
+        "ROOM_RECOVERY_TOKEN_RATE": "0",
+        "ROOM_RECOVERY_TOKEN_ROOMS": "0",
+        "ROOM_RECOVERY_TOKEN_TOTAL_ROOMS": "0",
+    }
+
+
 @contextmanager
 def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     """`up --detach --nodes N` on free ports in a temporary state folder, and a second
@@ -141,17 +158,7 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     folder = Path(tempfile.mkdtemp(prefix="chaos-cluster-"))
     port = free_port_triple(nodes=nodes)
     web, watch, agent, redis_port = free_port(), free_port(), free_port(), free_port()
-    secret = secrets.token_urlsafe(32)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ROOM_"))} | {
-        "LIVEKIT_URL": f"ws://127.0.0.1:{port}",
-        "LIVEKIT_API_KEY": "chaoskey",
-        "LIVEKIT_API_SECRET": secret,
-        "ROOM_PREFIX": "chaos-",
-        "ROOM_RECOVERY_STATE": str(folder),
-        "ROOM_RECOVERY_TOKEN_RATE": "0",
-        "ROOM_RECOVERY_TOKEN_ROOMS": "0",
-        "ROOM_RECOVERY_TOKEN_TOTAL_ROOMS": "0",
-    }
+    env = chaos_env(port, folder)
     env.pop("REDIS_URL", None)
     cli = [sys.executable, "-m", "room_recovery.cli"]
     flags = ["--web-port", str(web), "--watch-port", str(watch), "--agent-health-port", str(agent)]
@@ -169,7 +176,7 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     settings = load_settings(
         livekit_url=env["LIVEKIT_URL"],
         livekit_api_key="chaoskey",
-        livekit_api_secret=secret,
+        livekit_api_secret=env["LIVEKIT_API_SECRET"],
         room_prefix="chaos-",
     )
     # as `up` runs its watchdog: JSON logs, REDIS_URL, the demo agent's name
