@@ -13,15 +13,14 @@ values are clamped, so the metrics' cardinality is bounded whatever a page sends
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..core.settings import Settings
 from ..rules.replay import RecentIds
-from .limits import TokenLimits
+from .limits import Refused, TokenBook, TokenLimits
 from .policy import (
     MAX_FIELD_BYTES,
     OUTCOME_WINDOW,
@@ -34,7 +33,6 @@ TIME_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120
 RETRY_BUCKETS = (0.0, 1.0, 2.0, 3.0, 5.0)
 MAX_SECONDS = 3600.0  # a time to agent beyond this is counted as this
 MAX_COUNT = 100  # retries or recoveries beyond this are counted as this
-MAX_REPORTERS = 4096  # clients remembered for the rate, least recently seen forgotten
 REJECTIONS = ("malformed", "forbidden", "repeated", "rate")
 
 
@@ -165,26 +163,20 @@ class PageMetrics:
 
 
 class ReportBook:
-    """One report per grant, and a rate per client (the token limits' rate: a page sends
-    at most one report per token it got)."""
+    """One report per grant, and a rate per client: the token limits' bucket (`TokenBook`,
+    its rate only), since a page sends at most one report per token it got."""
 
     def __init__(self, limits: TokenLimits) -> None:
-        self.limits = limits
         self._reported = RecentIds(window=OUTCOME_WINDOW, capacity=100_000)
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+        self._rate = TokenBook(replace(limits, open_rooms=None, total_rooms=None))
 
     def check_rate(self, client: str, now: float) -> bool:
         """Take one report from `client`'s bucket; False when it is empty."""
-        per_minute = self.limits.per_minute
-        if per_minute is None:
-            return True
-        tokens, at = self._buckets.pop(client, (float(self.limits.burst), now))
-        tokens = min(float(self.limits.burst), tokens + (now - at) * per_minute / 60)
-        allowed = tokens >= 1
-        self._buckets[client] = (tokens - 1 if allowed else tokens, now)
-        while len(self._buckets) > MAX_REPORTERS:
-            self._buckets.popitem(last=False)
-        return allowed
+        try:
+            self._rate.check_rate(client, now)
+        except Refused:
+            return False
+        return True
 
     def first(self, outcome: SessionOutcome, now: float) -> bool:
         """Whether this is the first report for its grant."""

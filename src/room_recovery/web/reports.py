@@ -89,23 +89,22 @@ async def _outcome(request: web.Request) -> web.Response:
     reports = request.app[REPORTS]
     client = client_key(request.remote or "")
     now = time.time()
-    status, reason = 204, ""
-    try:
-        if not reports.book.check_rate(client, time.monotonic()):
-            status, reason = 429, "rate"
-            raise BadRequest("too many session reports from this address; try again later")
-        outcome = outcome_from_body(await json_body(request), reports.settings, now)
-        if not reports.book.first(outcome, now):
-            status, reason = 409, "repeated"
-            raise BadRequest("this session was already reported")
-    except BadRequest as exc:
-        if not reason:
-            status, reason = (
-                (403, "forbidden") if isinstance(exc, Forbidden) else (400, "malformed")
-            )
+
+    def refuse(status: int, reason: str, message: str) -> web.Response:
         reports.metrics.rejected.labels(reason).inc()
-        logger.info("Refused a session report: %s", exc, extra={"peer": client})
-        return web.json_response({"error": str(exc)}, status=status)
+        logger.info("Refused a session report: %s", message, extra={"peer": client})
+        return web.json_response({"error": message}, status=status)
+
+    if not reports.book.check_rate(client, time.monotonic()):
+        return refuse(429, "rate", "too many session reports from this address; try again later")
+    try:
+        outcome = outcome_from_body(await json_body(request), reports.settings, now)
+    except Forbidden as exc:
+        return refuse(403, "forbidden", str(exc))
+    except BadRequest as exc:
+        return refuse(400, "malformed", str(exc))
+    if not reports.book.first(outcome, now):
+        return refuse(409, "repeated", "this session was already reported")
     reports.metrics.record(outcome)
     logger.info(
         "📊 %s's session ended: %s after %d retries",
