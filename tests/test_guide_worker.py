@@ -172,6 +172,35 @@ async def test_a_worker_stopped_for_nine_seconds_keeps_its_agent_and_gets_no_dis
             assert watchdog.links.lost_workers == 0 and recoveries(watchdog, "ghost_removed") == 0
 
 
+async def test_a_second_job_after_the_person_reconnected_keeps_the_agent_its_worker_vouches_for(
+    livekit_server: ServerInfo, room: str, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    # what a Redis outage does: the person's connection is renewed (so it now joined after
+    # its agent) and a second job comes for the room (the room re-created, its dispatch
+    # again). The guide's own cleanup must not take the live agent for one left over from
+    # an earlier session: its worker vouches for it, so it stays. (The second agent joins
+    # too: this test made that dispatch; keeping a live agent is what matters here.)
+    async with linked_watchdog(livekit_server, PREFIX) as (watchdog, url):
+        worker = await start_worker("spec", livekit_server, "", tmp_path / "w.log", workers, url)
+        async with (
+            person(livekit_server, room, "user-1", publish=True) as user,
+            RoomManager(settings=watchdog.settings) as manager,
+        ):
+            first = await user.wait_for_agent(timeout=20)
+            await eventually(
+                lambda: asyncio.sleep(0, first.identity in watchdog.links.vouched(room)),
+                what="the worker to vouch for its agent",
+            )
+            async with person(livekit_server, room, "user-1", publish=True) as again:
+                await again.wait_for("the agent", lambda: len(again.agents()) == 1, 10)
+                await manager.dispatch_agent(room, "")  # automatic dispatch: "" (measured)
+                await again.wait_for("the second agent", lambda: len(again.agents()) == 2, 20)
+                await worker.wait_for_log("Keeping agent(s)", first.identity)
+                assert first.sid in await agent_sids(manager, room)
+                assert ("left", first.identity, first.sid) not in again.events
+            assert watchdog.links.lost_workers == 0
+
+
 # --- never given up while an agent could come ---------------------------------------------
 
 

@@ -11,6 +11,7 @@ from room_recovery.rules.restart import RestartPolicy, recent_crashes, restart_d
 from room_recovery.rules.retry import retry_delay
 from room_recovery.rules.staleness import (
     StalePolicy,
+    doubted_agents,
     is_stale_room,
     prejoin_removals,
     stale_removals,
@@ -123,6 +124,32 @@ def test_prejoin_removes_an_agent_shown_dead_even_when_it_came_for_the_person() 
     gone = ParticipantView("agent-2", Kind.AGENT, State.DISCONNECTED, NOW - 5, 1)
     removals = prejoin_removals([person("user", age=10), dead, gone], NOW, POLICY, keep={"user"})
     assert sorted(r.identity for r in removals) == ["agent-1", "agent-2"]
+
+
+def test_prejoin_keeps_an_agent_its_worker_vouches_for_however_silent_or_early() -> None:
+    # a Redis outage froze its heartbeat; the person reconnected after it joined
+    frozen = ParticipantView(
+        "agent-1", Kind.AGENT, State.ACTIVE, NOW - 60, 1, heartbeat_at=NOW - 12
+    )
+    room = [frozen, person("user", age=5)]
+    assert [r.identity for r in prejoin_removals(room, NOW, POLICY, keep={"user"})] == ["agent-1"]
+    assert prejoin_removals(room, NOW, POLICY, keep={"user"}, alive={"agent-1"}) == []
+
+
+def test_prejoin_removes_a_vouched_agent_the_server_shows_gone() -> None:
+    gone = ParticipantView("agent-1", Kind.AGENT, State.DISCONNECTED, NOW - 5, 1)
+    removals = prejoin_removals([gone, person("user")], NOW, POLICY, alive={"agent-1"})
+    assert [r.reason for r in removals] == ["agent disconnected"]
+
+
+def test_only_agents_removed_on_our_own_judgement_are_doubted() -> None:
+    silent = ParticipantView("agent-1", Kind.AGENT, State.ACTIVE, NOW - 5, 1, heartbeat_at=NOW - 4)
+    gone = ParticipantView("agent-2", Kind.AGENT, State.DISCONNECTED, NOW - 5, 1)
+    stuck = person("old-user", age=900, state=State.JOINING, tracks=0)
+    room = [silent, gone, stuck, person("user", age=1)]
+    removals = prejoin_removals(room, NOW, POLICY, keep={"user"})
+    assert sorted(r.identity for r in removals) == ["agent-1", "agent-2", "old-user"]
+    assert doubted_agents(removals, room) == {"agent-1"}
 
 
 def test_prejoin_keeps_the_person_who_triggered_the_job_even_when_not_yet_active() -> None:

@@ -29,11 +29,45 @@ logger = logging.getLogger(__name__)
 
 LINK_RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach the watchdog
 LINK_PATIENCE = 4  # failed attempts (about 10 s) before a warning
+ALIVE_TIMEOUT = 0.5  # seconds a pre-join cleanup waits for the watchdog's word on its agents
 
 
 def watchdog_url() -> str:
     """Where the watchdog listens (ROOM_RECOVERY_WATCHDOG_URL, set by `up`), or ""."""
     return process_settings().room_recovery_watchdog_url.rstrip("/")
+
+
+async def ask_alive(
+    url: str, settings: Settings, room: str, timeout: float = ALIVE_TIMEOUT
+) -> set[str] | None:
+    """The agents of `room` whose worker vouches for them, as the watchdog at `url` says.
+
+    None when it cannot say (not reachable within `timeout`, refused, or on another machine
+    in clear): then nobody knows whether they are alive. Never raises but for cancellation.
+    """
+    if links.needs_tls(url):
+        return None
+    token = links.link_token(
+        settings.livekit_api_key, settings.livekit_api_secret, f"{socket.gethostname()}/prejoin"
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with asyncio.timeout(timeout), aiohttp.ClientSession() as http:
+            address = f"{url.rstrip('/')}{links.ALIVE_PATH}"
+            async with http.get(address, params={"room": room}, headers=headers) as response:
+                if response.status != 200:
+                    text = (await response.text()).strip()
+                    logger.warning("the watchdog at %s answered %s: %s", url, response.status, text)
+                    return None
+                body = await response.json()
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        logger.warning("cannot ask the watchdog at %s who is alive: %s", url, exc or repr(exc))
+        return None
+    alive = body.get("alive") if isinstance(body, dict) else None
+    if not isinstance(alive, list) or not all(isinstance(a, str) for a in alive):
+        logger.warning("the watchdog at %s gave no list of agents: %.200r", url, body)
+        return None
+    return set(alive)
 
 
 def link_problem(url: str, exc: BaseException) -> str:

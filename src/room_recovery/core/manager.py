@@ -23,11 +23,13 @@ from ..rules.model import RoomView
 from ..rules.staleness import (
     DEFAULT_AGENT_ALONE_GRACE,
     StalePolicy,
+    doubted_agents,
     is_stale_room,
     prejoin_removals,
     stale_removals,
 )
 from .errors import RoomRecoveryError
+from .link import ask_alive
 from .outcomes import delete_into, remove_into
 from .report import CleanupReport, Failure, KeptParticipant
 from .room_actions import RoomActions
@@ -281,6 +283,12 @@ class RoomManager(RoomActions):
                 for p in await self._transport.list_participants(lkapi, room_name)
             ]
             removals = prejoin_removals(participants, time.time(), self.policy, keep_set)
+            doubted = doubted_agents(removals, participants)
+            if doubted:  # removed on our own judgement: their worker may know better
+                alive = await self._alive_by_their_workers(room_name, doubted)
+                removals = prejoin_removals(
+                    participants, time.time(), self.policy, keep_set, alive=alive
+                )
             report.kept.extend(
                 KeptParticipant(room_name, p.identity)
                 for p in participants
@@ -299,6 +307,28 @@ class RoomManager(RoomActions):
         if report.ok:
             logger.info("✅ Room %s successfully cleaned", room_name, extra={"room": room_name})
         return report
+
+    async def _alive_by_their_workers(self, room_name: str, doubted: set[str]) -> set[str]:
+        """Which of the `doubted` agents their worker vouches for (the watchdog's links).
+
+        Without a watchdog (ROOM_RECOVERY_WATCHDOG_URL unset) nobody can vouch: none. With
+        one that cannot say, none is proven dead: all of them."""
+        url = self.settings.room_recovery_watchdog_url
+        if not url:
+            return set()
+        answer = await ask_alive(url, self.settings, room_name)
+        alive = doubted if answer is None else doubted & answer
+        if alive:
+            logger.info(
+                "Keeping agent(s) %s in room %s: %s",
+                ", ".join(sorted(alive)),
+                room_name,
+                "nobody can say they are dead (the watchdog did not answer)"
+                if answer is None
+                else "their worker says they run; a silent heartbeat is a stall, not a death",
+                extra={"room": room_name, "agents": sorted(alive)},
+            )
+        return alive
 
     async def _fall_back_to_delete(
         self, report: CleanupReport, lkapi: api.LiveKitAPI, room_name: str, keep: set[str]

@@ -27,6 +27,10 @@ dropped). A worker that links later (at its first job request) says false. A lin
 jobs says only that a worker of that agent is registered: `room-recovery up` opens one for
 each agent worker it runs, the moment the worker logs its registration.
 
+A pre-join cleanup that would remove an agent on its own judgement (a silent heartbeat, an
+earlier join) first asks the watchdog `GET ALIVE_PATH?room=NAME` with a link token: the
+agents of that room whose worker vouches for them now are kept (`core.link.ask_alive`).
+
 One message per worker and per job start or end: nothing is sent per room while all is well.
 The worker finds the watchdog at `WATCHDOG_URL_VARIABLE` (set by `room-recovery up`) and
 proves itself with a link token (`link_token`): a JWT good for `LINK_TOKEN_TTL` seconds,
@@ -50,6 +54,7 @@ from urllib.parse import urlparse
 import jwt
 
 LINK_PATH = "/api/workers"
+ALIVE_PATH = "/api/alive"  # GET ?room=NAME, a link token as Bearer: {"room", "alive": [identity]}
 WATCHDOG_URL_VARIABLE = "ROOM_RECOVERY_WATCHDOG_URL"
 LINK_PING = 2.0  # seconds between the watchdog's pings on a link
 LINK_STALL = 5.0  # seconds without a word (or pong) after which a link is stalled, not dead

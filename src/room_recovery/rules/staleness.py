@@ -19,6 +19,11 @@ The rule, in one place:
   agent that joined after the person and may be alive is serving them: it stays. (The
   spec removes every agent; but a live agent is a person's conversation.)
 * Whoever is in `keep` is never removed: that is the person the agent is joining for.
+* An agent in `alive` is never removed either: its worker says its process runs and
+  answers (the watchdog's worker links, `protocol.links`). Its heartbeat may be silent for
+  a reason that is no death (a stalled process, a Redis outage that froze the attribute),
+  and an agent left over from before the person's (re)connection may be serving them; only
+  the server's own word (DISCONNECTED) removes it then. The watchdog judges by the same rule.
 """
 
 from __future__ import annotations
@@ -94,15 +99,27 @@ def agent_death(agent: ParticipantView, now: float, policy: StalePolicy) -> str 
     return None
 
 
+def doubted_agents(
+    removals: Sequence[Removal], participants: Sequence[ParticipantView]
+) -> set[str]:
+    """The agents among `removals` that the server does not show gone: removed on our own
+    judgement (a silent heartbeat, an earlier join), which their worker may contradict."""
+    gone = {p.identity for p in participants if p.state is State.DISCONNECTED}
+    agents = {p.identity for p in participants if p.kind is Kind.AGENT}
+    return {r.identity for r in removals if r.identity in agents and r.identity not in gone}
+
+
 def prejoin_removals(
     participants: Sequence[ParticipantView],
     now: float,
     policy: StalePolicy,
     keep: Collection[str] = (),
+    alive: Collection[str] = (),
 ) -> list[Removal]:
     """Whom to remove before a new agent joins: dead agents, and stale participants.
 
-    The people in `keep` (the person the agent is joining for) always stay.
+    The people in `keep` (the person the agent is joining for) always stay, and so do the
+    agents in `alive` (their worker vouches for them) unless the server shows them gone.
     """
     removals = []
     people = [p.joined_at for p in participants if p.kind is not Kind.AGENT]
@@ -112,6 +129,8 @@ def prejoin_removals(
             continue
         if participant.kind is Kind.AGENT:
             reason = agent_death(participant, now, policy)
+            if participant.identity in alive and participant.state is not State.DISCONNECTED:
+                continue
             if reason is None and (first_person is None or participant.joined_at < first_person):
                 reason = "left over from an earlier session"
             if reason is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..core.settings import Settings
-from ..protocol.links import LINK_PATH
+from ..protocol.links import ALIVE_PATH, LINK_PATH
 from .alerts import PrometheusView
 from .metrics import CONTENT_TYPE
 from .overview import overview
@@ -107,6 +107,7 @@ def create_app(watchdog: Watchdog) -> web.Application:
     app.router.add_get("/api/overview", view_data)
     app.router.add_get("/api/alerts", alerts)
     app.router.add_get(LINK_PATH, watchdog.links.handle)
+    app.router.add_get(ALIVE_PATH, watchdog.links.handle_alive)
     app.cleanup_ctx.append(lifetime)
     return app
 

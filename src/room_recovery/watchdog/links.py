@@ -34,6 +34,7 @@ from aiohttp import WebSocketError, WSMsgType, web
 
 from ..protocol import links
 from ..protocol.links import JobRecord, MalformedLinkMessage
+from ..rules.model import room_name_problem
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,21 @@ class WorkerLinks:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip()
         return links.verify_link_token(token, self._api_key, self._api_secret)
+
+    async def handle_alive(self, request: web.Request) -> web.Response:
+        """`GET /api/alive?room=NAME`: the agents of a room its workers vouch for now.
+
+        Asked by a pre-join cleanup before it removes an agent on its own judgement; the
+        same link token as a worker link, so only a holder of the API secret may ask."""
+        try:
+            self.link_of(request)
+        except links.LinkRefused as exc:
+            return web.Response(status=401, text=f"refused: {exc}\n")
+        room = request.query.get("room", "")
+        problem = room_name_problem(room)
+        if problem is not None:
+            return web.Response(status=400, text=f"room: {problem}\n")
+        return web.json_response({"room": room, "alive": sorted(self.vouched(room))})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/workers`: a worker's link, for as long as the worker lives."""
