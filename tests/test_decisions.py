@@ -16,6 +16,7 @@ from room_recovery.core.recovery import ReplacementOutcome, replace_agent
 from room_recovery.core.transport import Transport
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE
 from room_recovery.protocol.messages import dispatch_metadata
+from room_recovery.rules.reach import GHOST_AFTER
 from room_recovery.rules.recovery import DeadAgent
 from room_recovery.rules.watch import RoomHistory
 from room_recovery.watchdog.look import look_at_room
@@ -234,6 +235,34 @@ async def test_a_person_waiting_without_an_agent_gets_exactly_one_dispatch(
     assert await look_at_room(dog, ROOM)  # a moment later: that dispatch is on its way
     assert fake.called("dispatch") == [(ROOM, "my-agent", META)]  # its own agent, for them
     assert dog.lead.claimed == [ROOM]
+
+
+async def test_a_person_no_node_answers_for_gets_no_agent_and_then_their_room_goes(
+    fake: FakeTransport,
+) -> None:
+    # a dead node's ghost: LiveKit lists them ACTIVE, and no node answers for them
+    dog = FakeWatchdog(fake)
+    waiting_person(fake, dog)
+    fake.add_dispatch(ROOM, "my-agent")
+    fake.ghosts[ROOM].add("user")
+    assert await look_at_room(dog, ROOM)  # doubt: not yet a ghost, and no agent sent
+    assert fake.called("dispatch") == [] and ROOM in fake.rooms
+    state = dog.watch(ROOM)
+    [sid] = state.unanswered
+    state.unanswered[sid] -= GHOST_AFTER  # silent that long
+    await look_at_room(dog, ROOM)
+    assert ROOM not in fake.rooms and fake.called("dispatch") == []
+    assert [cause for _, cause, _ in dog.recoveries] == ["ghost_room"]
+
+
+async def test_a_real_person_beside_a_ghost_gets_their_agent(fake: FakeTransport) -> None:
+    dog = FakeWatchdog(fake)
+    waiting_person(fake, dog)
+    fake.add_participant(ROOM, "ghost", age=60)
+    fake.add_dispatch(ROOM, "my-agent")
+    fake.ghosts[ROOM].add("ghost")
+    assert await look_at_room(dog, ROOM)
+    assert len(fake.called("dispatch")) == 1 and ROOM in fake.rooms
 
 
 async def test_a_room_whose_dispatch_a_worker_is_starting_gets_no_other(

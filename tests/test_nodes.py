@@ -5,11 +5,14 @@ nodes, and a person whose node is SIGKILLed is connected again, with an agent, b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
 import socket
 import stat
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +25,11 @@ from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import load_settings
 from room_recovery.core.views import participant_view
 from room_recovery.rules.model import Kind, State
+from room_recovery.rules.reach import GHOST_AFTER
 from room_recovery.system.livekit_server import free_port
 from room_recovery.web.nodes import Nodes, check_node_url, http_of
 from tests.support.browser import artifact_name, chromium, pages_of, state, wait_status
-from tests.support.livekit import eventually
+from tests.support.livekit import ParticipantProcess, ServerInfo, eventually
 from tests.support.system import System, brought_down, free_port_triple
 
 
@@ -58,6 +62,56 @@ async def live(node: str, room: str, identity: str) -> bool:
         views = [participant_view(i) for i in await manager.list_participants(room)]
     active = [v for v in views if v.state is State.ACTIVE]
     return any(v.kind is Kind.AGENT for v in active) and any(v.identity == identity for v in active)
+
+
+async def listed(node: str, room: str) -> list[str]:
+    """Who the server (asked through `node`) lists in `room`, with their state."""
+    settings = load_settings(
+        livekit_url=node, livekit_api_key="devkey", livekit_api_secret="secret"
+    )
+    async with RoomManager(settings=settings) as manager:
+        views = [participant_view(i) for i in await manager.list_participants(room)]
+    return [f"{v.identity}:{v.kind.value}:{v.state.value}" for v in views]
+
+
+async def room_on(cluster: System, node: int) -> str:
+    """A new room (no agent in it) that LiveKit placed on node `node` (1, 2): its allocator
+    picks any node, so rooms are made until one lands there (as its log says)."""
+    log = cluster.state_dir / "logs" / ("livekit.log" if node == 1 else f"livekit-{node}.log")
+    [node_id] = re.findall(r'starting LiveKit server\s.*?"nodeID": "(ND_\w+)"', log.read_text())[
+        :1
+    ] or [""]
+    settings = load_settings(
+        livekit_url=cluster.url, livekit_api_key="devkey", livekit_api_secret="secret"
+    )
+    async with RoomManager(settings=settings) as manager:
+        for _ in range(30):
+            room = f"ghost-{uuid.uuid4().hex[:8]}"
+            await manager.create_room(room, agent_name="no-such-agent")
+            logs = "".join(
+                (cluster.state_dir / "logs" / f).read_text()
+                for f in ("livekit.log", f"livekit-{node}.log")
+            )
+            if re.search(rf'"room": "{room}", "selectedNodeID": "{node_id}"', logs):
+                return room
+    raise AssertionError(f"no room placed on node {node} ({node_id or 'id not in its log'})")
+
+
+async def _the_ghosts_room_goes(cluster: System, node: str, room: str, killed_at: float) -> None:
+    """A room on the node that died, whose person's client died with it: LiveKit lists the
+    person ACTIVE still (its state in Redis, and no node to end it). The watchdog must not
+    send agents to it for ever: no node answers for that person, so after GHOST_AFTER
+    the room is deleted."""
+    assert "gone:standard:active" in await listed(node, room)  # the ghost is there
+
+    async def gone() -> bool:
+        return not await listed(node, room)
+
+    await eventually(gone, timeout=GHOST_AFTER + 30, what=f"the ghost's room {room} to go")
+    print(f"the ghost's room went {time.monotonic() - killed_at:.0f} s after the kill")
+    watch_log = (cluster.state_dir / "logs" / "watch.log").read_text()
+    assert f"Deleted room {room}: every person listed in it (gone) is a ghost" in watch_log
+    assert f"Room {room}: a person is waiting" not in watch_log  # no agent sent to a ghost
 
 
 async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobody(
@@ -107,10 +161,16 @@ async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobod
         assert node == second
         dead, alive_node = second, cluster.url
         victim = cluster.pid_of("livekit-2")
-        with socket.socket() as squatter:
+        # and someone whose room lives on that node, whose client dies with it: a ghost
+        ghost = ParticipantProcess(
+            ServerInfo(dead, "devkey", "secret"), await room_on(cluster, 2), "gone"
+        )
+        await ghost.ready()
+        with socket.socket() as squatter, contextlib.closing(ghost):
             squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             os.kill(victim, signal.SIGKILL)
             killed_at = time.monotonic()
+            ghost.kill()
             await eventually(lambda: asyncio.sleep(0, bind(squatter, dead)), what="its port")
             squatter.listen()
 
@@ -132,6 +192,7 @@ async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobod
             assert final.get("error") is None
             if len(final["attempts"]) >= 2:
                 assert final["attempts"][-1]["node"] != dead  # on the node that lives
+            await _the_ghosts_room_goes(cluster, alive_node, ghost.room, killed_at)
 
 
 # --- the page server's choice of node (no server) ----------------------------------------

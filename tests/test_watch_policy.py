@@ -7,6 +7,7 @@ import pytest
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE, heartbeat_of
 from room_recovery.rules.liveness import HEARTBEAT_TIMEOUT, MAX_ALLOWANCE, HeartbeatTracker
 from room_recovery.rules.model import Kind, ParticipantView, State
+from room_recovery.rules.reach import GHOST_AFTER, Reach, judge_reach
 from room_recovery.rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
 
 NOW = 5_000.0
@@ -161,3 +162,26 @@ def test_a_two_second_stall_is_not_a_death_with_the_default_timeout() -> None:
         [person(), agent()], {"agent-room": 2.0}, RoomHistory(), NOW, WatchPolicy()
     )
     assert result.ghosts == () and not result.dispatch
+
+
+# --- people no node answers for (rules.reach) ------------------------------------------
+
+
+def test_people_no_node_answers_for_are_doubted_then_ghosts() -> None:
+    verdict, since = judge_reach({"PA_1": False}, {}, 100.0)
+    assert (verdict, since) == (Reach.DOUBT, {"PA_1": 100.0})
+    assert judge_reach({"PA_1": False}, since, 100.0 + GHOST_AFTER - 1)[0] is Reach.DOUBT
+    assert judge_reach({"PA_1": False}, since, 100.0 + GHOST_AFTER)[0] is Reach.GHOSTS
+
+
+def test_one_person_who_answers_or_a_server_that_cannot_say_keeps_the_room_served() -> None:
+    since = {"PA_1": 0.0}
+    assert judge_reach({"PA_1": False, "PA_2": True}, since, 100.0) == (Reach.REACHED, since)
+    assert judge_reach({"PA_1": False, "PA_2": None}, since, 100.0)[0] is Reach.REACHED
+    assert judge_reach({}, since, 100.0) == (Reach.REACHED, {})
+
+
+def test_a_person_who_answers_again_starts_from_nothing() -> None:
+    verdict, since = judge_reach({"PA_1": True}, {"PA_1": 0.0}, 100.0)
+    assert (verdict, since) == (Reach.REACHED, {})
+    assert judge_reach({"PA_1": False}, since, 101.0) == (Reach.DOUBT, {"PA_1": 101.0})

@@ -71,6 +71,7 @@ class FakeTransport(Transport):
         self.dispatches: dict[str, list[agent_dispatch.AgentDispatch]] = defaultdict(list)
         self.log: list[Call] = []
         self.removed: list[tuple[str, str, str]] = []  # (room, identity, sid) really removed
+        self.ghosts: dict[str, set[str]] = defaultdict(set)  # listed, but no node answers
         self._failures: dict[str, list[Exception]] = defaultdict(list)
         self._before: dict[str, list[Callable[[], object]]] = defaultdict(list)
         self._ids = 0
@@ -146,7 +147,12 @@ class FakeTransport(Transport):
         yield NO_API
 
     async def call(
-        self, action: str, request: Callable[[], Awaitable[T]], *, changes: bool = False
+        self,
+        action: str,
+        request: Callable[[], Awaitable[T]],
+        *,
+        changes: bool = False,
+        timeout: float | None = None,
     ) -> T:
         raise AssertionError(f"FakeTransport has no fake for {action!r}: add one")
 
@@ -218,6 +224,10 @@ class FakeTransport(Transport):
         if room_name not in self.rooms:
             raise LiveKitAPIError("update metadata", "not_found", "room does not exist")
         self.rooms[room_name].metadata = metadata
+
+    async def reaches(self, lkapi: LK, room_name: str, identity: str) -> bool | None:
+        self._enter("reaches", room_name, identity)
+        return identity not in self.ghosts.get(room_name, set())
 
     async def update_attributes(
         self, lkapi: LK, room_name: str, identity: str, attributes: dict[str, str]

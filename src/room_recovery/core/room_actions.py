@@ -52,6 +52,12 @@ class RoomActions:
             )
         return removed
 
+    async def reaches(self, room_name: str, identity: str) -> bool | None:
+        """Whether LiveKit reaches this participant on its node (`Transport.reaches`)."""
+        self._check_room(room_name)
+        async with self._transport.session() as lkapi:
+            return await self._transport.reaches(lkapi, room_name, identity)
+
     async def set_attributes(self, room_name: str, identity: str, values: dict[str, str]) -> bool:
         """Merge `values` into a participant's attributes. False if it was not there."""
         self._check_room(room_name)

@@ -24,6 +24,8 @@ from .signing import use_cached_tokens
 T = TypeVar("T")
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
+UNAVAILABLE = "unavailable"  # LiveKit's code when no node answers for what a call is about
+REACH_TIMEOUT = 5.0  # seconds to ask a participant's node (LiveKit itself waits 3 s for it)
 
 
 class Transport:
@@ -54,13 +56,13 @@ class Transport:
             current, self._api = self._api, None
             await current.aclose()
 
-    def _new_api(self) -> api.LiveKitAPI:
+    def _new_api(self, timeout: float | None = None) -> api.LiveKitAPI:
         key, secret = self.settings.livekit_api_key, self.settings.livekit_api_secret
         lkapi = api.LiveKitAPI(
             self.settings.http_url,
             key,
             secret,
-            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
         )
         return use_cached_tokens(lkapi, key, secret)
 
@@ -77,16 +79,23 @@ class Transport:
             await lkapi.aclose()
 
     async def call(
-        self, action: str, request: Callable[[], Awaitable[T]], *, changes: bool = False
+        self,
+        action: str,
+        request: Callable[[], Awaitable[T]],
+        *,
+        changes: bool = False,
+        timeout: float | None = None,
     ) -> T:
         """Run one server API call, turning transport and server errors into ours.
-        `changes`: it changes something (`before_change` may forbid it)."""
+        `changes`: it changes something (`before_change` may forbid it); `timeout`: this
+        call's own bound (default `request_timeout`)."""
+        timeout = timeout or self.request_timeout
         if changes and self.before_change is not None:
             self.before_change()
         self.calls += 1
         url = self.settings.livekit_url
         try:
-            return await asyncio.wait_for(request(), self.request_timeout)
+            return await asyncio.wait_for(request(), timeout)
         except api.ServerError as exc:
             if exc.code == api.ServerErrorCode.UNAUTHENTICATED or exc.status == 401:
                 raise AuthenticationError(url, self.settings.livekit_api_key) from None
@@ -96,9 +105,7 @@ class Transport:
                 ) from None
             raise LiveKitAPIError(action, exc.code, exc.message) from None
         except TimeoutError:
-            raise ServerUnreachableError(
-                url, f"no answer within {self.request_timeout:g} s"
-            ) from None
+            raise ServerUnreachableError(url, f"no answer within {timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
             detail = exc.os_error.strerror or str(exc.os_error) or "cannot connect"
             raise ServerUnreachableError(url, detail.lower()) from None
@@ -234,6 +241,29 @@ class Transport:
             lambda: lkapi.room.update_room_metadata(request),
             changes=True,
         )
+
+    async def reaches(self, lkapi: api.LiveKitAPI, room_name: str, identity: str) -> bool | None:
+        """Whether LiveKit reaches a participant where it is connected: an UpdateParticipant
+        that changes nothing, which goes to the participant's own node. False when no node
+        answers for it (`unavailable`, "no response from servers": its node is gone, and the
+        server lists a ghost); True when it answers, or is not there any more; None when the
+        server cannot say (not reachable itself, or another refusal)."""
+        request = api.UpdateParticipantRequest(room=room_name, identity=identity)
+        # LiveKit waits 3 s for the participant's node: longer than a look's own bound
+        async with self._new_api(REACH_TIMEOUT) as own:
+            try:
+                await self.call(
+                    f"reach participant {identity!r} in room {room_name!r}",
+                    lambda: own.room.update_participant(request),
+                    timeout=REACH_TIMEOUT,
+                )
+            except LiveKitAPIError as exc:
+                if exc.code == api.ServerErrorCode.NOT_FOUND:
+                    return True  # gone: nobody to doubt
+                return False if exc.code == UNAVAILABLE else None
+            except ServerUnreachableError:
+                return None
+        return True
 
     async def update_attributes(
         self, lkapi: api.LiveKitAPI, room_name: str, identity: str, attributes: dict[str, str]

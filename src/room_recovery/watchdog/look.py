@@ -10,20 +10,22 @@ while this watchdog leads.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from livekit import api
 
-from ..core.errors import RoomRecoveryError
+from ..core.errors import LiveKitAPIError, RoomRecoveryError
 from ..core.views import dispatch_fate, is_agent_info, participant_view
 from ..protocol.heartbeat import heartbeat_of
 from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED, recovering
 from ..rules.attention import RoomSignals
 from ..rules.model import ParticipantView, is_person
+from ..rules.reach import GHOST_AFTER, Reach, judge_reach
 from ..rules.watch import (
     DispatchFate,
     RoomAssessment,
@@ -169,6 +171,13 @@ async def _act(
             await watchdog.manager.delete_dispatch(name, result.dropped)
     history = result.history
     if result.dispatch:
+        reach = await _reach(watchdog, name, state, facts.views)
+        if reach is Reach.GHOSTS:
+            await _delete_ghost_room(watchdog, name, state)
+            return
+        if reach is Reach.DOUBT:  # no dispatch: the wait goes on, asked again next look
+            state.history = replace(state.history, waiting_since=history.waiting_since)
+            return
         dispatch_id = await _dispatch(
             watchdog, name, state, facts.views, result.cause or "agent_missing", history
         )
@@ -176,6 +185,58 @@ async def _act(
     if result.mark_failed:
         await _mark_failed(watchdog, name, len(history.dispatches))
     state.history = history
+
+
+async def _reach(
+    watchdog: WatchdogContext, name: str, state: WatchedRoom, views: list[ParticipantView]
+) -> Reach:
+    """Whether LiveKit reaches the people a dispatch would be for (`rules.reach`)."""
+    people = [v for v in views if is_person(v)]
+    answers = await asyncio.gather(*(watchdog.manager.reaches(name, v.identity) for v in people))
+    doubted_before = bool(state.unanswered)
+    verdict, state.unanswered = judge_reach(
+        {v.sid: answer for v, answer in zip(people, answers, strict=True)},
+        state.unanswered,
+        time.monotonic(),
+    )
+    if verdict is Reach.DOUBT and not doubted_before:
+        logger.warning(
+            "❓ Room %s: LiveKit gets no answer from the node of %s; no agent is sent "
+            "until it does (after %gs they count as ghosts of a dead node)",
+            name,
+            ", ".join(v.identity for v in people),
+            GHOST_AFTER,
+            extra={"room": name, "people": [v.identity for v in people]},
+        )
+    return verdict
+
+
+async def _delete_ghost_room(watchdog: WatchdogContext, name: str, state: WatchedRoom) -> None:
+    """Delete a room whose every person is a ghost: LiveKit lists them, no node holds them."""
+    people = ", ".join(state.people)
+    await watchdog.leadership.fence()
+    reason = (
+        f"every person listed in it ({people}) is a ghost: no LiveKit node has answered "
+        f"for them for {GHOST_AFTER:g}s (their node died)"
+    )
+    if await _delete_anywhere(watchdog, name):
+        watchdog.metrics.cleanups.labels("room_deleted").inc()
+        watchdog.recovered(name, "ghost_room", reason)
+        logger.warning("👻 Deleted room %s: %s", name, reason, extra={"room": name})
+    state.history, state.unanswered = RoomHistory(), {}
+
+
+async def _delete_anywhere(watchdog: WatchdogContext, name: str) -> bool:
+    """Delete a room, even one whose node died with its people: LiveKit cannot route that
+    deletion ("could not find object"). Creating the room again places it on a live node
+    (LiveKit's allocator skips dead ones); then it can go. False if it was gone already."""
+    try:
+        return await watchdog.manager.delete_room(name)
+    except LiveKitAPIError as exc:
+        logger.info("Room %s: %s; placing it on a live node to delete it", name, exc)
+    await watchdog.leadership.fence()
+    await watchdog.manager.create_room(name, None)
+    return await watchdog.manager.delete_room(name)
 
 
 def _learn_agent(

@@ -20,7 +20,14 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 PARTICIPANT_KINDS = ("person", "agent", "other")
 # Every label value of the counters, exported as 0 from the start: a query over a counter
 # that has not counted yet returns 0, not nothing (Prometheus' advice).
-RECOVERY_CAUSES = ("agent_missing", "agent_died", "worker_died", "ghost_removed", "room_failed")
+RECOVERY_CAUSES = (
+    "agent_missing",
+    "agent_died",
+    "worker_died",
+    "ghost_removed",
+    "ghost_room",
+    "room_failed",
+)
 CLEANUP_ACTIONS = ("room_deleted", "participant_removed", "failed")
 JOIN_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0)
 
@@ -48,7 +55,8 @@ class Metrics:
         self.recoveries = Counter(
             "room_recovery_recoveries",
             "Recovery actions by cause: agent_missing, agent_died and worker_died (an agent "
-            "was dispatched), ghost_removed, room_failed (gave up; the page is told)",
+            "was dispatched), ghost_removed, ghost_room (a room whose people a dead node left "
+            "behind, deleted), room_failed (gave up; the page is told)",
             ["cause"],
             registry=r,
         )

@@ -35,6 +35,7 @@ class WatchedRoom:
     looks: int = 0  # looks at the room so far (each one a ListParticipants call)
     listed: int | None = None  # its participant count in the last room listing
     reason: str | None = "new"  # why it is looked at closely; None while quiet
+    unanswered: dict[str, float] = field(default_factory=dict)  # person sid → since (rules.reach)
 
     def busy(self) -> bool:
         return self.looking is not None and not self.looking.done()
