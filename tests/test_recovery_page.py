@@ -2,7 +2,8 @@
 
 Agents (`support/recovery.py`): the demo agent, the spec-shaped automatic worker, a named
 worker without the session guard. Faults: its job process SIGKILLed; its worker SIGKILLed
-while a second worker of the same agent is registered; its worker stalled (SIGSTOP) for 2 s.
+while a second worker of the same agent is registered; its worker stalled (SIGSTOP) for 2 s
+(the guide's worker and the demo: a stall replaces nothing whatever the kind).
 
 In every case the page must stay in the room it joined: a replacement is possible in place,
 so a test in which the page tried a new room fails. A stall must replace nothing.
@@ -37,6 +38,9 @@ from tests.support.worker import WorkerProcess, job_processes
 PREFIX = "rpp-"
 FAULTS = ("job", "worker", "stall")
 STALL = 2.0  # seconds the stalled worker is stopped
+# every kind for the faults it recovers from in its own way; a stall replaces nothing, on
+# any kind: the guide's worker and the demo show it here (test_guide_worker stalls it 9 s)
+CASES = [(kind, fault) for fault in FAULTS for kind in KINDS if (kind, fault) != ("named", "stall")]
 
 
 async def agent_sids(manager: RoomManager, room: str) -> set[str]:
@@ -53,8 +57,7 @@ async def one_room(page: Page) -> str:
     return str(final["room"])
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("kind", "fault"), CASES)
 async def test_the_page_keeps_its_room_and_gets_its_agent_back(
     kind: str,
     fault: str,
