@@ -497,6 +497,7 @@ async def drive_cluster(cluster: Cluster, args: argparse.Namespace) -> Run:
             await asyncio.gather(*strikes, return_exceptions=True)
             watched.set()
             await watching
+    watcher.deaths.extend(faults.kills)  # exact: the sampled pid changes come a second late
     left = await rooms_left(page, results, args.left_wait)
     await describe_left(page, left)
     cluster.second.wanted = False

@@ -420,6 +420,7 @@ class ClusterFaults:
         self.cluster = cluster
         self.http = http
         self.strikes: list[Strike] = []
+        self.kills: list[Death] = []  # each SIGKILL the bench sent, at the moment it sent it
         self.busy: set[str] = set()  # parts stopped right now: not struck again meanwhile
         self.skipped: dict[str, int] = defaultdict(int)
 
@@ -487,6 +488,8 @@ class ClusterFaults:
         self.busy.add(part)
         try:
             kill(pid, signum)
+            if signum == signal.SIGKILL:  # the death itself: up's log and the sampling lag it
+                self.kills.append(Death(wall(), part, pid))
             await self._settle(part, pid, until_leader)
         finally:
             self.busy.discard(part)
@@ -646,12 +649,13 @@ def _node_parts(watcher: Watcher) -> set[str]:
 
 def audit_after(state_dir: Path, nodes: int) -> list[Removal]:
     """The same judgement from a finished run's logs alone: deaths from `up`'s supervisor
-    log ("PART exited with code"), a sid's window from its room's first job request."""
+    log (its first "PART exited" line), a sid's window from its room's first job request."""
     cluster = Cluster("", state_dir, load_settings(), nodes, [], [], "", SecondWatch({}, state_dir))
     watcher = Watcher(cluster)
     with suppress(OSError), (state_dir / "logs" / "supervisor.log").open() as lines:
         for line in lines:
-            if " exited with code" in line and '"part"' in line:
+            # "agent exited, leaving processes in its group" comes before "exited with code"
+            if " exited" in line and '"part"' in line:
                 with suppress(ValueError, KeyError):
                     record = json.loads(line)
                     watcher.deaths.append(Death(_epoch(record["time"]), str(record["part"]), 0))
