@@ -1,6 +1,6 @@
 """Which rooms a node kill or a Redis restart leaves behind, and how long until they go.
 
-    .venv/bin/python bench/rooms_left.py [--fault node|redis|both] [--follow 420]
+    .venv/bin/python bench/rooms_left.py [--fault node|redis|both] [--node 2] [--follow 420]
 
 Starts `room-recovery up --nodes 2` (`bench/chaos_cluster.py`, default stale timeout
 300 s), puts people with an agent in rooms on the second node, strikes the fault (SIGKILL
@@ -106,15 +106,21 @@ async def main(args: argparse.Namespace) -> int:
         await asyncio.sleep(3)
         people = []
         for n in range(PEOPLE):
-            person = await seated(cluster, 1, f"{prefix}{n}")
+            person = await seated(cluster, args.node - 1, f"{prefix}{n}")
             if person is not None:
                 people.append(person)
-        print(f"{len(people)} people with an agent on node 2: {await listing(cluster, prefix)}")
+        print(
+            f"{len(people)} people with an agent on node {args.node}:",
+            await listing(cluster, prefix),
+        )
         pids = part_pids(cluster.state_dir)
         if args.fault in ("node", "both"):
-            os.kill(pids[cluster.node_part(1)], signal.SIGKILL)
-            back = await wait_running(cluster, cluster.node_part(1), pids[cluster.node_part(1)])
-            print(f"node 2 SIGKILLed; up had it running again in {back:.1f} s", flush=True)
+            part = cluster.node_part(args.node - 1)
+            os.kill(pids[part], signal.SIGKILL)
+            back = await wait_running(cluster, part, pids[part])
+            print(
+                f"node {args.node} SIGKILLed; up had it running again in {back:.1f} s", flush=True
+            )
         if args.fault in ("redis", "both"):
             os.kill(pids["redis"], signal.SIGKILL)
             back = await wait_running(cluster, "redis", pids["redis"])
@@ -147,6 +153,7 @@ async def main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fault", choices=("node", "redis", "both"), default="node")
+    parser.add_argument("--node", type=int, choices=(1, 2), default=2, help="whose people, killed")
     parser.add_argument("--follow", type=float, default=420.0, help="seconds to follow the rooms")
     parser.add_argument("--stop-when-gone", action="store_true")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
 UNAVAILABLE = "unavailable"  # LiveKit's code when no node answers for what a call is about
+ORPHANED = "could not find object"  # LiveKit's answer about a room whose node is gone
 REACH_TIMEOUT = 5.0  # seconds to ask a participant's node (LiveKit itself waits 3 s for it)
 
 
@@ -183,11 +184,29 @@ class Transport:
         return await self.remove(lkapi, room_name, identity)
 
     async def delete(self, lkapi: api.LiveKitAPI, room_name: str) -> bool:
-        """Delete a room; False when it did not exist."""
+        """Delete a room; False when it did not exist.
+
+        A room whose LiveKit node died (a cluster) cannot be deleted where it is: LiveKit
+        answers "could not find object". Creating it again places it on a live node (its
+        allocator skips dead ones), and then it goes."""
         request = api.DeleteRoomRequest(room=room_name)
-        response = await self._call_or_missing(
-            f"delete room {room_name!r}", lambda: lkapi.room.delete_room(request), changes=True
-        )
+        action = f"delete room {room_name!r}"
+        try:
+            response = await self._call_or_missing(
+                action, lambda: lkapi.room.delete_room(request), changes=True
+            )
+        except LiveKitAPIError as exc:
+            if ORPHANED not in str(exc) or not await self.list_rooms(lkapi, [room_name]):
+                raise
+            again = api.CreateRoomRequest(name=room_name)
+            await self.call(
+                f"place room {room_name!r} on a live node",
+                lambda: lkapi.room.create_room(again),
+                changes=True,
+            )
+            response = await self._call_or_missing(
+                action, lambda: lkapi.room.delete_room(request), changes=True
+            )
         return response is not None
 
     async def dispatch(

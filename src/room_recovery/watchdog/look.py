@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from livekit import api
 
-from ..core.errors import LiveKitAPIError, RoomRecoveryError
+from ..core.errors import RoomRecoveryError
 from ..core.views import dispatch_fate, is_agent_info, participant_view
 from ..protocol.heartbeat import heartbeat_of
 from ..protocol.messages import dispatch_metadata
@@ -219,24 +219,11 @@ async def _delete_ghost_room(watchdog: WatchdogContext, name: str, state: Watche
         f"every person listed in it ({people}) is a ghost: no LiveKit node has answered "
         f"for them for {GHOST_AFTER:g}s (their node died)"
     )
-    if await _delete_anywhere(watchdog, name):
+    if await watchdog.manager.delete_room(name):
         watchdog.metrics.cleanups.labels("room_deleted").inc()
         watchdog.recovered(name, "ghost_room", reason)
         logger.warning("👻 Deleted room %s: %s", name, reason, extra={"room": name})
     state.history, state.unanswered = RoomHistory(), {}
-
-
-async def _delete_anywhere(watchdog: WatchdogContext, name: str) -> bool:
-    """Delete a room, even one whose node died with its people: LiveKit cannot route that
-    deletion ("could not find object"). Creating the room again places it on a live node
-    (LiveKit's allocator skips dead ones); then it can go. False if it was gone already."""
-    try:
-        return await watchdog.manager.delete_room(name)
-    except LiveKitAPIError as exc:
-        logger.info("Room %s: %s; placing it on a live node to delete it", name, exc)
-    await watchdog.leadership.fence()
-    await watchdog.manager.create_room(name, None)
-    return await watchdog.manager.delete_room(name)
 
 
 def _learn_agent(
