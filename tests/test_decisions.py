@@ -255,6 +255,24 @@ async def test_a_person_no_node_answers_for_gets_no_agent_and_then_their_room_go
     assert [cause for _, cause, _ in dog.recoveries] == ["ghost_room"]
 
 
+async def test_a_ghost_agent_no_node_can_remove_stops_nothing_and_its_room_goes(
+    fake: FakeTransport,
+) -> None:
+    # person and agent both left behind by a dead node: the agent's removal times out
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user", age=60)
+    sid = silent_agent(fake, dog)
+    fake.ghosts[ROOM].update({"user", AGENT_ID})
+    fake.fail("remove_exact", times=2)
+    assert await look_at_room(dog, ROOM)  # it went on to ask about the person: doubt
+    assert fake.called("reaches") == [(ROOM, "user")] and fake.called("dispatch") == []
+    state = dog.watch(ROOM)
+    [person_sid] = state.unanswered
+    state.unanswered[person_sid] -= GHOST_AFTER
+    await look_at_room(dog, ROOM)
+    assert ROOM not in fake.rooms and (ROOM, AGENT_ID, sid) not in fake.removed
+
+
 async def test_a_real_person_beside_a_ghost_gets_their_agent(fake: FakeTransport) -> None:
     dog = FakeWatchdog(fake)
     waiting_person(fake, dog)

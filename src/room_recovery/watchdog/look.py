@@ -18,13 +18,13 @@ from dataclasses import dataclass, replace
 
 from livekit import api
 
-from ..core.errors import RoomRecoveryError
+from ..core.errors import LiveKitAPIError, RoomRecoveryError, ServerUnreachableError
 from ..core.views import dispatch_fate, is_agent_info, participant_view
 from ..protocol.heartbeat import heartbeat_of
 from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED, recovering
 from ..rules.attention import RoomSignals
-from ..rules.model import ParticipantView, is_person
+from ..rules.model import ParticipantView, Removal, is_person
 from ..rules.reach import GHOST_AFTER, Reach, judge_reach
 from ..rules.watch import (
     DispatchFate,
@@ -154,7 +154,7 @@ async def _act(
         state.replacing = None
     for ghost in result.ghosts:
         await watchdog.leadership.fence()
-        if await watchdog.manager.remove_agent(name, ghost.identity, ghost.sid):
+        if await _remove_ghost(watchdog, name, ghost):
             watchdog.heartbeats.forget(name, ghost.identity)
             watchdog.recovered(name, "ghost_removed", f"{ghost.identity}: {ghost.reason}")
             logger.info(
@@ -185,6 +185,23 @@ async def _act(
     if result.mark_failed:
         await _mark_failed(watchdog, name, len(history.dispatches))
     state.history = history
+
+
+async def _remove_ghost(watchdog: WatchdogContext, name: str, ghost: Removal) -> bool:
+    """Remove a ghost agent by its sid. LiveKit sends the removal to the agent's node: when
+    that node died with it, no node answers, and the look goes on (the people waiting are
+    asked next, `_reach`) rather than failing at this step at every look."""
+    try:
+        return await watchdog.manager.remove_agent(name, ghost.identity, ghost.sid)
+    except (ServerUnreachableError, LiveKitAPIError) as exc:
+        logger.info(
+            "Room %s: ghost agent %s could not be removed (%s); its node may have died with it",
+            name,
+            ghost.identity,
+            exc,
+            extra={"room": name, "identity": ghost.identity, "sid": ghost.sid},
+        )
+        return False
 
 
 async def _reach(
