@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 import redis.asyncio as aioredis
+from livekit import api
 
 from room_recovery.core.settings import Settings, load_settings
 from room_recovery.system.livekit_server import free_port
@@ -199,6 +200,20 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     finally:
         second.stop()
         subprocess.run([*cli, "down"], env=env, cwd=folder, capture_output=True, timeout=120)
+
+
+def token(cluster: Cluster, room: str, identity: str) -> str:
+    """A person's token for `room`, whose creation dispatches the demo agent."""
+    settings = cluster.settings
+    grant = api.VideoGrants(room_join=True, room=room)
+    dispatch = api.RoomAgentDispatch(agent_name="demo-agent")
+    return (
+        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+        .with_identity(identity)
+        .with_grants(grant)
+        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
+        .to_jwt()
+    )
 
 
 def part_pids(state_dir: Path) -> dict[str, int]:

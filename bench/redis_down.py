@@ -29,7 +29,7 @@ import aiohttp
 from livekit import api, rtc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos_cluster import Cluster, own_cluster, part_pids, roles
+from chaos_cluster import Cluster, own_cluster, part_pids, roles, token
 
 AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 CALL = 3.0  # seconds each API probe may take
@@ -45,19 +45,6 @@ class Person:
 
     def has_agent(self) -> bool:
         return any(p.kind == AGENT for p in self.room.remote_participants.values())
-
-
-def token(cluster: Cluster, room: str, identity: str) -> str:
-    settings = cluster.settings
-    grant = api.VideoGrants(room_join=True, room=room)
-    dispatch = api.RoomAgentDispatch(agent_name="demo-agent")
-    return (
-        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-        .with_identity(identity)
-        .with_grants(grant)
-        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
-        .to_jwt()
-    )
 
 
 async def join(cluster: Cluster, node: int, room: str) -> tuple[Person | None, str]:

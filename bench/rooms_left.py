@@ -26,23 +26,10 @@ import aiohttp
 from livekit import api, rtc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos_cluster import Cluster, own_cluster, part_pids, part_states
+from chaos_cluster import Cluster, own_cluster, part_pids, part_states, token
 
 AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 PEOPLE = 3
-
-
-def token(cluster: Cluster, room: str, identity: str) -> str:
-    settings = cluster.settings
-    grant = api.VideoGrants(room_join=True, room=room)
-    dispatch = api.RoomAgentDispatch(agent_name="demo-agent")
-    return (
-        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-        .with_identity(identity)
-        .with_grants(grant)
-        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
-        .to_jwt()
-    )
 
 
 async def seated(cluster: Cluster, node: int, room: str) -> rtc.Room | None:

@@ -19,7 +19,9 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from livekit import api
@@ -30,6 +32,7 @@ from room_recovery.core.recovery import replace_agent
 from room_recovery.core.settings import Settings, load_settings
 from room_recovery.protocol.room_status import ROOM_STATUS_KEY, STATUS_FAILED
 from room_recovery.rules.recovery import DeadAgent
+from room_recovery.watchdog import Watchdog
 from tests.support.browser import (
     artifact_name,
     page_server,
@@ -41,7 +44,7 @@ from tests.support.browser import (
 )
 from tests.support.livekit import ROOT, ServerInfo, eventually, participant
 from tests.support.recovery import linked_watchdog, start_worker
-from tests.support.worker import WorkerProcess, job_processes, person
+from tests.support.worker import Person, WorkerProcess, job_processes, person
 
 PREFIX = "gw-"
 GUIDE = ROOT / "docs" / "guide" / "ROOM_RECOVERY_GUIDE.md"  # the user's guide, verbatim
@@ -133,43 +136,54 @@ async def test_a_worker_that_cleans_up_from_its_entrypoint_is_replaced_through_t
         assert watchdog.links.lost_workers == 1
 
 
+@asynccontextmanager
+async def served_by_the_guide_worker(
+    server: ServerInfo, room: str, workers: list[WorkerProcess], tmp_path: Path
+) -> AsyncIterator[tuple[Watchdog, WorkerProcess, Person, RoomManager, Any]]:
+    """A linked watchdog, the guide's worker, and a person its agent serves, whom the
+    worker vouches for: (watchdog, worker, person, manager, the agent)."""
+    async with linked_watchdog(server, PREFIX) as (watchdog, url):
+        worker = await start_worker("spec", server, "", tmp_path / "w.log", workers, url)
+        async with (
+            person(server, room, "user-1", publish=True) as user,
+            RoomManager(settings=watchdog.settings) as manager,
+        ):
+            first = await user.wait_for_agent(timeout=20)
+            await eventually(
+                lambda: asyncio.sleep(0, first.identity in watchdog.links.vouched(room)),
+                what="the worker to vouch for its agent",
+            )
+            yield watchdog, worker, user, manager, first
+
+
 # --- a stall is not a death ------------------------------------------------------------------
 
 
 async def test_a_worker_stopped_for_nine_seconds_keeps_its_agent_and_gets_no_dispatch(
     livekit_server: ServerInfo, room: str, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
-    async with linked_watchdog(livekit_server, PREFIX) as (watchdog, url):
-        worker = await start_worker("spec", livekit_server, "", tmp_path / "w.log", workers, url)
-        async with (
-            person(livekit_server, room, "user-1", publish=True) as user,
-            RoomManager(settings=watchdog.settings) as manager,
-        ):
-            first = await user.wait_for_agent(timeout=20)
+    async with served_by_the_guide_worker(livekit_server, room, workers, tmp_path) as served:
+        watchdog, worker, user, manager, first = served
+        os.kill(worker.process.pid, signal.SIGSTOP)  # its main process; jobs run on
+        try:
             await eventually(
-                lambda: asyncio.sleep(0, bool(watchdog.links.vouched(room))),
-                what="the worker to link",
+                lambda: asyncio.sleep(0, watchdog.links.silent_count() == 1),
+                timeout=10,
+                what="the watchdog to find the link silent",
             )
-            os.kill(worker.process.pid, signal.SIGSTOP)  # its main process; jobs run on
-            try:
-                await eventually(
-                    lambda: asyncio.sleep(0, watchdog.links.silent_count() == 1),
-                    timeout=10,
-                    what="the watchdog to find the link silent",
-                )
-                await asyncio.sleep(9 - 5)  # the rest of the 9 s stall
-            finally:
-                os.kill(worker.process.pid, signal.SIGCONT)
-            await eventually(
-                lambda: asyncio.sleep(0, watchdog.links.silent_count() == 0),
-                what="the worker to answer again",
-            )
-            assert not await watchdog.check_room(room)  # nobody waits
-            assert await agent_sids(manager, room) == [first.sid]  # the same agent
-            assert [(e, sid) for e, _i, sid in user.events] == [("joined", first.sid)]
-            dispatches = await manager.list_dispatches(room)
-            assert len(dispatches) == 1  # LiveKit's own, at the room's creation; none of ours
-            assert watchdog.links.lost_workers == 0 and recoveries(watchdog, "ghost_removed") == 0
+            await asyncio.sleep(9 - 5)  # the rest of the 9 s stall
+        finally:
+            os.kill(worker.process.pid, signal.SIGCONT)
+        await eventually(
+            lambda: asyncio.sleep(0, watchdog.links.silent_count() == 0),
+            what="the worker to answer again",
+        )
+        assert not await watchdog.check_room(room)  # nobody waits
+        assert await agent_sids(manager, room) == [first.sid]  # the same agent
+        assert [(e, sid) for e, _i, sid in user.events] == [("joined", first.sid)]
+        dispatches = await manager.list_dispatches(room)
+        assert len(dispatches) == 1  # LiveKit's own, at the room's creation; none of ours
+        assert watchdog.links.lost_workers == 0 and recoveries(watchdog, "ghost_removed") == 0
 
 
 async def test_a_second_job_after_the_person_reconnected_keeps_the_agent_its_worker_vouches_for(
@@ -180,25 +194,16 @@ async def test_a_second_job_after_the_person_reconnected_keeps_the_agent_its_wor
     # again). The guide's own cleanup must not take the live agent for one left over from
     # an earlier session: its worker vouches for it, so it stays. (The second agent joins
     # too: this test made that dispatch; keeping a live agent is what matters here.)
-    async with linked_watchdog(livekit_server, PREFIX) as (watchdog, url):
-        worker = await start_worker("spec", livekit_server, "", tmp_path / "w.log", workers, url)
-        async with (
-            person(livekit_server, room, "user-1", publish=True) as user,
-            RoomManager(settings=watchdog.settings) as manager,
-        ):
-            first = await user.wait_for_agent(timeout=20)
-            await eventually(
-                lambda: asyncio.sleep(0, first.identity in watchdog.links.vouched(room)),
-                what="the worker to vouch for its agent",
-            )
-            async with person(livekit_server, room, "user-1", publish=True) as again:
-                await again.wait_for("the agent", lambda: len(again.agents()) == 1, 10)
-                await manager.dispatch_agent(room, "")  # automatic dispatch: "" (measured)
-                await again.wait_for("the second agent", lambda: len(again.agents()) == 2, 20)
-                await worker.wait_for_log("Keeping agent(s)", first.identity)
-                assert first.sid in await agent_sids(manager, room)
-                assert ("left", first.identity, first.sid) not in again.events
-            assert watchdog.links.lost_workers == 0
+    async with served_by_the_guide_worker(livekit_server, room, workers, tmp_path) as served:
+        watchdog, worker, _user, manager, first = served
+        async with person(livekit_server, room, "user-1", publish=True) as again:
+            await again.wait_for("the agent", lambda: len(again.agents()) == 1, 10)
+            await manager.dispatch_agent(room, "")  # automatic dispatch: "" (measured)
+            await again.wait_for("the second agent", lambda: len(again.agents()) == 2, 20)
+            await worker.wait_for_log("Keeping agent(s)", first.identity)
+            assert first.sid in await agent_sids(manager, room)
+            assert ("left", first.identity, first.sid) not in again.events
+        assert watchdog.links.lost_workers == 0
 
 
 # --- never given up while an agent could come ---------------------------------------------
