@@ -264,6 +264,7 @@ async def test_a_ghost_agent_no_node_can_remove_stops_nothing_and_its_room_goes(
     sid = silent_agent(fake, dog)
     fake.ghosts[ROOM].update({"user", AGENT_ID})
     fake.fail("remove_exact", times=2)
+    fake.fail("update_metadata", times=2)  # the pages' status goes to the dead node too
     assert await look_at_room(dog, ROOM)  # it went on to ask about the person: doubt
     assert fake.called("reaches") == [(ROOM, "user")] and fake.called("dispatch") == []
     state = dog.watch(ROOM)

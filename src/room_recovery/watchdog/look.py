@@ -149,7 +149,7 @@ async def _act(
         await watchdog.leadership.fence()  # only the leader acts, never on a stale lease
     if result.ghosts and result.waiting:
         state.replacing = result.ghosts[0].identity
-        await watchdog.manager.update_room_status(name, recovering("agent_died", state.replacing))
+        await _tell_pages(watchdog, name, state.replacing)
     elif not result.waiting:
         state.replacing = None
     for ghost in result.ghosts:
@@ -185,6 +185,15 @@ async def _act(
     if result.mark_failed:
         await _mark_failed(watchdog, name, len(history.dispatches))
     state.history = history
+
+
+async def _tell_pages(watchdog: WatchdogContext, name: str, dead: str) -> None:
+    """Mark the room recovering, for its pages. Advice only: when the room's node died
+    (LiveKit cannot route the update) the look goes on to what makes the room whole."""
+    try:
+        await watchdog.manager.update_room_status(name, recovering("agent_died", dead))
+    except (ServerUnreachableError, LiveKitAPIError) as exc:
+        logger.info("Room %s: could not mark it recovering (%s)", name, exc, extra={"room": name})
 
 
 async def _remove_ghost(watchdog: WatchdogContext, name: str, ghost: Removal) -> bool:
