@@ -60,7 +60,10 @@ async def ask_alive(
                     logger.warning("the watchdog at %s answered %s: %s", url, response.status, text)
                     return None
                 body = await response.json()
-    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+    except TimeoutError:
+        logger.warning("the watchdog at %s did not say who is alive within %gs", url, timeout)
+        return None
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
         logger.warning("cannot ask the watchdog at %s who is alive: %s", url, exc or repr(exc))
         return None
     alive = body.get("alive") if isinstance(body, dict) else None

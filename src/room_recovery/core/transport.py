@@ -266,7 +266,8 @@ class Transport:
         that changes nothing, which goes to the participant's own node. False when no node
         answers for it (`unavailable`, "no response from servers": its node is gone, and the
         server lists a ghost); True when it answers, or is not there any more; None when the
-        server cannot say (not reachable itself, or another refusal)."""
+        server cannot say (not reachable itself, or another refusal). It opens its own
+        session rather than use `lkapi`: it needs a longer bound than a look's."""
         request = api.UpdateParticipantRequest(room=room_name, identity=identity)
         # LiveKit waits 3 s for the participant's node: longer than a look's own bound
         async with self._new_api(REACH_TIMEOUT) as own:
