@@ -88,6 +88,27 @@ async def test_a_room_is_claimed_for_a_dispatch_once_across_a_change_of_leader(
     assert await second.claim("ld-room-2", 30)
 
 
+async def test_a_redis_restarted_empty_fences_out_the_old_leader_even_when_the_epochs_match(
+    pair: tuple[Leadership, Leadership],
+) -> None:
+    # Redis restarted without a snapshot forgets the lock and the epoch counter: the standby
+    # leads at once and draws epoch 1 again, while the old leader's own clock says its lease
+    # holds for up to a lease more. The epoch alone cannot tell them apart; the lock can.
+    first, second = pair
+    await first.step()
+    assert first.epoch == 1
+    assert first._redis is not None and first._lock is not None
+    # what `redis-server` restarted with no snapshot keeps of this deployment: nothing
+    await first._redis.delete(first._epoch_key, first._lock.name)
+    await second.step()
+    assert second.leading and second.epoch == first.epoch  # the same number, a new lead
+    assert first.leading  # by its clock: its lease ran out in nobody's eyes but Redis's
+    with pytest.raises(NotLeading):
+        await first.fence()
+    assert not first.leading
+    await second.fence()  # the new leader acts
+
+
 def settings_for(server: ServerInfo, redis: str) -> object:
     return load_settings(
         livekit_url=server.url,
@@ -295,3 +316,7 @@ def test_a_new_lead_hears_every_heartbeat_afresh() -> None:
     dog.leadership.epoch = 2  # it lost the lead in the outage and leads again
     dog.note_lead()
     assert dog.heartbeats.silence("r", "agent-1", "beat-7", 110.0) == 0.0
+    dog.heartbeats.silence("r", "agent-1", "beat-7", 120.0)
+    dog.leadership.takeovers += 1  # leads again after Redis restarted empty: epoch 2 again
+    dog.note_lead()
+    assert dog.heartbeats.silence("r", "agent-1", "beat-7", 125.0) == 0.0

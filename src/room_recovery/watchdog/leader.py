@@ -8,14 +8,16 @@ takes over at most `lease + renew` seconds after the leader dies.
 
 Fencing: each time a watchdog takes the lead it draws the next epoch (`INCR`). Before every
 action (a dispatch, a removal, a room's status) `fence()` checks that its lease has not run
-out on its own clock and that the epoch in Redis is still its own. A Redis round trip is
-not the call itself, so `check_lease()` is checked again *right before each LiveKit call
-that changes something* (`Transport.before_change`), on this watchdog's monotonic clock,
-which runs on while the process is stopped: a leader stalled between its fence and its call
-finds, when it resumes, that its lease ran out, and does not make the call. Each such call
-is bounded well below the lease (`CALL_TIMEOUT`), so one that started in time ends before a
-successor may act. Each dispatch also `claim`s its room (`SET NX` with an expiry): all
-watchdogs together dispatch to a room at most once per claim, across a change of leader.
+out on its own clock, and that the epoch and the lock in Redis are still its own (a Redis
+restarted empty starts the epochs again: the lock's random token tells two leads apart).
+A Redis round trip is not the call itself, so `check_lease()` is checked again *right
+before each LiveKit call that changes something* (`Transport.before_change`), on this
+watchdog's monotonic clock, which runs on while the process is stopped: a leader stalled
+between its fence and its call finds, when it resumes, that its lease ran out, and does not
+make the call. Each such call is bounded well below the lease (`CALL_TIMEOUT`), so one that
+started in time ends before a successor may act. Each dispatch also `claim`s its room
+(`SET NX` with an expiry): all watchdogs together dispatch to a room at most once per claim,
+across a change of leader.
 Without `REDIS_URL` there is no election and the one watchdog leads.
 """
 
@@ -170,11 +172,17 @@ class Leadership:
             return
         if not self.leading:
             raise NotLeading(f"watchdog {self.identity} is not the leader")
-        async with self._redis_calls():
-            current = await self._redis.get(self._epoch_key)
+        assert self._lock is not None
+        async with self._redis_calls():  # one round trip
+            current, holder = await self._redis.mget(self._epoch_key, self._lock.name)
         if current is None or int(current) != self.epoch:
             self._lose(f"a newer leader holds epoch {current and int(current)}")
             raise NotLeading(f"watchdog {self.identity} was superseded")
+        if holder != self._lock.local.token:
+            # a Redis restarted empty forgot the lock and the epoch counter: a successor may
+            # lead with the same epoch number, before this leader's next renewal is refused
+            self._lose("its lock is no longer in Redis (was Redis restarted?)")
+            raise NotLeading(f"watchdog {self.identity} no longer holds the lock")
 
     async def claim(self, room: str, seconds: float) -> bool:
         """Whether this leader may dispatch to `room` now: no watchdog did in `seconds`."""

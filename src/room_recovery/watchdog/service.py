@@ -110,7 +110,7 @@ class Watchdog:
         if options.parts_status is not None:
             self.metrics.registry.register(PartsCollector(options.parts_status))
         self.heartbeats = HeartbeatTracker()
-        self._lead_epoch: int | None = None  # the lead the heartbeats were heard under
+        self._lead: tuple[int | None, int] = (None, 0)  # the lead heartbeats were heard under
         self.book = RoomBook(options.attention, time.monotonic())
         self._listing: dict[str, api.Room] = {}  # the last room listing, by name
         self._cleaned_up_to = ""  # the cleanup's round-robin place among the room names
@@ -282,8 +282,9 @@ class Watchdog:
         away) hears every heartbeat afresh. What it heard before, as a standby or while
         Redis (LiveKit's bus too, on a cluster) was away, is no evidence of a death: a
         heartbeat frozen by an outage would otherwise be judged silent the moment it leads."""
-        if self.leadership.epoch != self._lead_epoch:
-            self._lead_epoch = self.leadership.epoch
+        lead = (self.leadership.epoch, self.leadership.takeovers)  # epochs restart with Redis
+        if lead != self._lead:
+            self._lead = lead
             self.heartbeats = HeartbeatTracker()
 
     def spawn_check(self, room: str) -> asyncio.Task[bool]:
