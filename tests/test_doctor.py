@@ -8,10 +8,12 @@ import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from livekit import api
 
+from room_recovery.agent.load import LIVEKIT_TARGET_LOAD, job_load
 from room_recovery.core.settings import load_settings
 from room_recovery.doctor import Check, DoctorOptions, diagnose, render
 from room_recovery.doctor.worker_load import load_verdict
@@ -175,5 +177,16 @@ def test_a_worker_reporting_the_busy_machines_cpu_is_told_it_gets_no_jobs() -> N
     busy = load_verdict(0.85, "")
     assert busy.status == "fail"
     assert "0.85" in busy.detail and "automatic dispatch" in busy.detail
-    assert "load_threshold=1.0" in busy.fix and "job_load" in busy.fix
+    assert "load_threshold=math.inf" in busy.fix and "job_load" in busy.fix
     assert load_verdict(0.2, "letta-agent").ok
+
+
+def test_the_job_load_it_advises_gets_every_job_up_to_max_jobs_and_none_past_it() -> None:
+    # livekit-server sends a job only to a worker whose load is below its target (0.7)
+    def load(jobs: int) -> float:
+        return job_load(8, SimpleNamespace(active_jobs=[object()] * jobs))
+
+    assert load(0) == 0.0
+    assert all(load_verdict(load(jobs), "").ok for jobs in range(8))  # the 8th is sent
+    assert load(8) == LIVEKIT_TARGET_LOAD == load(12)  # no 9th
+    assert not load_verdict(load(8), "").ok

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--idle-processes",
         type=int,
-        default=1,
+        default=DemoAgentOptions.num_idle_processes,
         help="warm job processes kept ready (default %(default)s)",
     )
     parser.add_argument(

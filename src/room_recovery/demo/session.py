@@ -40,8 +40,13 @@ class DemoAgentOptions:
     guard: GuardOptions = field(default_factory=GuardOptions)
     prejoin_cleanup: bool = True
     cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT
-    num_idle_processes: int = 1  # a warm process makes the join fast
-    max_jobs: int = 8  # the worker's load is its share of these, not the machine's CPU
+    # warm processes make the join fast: with 1, a third of the jobs at 6 people at once
+    # waited for a process to start; with 3, one in thirty
+    num_idle_processes: int = 3
+    # the worker's load counts these, not the machine's CPU (job_load). At 7-10 % of a core
+    # each, 12 fill about half of a 2-core machine; 8 was full at 6 people at once, whose
+    # previous jobs were still closing
+    max_jobs: int = 12
     echo: bool = True
 
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def build_server(settings: Settings, options: DemoAgentOptions) -> AgentServer:
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret,
         load_fnc=functools.partial(job_load, options.max_jobs),
-        load_threshold=1.0,
+        load_threshold=math.inf,  # the server counts the jobs (job_load)
         num_idle_processes=options.num_idle_processes,
         host="127.0.0.1",
         port=0,  # livekit-agents' own HTTP server: any free port

@@ -251,7 +251,7 @@ async def _agent_comes(manager: RoomManager, ref: str, options: DoctorOptions) -
             "reports its CPU as load and gets no jobs above load_threshold 0.7), or its "
             "request handler rejects or fails the job",
             "start your worker without agent_name, give it load_fnc=job_load and "
-            "load_threshold=1.0 (see the README), and read its log (`room-recovery logs "
+            "load_threshold=math.inf (see the README), and read its log (`room-recovery logs "
             f"agent-{agent_name}`)",
         )
     return Check(

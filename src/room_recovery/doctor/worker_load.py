@@ -44,5 +44,5 @@ def load_verdict(load: float, agent_name: str) -> Check:
         f"load_threshold {DEFAULT_LOAD_THRESHOLD}: unless you raised it, LiveKit sends this "
         "worker no new jobs (its load is the machine's CPU by default)",
         "count jobs instead of CPU: load_fnc=functools.partial(job_load, 8) with "
-        "`from room_recovery.agent import job_load`, and load_threshold=1.0",
+        "`from room_recovery.agent import job_load`, and load_threshold=math.inf",
     )
