@@ -274,6 +274,29 @@ async def test_a_ghost_agent_no_node_can_remove_stops_nothing_and_its_room_goes(
     assert ROOM not in fake.rooms and (ROOM, AGENT_ID, sid) not in fake.removed
 
 
+async def test_a_dead_agent_no_node_can_remove_alone_in_its_room_has_the_room_deleted(
+    fake: FakeTransport,
+) -> None:
+    # the person left; the agent's node died with it: LiveKit lists the agent for good
+    dog = FakeWatchdog(fake)
+    sid = silent_agent(fake, dog)
+    fake.fail("remove_exact")
+    await look_at_room(dog, ROOM)
+    assert ROOM not in fake.rooms and (ROOM, AGENT_ID, sid) not in fake.removed
+    assert [cause for _, cause, _ in dog.recoveries] == ["ghost_room"]
+
+
+async def test_a_dead_agent_no_node_can_remove_beside_a_person_keeps_the_room(
+    fake: FakeTransport,
+) -> None:
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user", age=60)
+    silent_agent(fake, dog)
+    fake.fail("remove_exact")
+    await look_at_room(dog, ROOM)
+    assert ROOM in fake.rooms and "user" in fake.participants[ROOM]
+
+
 async def test_a_real_person_beside_a_ghost_gets_their_agent(fake: FakeTransport) -> None:
     dog = FakeWatchdog(fake)
     waiting_person(fake, dog)

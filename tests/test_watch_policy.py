@@ -7,7 +7,7 @@ import pytest
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE, heartbeat_of
 from room_recovery.rules.liveness import HEARTBEAT_TIMEOUT, MAX_ALLOWANCE, HeartbeatTracker
 from room_recovery.rules.model import Kind, ParticipantView, State
-from room_recovery.rules.reach import GHOST_AFTER, Reach, judge_reach
+from room_recovery.rules.reach import GHOST_AFTER, Reach, judge_reach, only_dead_agents
 from room_recovery.rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
 
 NOW = 5_000.0
@@ -185,3 +185,12 @@ def test_a_person_who_answers_again_starts_from_nothing() -> None:
     verdict, since = judge_reach({"PA_1": True}, {"PA_1": 0.0}, 100.0)
     assert (verdict, since) == (Reach.REACHED, {})
     assert judge_reach({"PA_1": False}, since, 101.0) == (Reach.DOUBT, {"PA_1": 101.0})
+
+
+def test_a_room_of_dead_agents_no_node_answers_for_and_nobody_else_goes() -> None:
+    assert only_dead_agents([("PA_a", True)], {"PA_a"})
+    assert only_dead_agents([("PA_a", True), ("PA_b", True)], {"PA_a", "PA_b"})
+    assert not only_dead_agents([("PA_a", True), ("PA_p", False)], {"PA_a"})  # a person
+    assert not only_dead_agents([("PA_a", True), ("PA_b", True)], {"PA_a"})  # a live agent
+    assert not only_dead_agents([("PA_p", False)], {"PA_p"})  # never a person, even so
+    assert not only_dead_agents([], set())

@@ -20,7 +20,7 @@ as before. Nothing here talks to a server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from enum import StrEnum
 
 GHOST_AFTER = 20.0  # seconds a person's node must stay silent before they count as a ghost
@@ -52,3 +52,15 @@ def judge_reach(
     if all(now - first >= ghost_after for first in since.values()):
         return Reach.GHOSTS, since
     return Reach.DOUBT, since
+
+
+def only_dead_agents(listed: Iterable[tuple[str, bool]], unremoved: Collection[str]) -> bool:
+    """Whether a room holds nothing but agents judged dead whose removal no node answered.
+
+    `listed` is each participant's (sid, is an agent). Such a room has nobody to serve and
+    nothing LiveKit will ever end (their node died, as for the ghost people above): it is
+    deleted at once, which kicks nobody alive. One person, or one agent not judged dead,
+    and it is not.
+    """
+    listed = list(listed)
+    return bool(listed) and all(agent and sid in unremoved for sid, agent in listed)

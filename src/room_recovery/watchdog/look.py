@@ -24,8 +24,8 @@ from ..protocol.heartbeat import heartbeat_of
 from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED, recovering
 from ..rules.attention import RoomSignals
-from ..rules.model import ParticipantView, Removal, is_person
-from ..rules.reach import GHOST_AFTER, Reach, judge_reach
+from ..rules.model import Kind, ParticipantView, Removal, is_person
+from ..rules.reach import GHOST_AFTER, Reach, judge_reach, only_dead_agents
 from ..rules.watch import (
     DispatchFate,
     RoomAssessment,
@@ -152,9 +152,13 @@ async def _act(
         await _tell_pages(watchdog, name, state.replacing)
     elif not result.waiting:
         state.replacing = None
+    unanswered: set[str] = set()
     for ghost in result.ghosts:
         await watchdog.leadership.fence()
-        if await _remove_ghost(watchdog, name, ghost):
+        removed = await _remove_ghost(watchdog, name, ghost)
+        if removed is None:
+            unanswered.add(ghost.sid)
+        if removed:
             watchdog.heartbeats.forget(name, ghost.identity)
             watchdog.recovered(name, "ghost_removed", f"{ghost.identity}: {ghost.reason}")
             logger.info(
@@ -164,6 +168,10 @@ async def _act(
                 ghost.reason,
                 extra={"room": name, "identity": ghost.identity, "sid": ghost.sid},
             )
+    listed = [(v.sid, v.kind is Kind.AGENT) for v in facts.views]
+    if unanswered and only_dead_agents(listed, unanswered):
+        await _delete_dead_agents_room(watchdog, name, state)
+        return
     if result.dropped is not None:
         # no worker took it: not an attempt; deleted, so the room's list stays short
         watchdog.recovered(name, "dispatch_dropped", "no worker took the last dispatch")
@@ -196,10 +204,13 @@ async def _tell_pages(watchdog: WatchdogContext, name: str, dead: str) -> None:
         logger.info("Room %s: could not mark it recovering (%s)", name, exc, extra={"room": name})
 
 
-async def _remove_ghost(watchdog: WatchdogContext, name: str, ghost: Removal) -> bool:
-    """Remove a ghost agent by its sid. LiveKit sends the removal to the agent's node: when
-    that node died with it, no node answers, and the look goes on (the people waiting are
-    asked next, `_reach`) rather than failing at this step at every look."""
+async def _remove_ghost(watchdog: WatchdogContext, name: str, ghost: Removal) -> bool | None:
+    """Remove a ghost agent by its sid: whether it was there, None when no node answered.
+
+    LiveKit sends the removal to the agent's node: when that node died with it, no node
+    answers, and the look goes on (the people waiting are asked next, `_reach`; a room
+    left with such agents only is deleted) rather than failing at this step at every look.
+    """
     try:
         return await watchdog.manager.remove_agent(name, ghost.identity, ghost.sid)
     except (ServerUnreachableError, LiveKitAPIError) as exc:
@@ -210,7 +221,7 @@ async def _remove_ghost(watchdog: WatchdogContext, name: str, ghost: Removal) ->
             exc,
             extra={"room": name, "identity": ghost.identity, "sid": ghost.sid},
         )
-        return False
+        return None
 
 
 async def _reach(
@@ -244,6 +255,22 @@ async def _delete_ghost_room(watchdog: WatchdogContext, name: str, state: Watche
     reason = (
         f"every person listed in it ({people}) is a ghost: no LiveKit node has answered "
         f"for them for {GHOST_AFTER:g}s (their node died)"
+    )
+    if await watchdog.manager.delete_room(name):
+        watchdog.metrics.cleanups.labels("room_deleted").inc()
+        watchdog.recovered(name, "ghost_room", reason)
+        logger.warning("👻 Deleted room %s: %s", name, reason, extra={"room": name})
+    state.history, state.unanswered = RoomHistory(), {}
+
+
+async def _delete_dead_agents_room(
+    watchdog: WatchdogContext, name: str, state: WatchedRoom
+) -> None:
+    """Delete a room that holds only dead agents no node answers for (`only_dead_agents`)."""
+    await watchdog.leadership.fence()
+    reason = (
+        f"it holds only dead agents ({', '.join(state.agents)}) that no LiveKit node "
+        "answers for (their node died), and nobody else"
     )
     if await watchdog.manager.delete_room(name):
         watchdog.metrics.cleanups.labels("room_deleted").inc()
