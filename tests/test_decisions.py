@@ -274,27 +274,21 @@ async def test_a_ghost_agent_no_node_can_remove_stops_nothing_and_its_room_goes(
     assert ROOM not in fake.rooms and (ROOM, AGENT_ID, sid) not in fake.removed
 
 
-async def test_a_dead_agent_no_node_can_remove_alone_in_its_room_has_the_room_deleted(
-    fake: FakeTransport,
+@pytest.mark.parametrize("person", [False, True], ids=["alone", "beside-a-person"])
+async def test_a_dead_agent_no_node_can_remove_has_its_room_deleted_only_when_alone(
+    fake: FakeTransport, person: bool
 ) -> None:
-    # the person left; the agent's node died with it: LiveKit lists the agent for good
+    # the agent's node died with it: LiveKit lists the agent for good, and nobody else
+    # (the person left) or a person still there, whom the room stays for
     dog = FakeWatchdog(fake)
+    if person:
+        fake.add_participant(ROOM, "user", age=60)
     sid = silent_agent(fake, dog)
     fake.fail("remove_exact")
     await look_at_room(dog, ROOM)
-    assert ROOM not in fake.rooms and (ROOM, AGENT_ID, sid) not in fake.removed
-    assert [cause for _, cause, _ in dog.recoveries] == ["ghost_room"]
-
-
-async def test_a_dead_agent_no_node_can_remove_beside_a_person_keeps_the_room(
-    fake: FakeTransport,
-) -> None:
-    dog = FakeWatchdog(fake)
-    fake.add_participant(ROOM, "user", age=60)
-    silent_agent(fake, dog)
-    fake.fail("remove_exact")
-    await look_at_room(dog, ROOM)
-    assert ROOM in fake.rooms and "user" in fake.participants[ROOM]
+    assert (ROOM in fake.rooms) is person and (ROOM, AGENT_ID, sid) not in fake.removed
+    causes = [cause for _, cause, _ in dog.recoveries]
+    assert causes == (["agent_died"] if person else ["ghost_room"])  # the person: a new one
 
 
 async def test_a_real_person_beside_a_ghost_gets_their_agent(fake: FakeTransport) -> None:
