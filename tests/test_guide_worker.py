@@ -298,12 +298,13 @@ async def test_a_listener_who_publishes_nothing_is_never_cleaned_up(
 
     async with participant(livekit_server, room, "listener"):  # joins, publishes nothing
         async with RoomManager(settings=stale_at_once()) as manager:
-            # LiveKit lists a person a moment after their join returns: until then the room
-            # is listed empty, and empty for 1 ms is stale in this test
-            async def listed() -> bool:
-                return bool(await manager.list_participants(room))
+            # LiveKit lists a person a moment after their join returns, and ACTIVE a moment
+            # later still: empty, or joining, for 1 ms is stale in this test
+            async def active() -> bool:
+                listed = await manager.list_participants(room)
+                return [p.state for p in listed] == [api.ParticipantInfo.State.ACTIVE]
 
-            await eventually(listed, timeout=5, what="LiveKit to list the listener")
+            await eventually(active, timeout=5, what="LiveKit to list the listener ACTIVE")
             report = await manager.cleanup_stale_rooms()
             assert "listener" in {k.identity for k in report.kept}
             assert room not in {d.room for d in report.deleted}
