@@ -28,6 +28,6 @@ def job_load(max_jobs: int, server: Any, target_load: float = LIVEKIT_TARGET_LOA
     threshold lets livekit-agents refuse a job on its own estimate, and with no job running
     it counts a job still being accepted as `load_threshold / num_idle_processes`, so with
     1.0 and one idle process a second person who arrives meanwhile is refused and waits for
-    a retry (measured: 11 of 90 sessions at 6 at once waited 3.3 to 7.4 s for an agent).
+    a retry ("An agent within a second" in docs/benchmarks.md).
     """
     return target_load * min(1.0, len(server.active_jobs) / max(max_jobs, 1))

@@ -168,11 +168,10 @@ class Leadership:
 
     async def fence(self) -> None:
         """Raise NotLeading unless this watchdog leads now, by its lease and by the epoch."""
-        if self._redis is None:
+        if self._redis is None or self._lock is None:
             return
         if not self.leading:
             raise NotLeading(f"watchdog {self.identity} is not the leader")
-        assert self._lock is not None
         async with self._redis_calls():  # one round trip
             current, holder = await self._redis.mget(self._epoch_key, self._lock.name)
         if current is None or int(current) != self.epoch:

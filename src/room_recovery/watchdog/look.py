@@ -170,7 +170,11 @@ async def _act(
             )
     listed = [(v.sid, v.kind is Kind.AGENT) for v in facts.views]
     if unanswered and only_dead_agents(listed, unanswered):
-        await _delete_dead_agents_room(watchdog, name, state)
+        reason = (
+            f"it holds only dead agents ({', '.join(state.agents)}) that no LiveKit node "
+            "answers for (their node died), and nobody else"
+        )
+        await _delete_ghost_room(watchdog, name, state, reason)
         return
     if result.dropped is not None:
         # no worker took it: not an attempt; deleted, so the room's list stays short
@@ -181,7 +185,11 @@ async def _act(
     if result.dispatch:
         reach = await _reach(watchdog, name, state, facts.views)
         if reach is Reach.GHOSTS:
-            await _delete_ghost_room(watchdog, name, state)
+            reason = (
+                f"every person listed in it ({', '.join(state.people)}) is a ghost: no "
+                f"LiveKit node has answered for them for {GHOST_AFTER:g}s (their node died)"
+            )
+            await _delete_ghost_room(watchdog, name, state, reason)
             return
         if reach is Reach.DOUBT:  # no dispatch: the wait goes on, asked again next look
             state.history = replace(state.history, waiting_since=history.waiting_since)
@@ -248,30 +256,12 @@ async def _reach(
     return verdict
 
 
-async def _delete_ghost_room(watchdog: WatchdogContext, name: str, state: WatchedRoom) -> None:
-    """Delete a room whose every person is a ghost: LiveKit lists them, no node holds them."""
-    people = ", ".join(state.people)
-    await watchdog.leadership.fence()
-    reason = (
-        f"every person listed in it ({people}) is a ghost: no LiveKit node has answered "
-        f"for them for {GHOST_AFTER:g}s (their node died)"
-    )
-    if await watchdog.manager.delete_room(name):
-        watchdog.metrics.cleanups.labels("room_deleted").inc()
-        watchdog.recovered(name, "ghost_room", reason)
-        logger.warning("👻 Deleted room %s: %s", name, reason, extra={"room": name})
-    state.history, state.unanswered = RoomHistory(), {}
-
-
-async def _delete_dead_agents_room(
-    watchdog: WatchdogContext, name: str, state: WatchedRoom
+async def _delete_ghost_room(
+    watchdog: WatchdogContext, name: str, state: WatchedRoom, reason: str
 ) -> None:
-    """Delete a room that holds only dead agents no node answers for (`only_dead_agents`)."""
+    """Delete a room that LiveKit lists but will never end: what is in it, no node holds
+    (DeleteRoom clears that state, re-homing the room first when its node is gone)."""
     await watchdog.leadership.fence()
-    reason = (
-        f"it holds only dead agents ({', '.join(state.agents)}) that no LiveKit node "
-        "answers for (their node died), and nobody else"
-    )
     if await watchdog.manager.delete_room(name):
         watchdog.metrics.cleanups.labels("room_deleted").inc()
         watchdog.recovered(name, "ghost_room", reason)
