@@ -13,6 +13,7 @@ import pytest
 from livekit import rtc
 
 from room_recovery.demo import voice as demo_voice
+from room_recovery.demo.command import options_from_args, parse_args
 from room_recovery.system.livekit_server import free_port
 from tests.support.livekit import ServerInfo
 from tests.support.worker import Person, WorkerProcess, person
@@ -181,3 +182,25 @@ def test_the_utterance_detector_returns_speech_after_a_pause() -> None:
             found.append(utterance)
     assert len(found) == 1
     assert 0.5 <= found[0].size / demo_voice.SAMPLE_RATE <= 1.0
+
+
+def test_the_demo_agents_job_counts_default_to_12_jobs_and_3_warm_processes() -> None:
+    options = options_from_args(parse_args([]))
+    assert (options.max_jobs, options.num_idle_processes) == (12, 3)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--max-jobs", "0", "'0' is not a whole number >= 1"),
+        ("--idle-processes", "-1", "'-1' is not a whole number >= 0"),
+        ("--idle-processes", "x", "'x' is not a whole number >= 0"),
+    ],
+)
+def test_a_bad_job_count_is_refused_in_one_line(
+    flag: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args([flag, value])
+    assert exited.value.code == 2
+    assert f"argument {flag}: {says}" in capsys.readouterr().err

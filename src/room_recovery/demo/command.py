@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from ..agent.guard import GuardOptions
 from ..agent.hook import DEFAULT_CLEANUP_TIMEOUT
@@ -16,6 +17,21 @@ from ..core.logs import formatter, log_format
 from ..core.settings import Settings, load_settings
 from .session import DEFAULT_AGENT_NAME, DEFAULT_GREETING, DemoAgentOptions
 from .worker import WorkerStatus, run_worker
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`, else one line saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,13 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--idle-processes",
-        type=int,
+        type=_count(0),
         default=DemoAgentOptions.num_idle_processes,
         help="warm job processes kept ready (default %(default)s)",
     )
     parser.add_argument(
         "--max-jobs",
-        type=int,
+        type=_count(1),
         default=DemoAgentOptions.max_jobs,
         help="jobs this worker takes at once (default %(default)s)",
     )
