@@ -168,7 +168,7 @@ async def _act(
                 ghost.reason,
                 extra={"room": name, "identity": ghost.identity, "sid": ghost.sid},
             )
-    listed = [(v.sid, v.kind is Kind.AGENT) for v in facts.views]
+    listed = ((v.sid, v.kind is Kind.AGENT) for v in facts.views)
     if unanswered and only_dead_agents(listed, unanswered):
         reason = (
             f"it holds only dead agents ({', '.join(state.agents)}) that no LiveKit node "
