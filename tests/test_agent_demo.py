@@ -171,6 +171,16 @@ def test_espeak_speech_is_rendered_offline() -> None:
     assert demo_voice.rms(speech) > AUDIBLE
 
 
+def test_a_clip_is_cut_into_whole_frames_of_the_length_asked_the_last_one_padded() -> None:
+    clip = np.arange(1, 7201, dtype=np.int16)  # 150 ms at 48 kHz
+    cut = demo_voice.frames(clip, 100)
+    assert [len(chunk) // 2 for chunk in cut] == [4800, 4800]
+    played = np.frombuffer(b"".join(cut), dtype=np.int16)
+    assert np.array_equal(played[:7200], clip)
+    assert not played[7200:].any()
+    assert len(demo_voice.frames(clip)) == 15  # 10 ms by default
+
+
 def test_the_utterance_detector_returns_speech_after_a_pause() -> None:
     detector = demo_voice.UtteranceDetector(silence_s=0.3)
     tone = demo_voice.render_tone((300.0,), seconds=0.5, level=0.5)

@@ -95,11 +95,17 @@ def render_tone(
     return np.concatenate(parts).astype(np.int16)
 
 
-def frames(samples: Pcm) -> list[bytes]:
-    """The samples cut into FRAME_MS frames, the last one padded with silence."""
-    padding = -samples.size % SAMPLES_PER_FRAME
+def frames(samples: Pcm, frame_ms: int = FRAME_MS) -> list[bytes]:
+    """The samples cut into `frame_ms` frames, the last one padded with silence."""
+    size = samples_per_frame(frame_ms)
+    padding = -samples.size % size
     padded = np.concatenate([samples, np.zeros(padding, dtype=np.int16)])
-    return [chunk.tobytes() for chunk in padded.reshape(-1, SAMPLES_PER_FRAME)]
+    return [chunk.tobytes() for chunk in padded.reshape(-1, size)]
+
+
+def samples_per_frame(frame_ms: int) -> int:
+    """Samples in one frame of `frame_ms` at SAMPLE_RATE."""
+    return SAMPLE_RATE * frame_ms // 1000
 
 
 def rms(samples: Pcm) -> float:
