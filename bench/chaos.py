@@ -15,6 +15,9 @@ Each session is a person as the page is one: a token from /api/token (which name
 node to join: the page server hands out the nodes in turn), a join, an agent within the
 page's join timeout (else a new room, after the page's retry delay, up to its retries,
 then the page's final explanation), a few seconds of talk, then `room_cleanup` and leave.
+The first wave of people (--concurrency of them) arrives spread over --ramp seconds (5 by
+default), as people do; each later person starts as an earlier one ends. --ramp 0 is a
+flash crowd: the whole first wave within milliseconds, on a worker just started.
 While the agent talks, if it leaves, the person waits in the room for a replacement as the
 page does while a recovery is under way. One session in twenty is a person who vanishes: a
 separate process, SIGKILLed once the agent is there.
@@ -88,7 +91,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +130,7 @@ FAULTS = {  # weight of each fault
 }
 VANISH_SHARE = 0.05
 LEFT_BEHIND_WAIT = 60.0  # --left-wait
+RAMP = 5.0  # --ramp: seconds over which the first wave of people arrives
 
 
 @dataclass
@@ -450,7 +454,7 @@ async def drive(page: Page, state_dir: Path | None, args: argparse.Namespace) ->
         if faults is not None:
             injector = asyncio.create_task(strike_at_random(faults, every, stop, args.fault or []))
         try:
-            await run_sessions(page, http, agent, results, concurrency)
+            await run_sessions(page, http, agent, results, concurrency, args.ramp)
         finally:
             stop.set()
             if injector is not None:
@@ -489,7 +493,7 @@ async def drive_cluster(cluster: Cluster, args: argparse.Namespace) -> Run:
 
         injector = asyncio.create_task(inject()) if not args.no_faults else None
         try:
-            await run_sessions(page, http, agent, results, args.concurrency)
+            await run_sessions(page, http, agent, results, args.concurrency, args.ramp)
         finally:
             stop.set()
             if injector is not None:
@@ -509,13 +513,23 @@ async def drive_cluster(cluster: Cluster, args: argparse.Namespace) -> Run:
 
 
 async def run_sessions(
-    page: Page, http: aiohttp.ClientSession, agent: str, results: list[Session], concurrency: int
+    page: Page,
+    http: aiohttp.ClientSession,
+    agent: str,
+    results: list[Session],
+    concurrency: int,
+    ramp: float,
 ) -> None:
+    """The sessions, `concurrency` at once. The first wave arrives spread over `ramp`
+    seconds, as people do; later ones start as earlier ones end. `ramp` 0 is a flash crowd:
+    the whole first wave within a few milliseconds."""
     gate = asyncio.Semaphore(concurrency)
     every = 50 if len(results) >= 500 else 20
 
     async def one(s: Session) -> None:
         async with gate:
+            if s.index < concurrency:
+                await asyncio.sleep(ramp * s.index / concurrency)
             await run_session(page, http, agent, s)
             done = sum(1 for r in results if r.ended)
             if done % every == 0:
@@ -563,12 +577,15 @@ async def describe_left(page: Page, left: set[str]) -> None:
             print(f"  left: {room} at {time.time():.0f}: {who or 'nobody'}", flush=True)
 
 
-def report(run: Run, waited: float) -> bool:
+def report(run: Run, waited: float, sessions_out: Path | None = None) -> bool:
     results, struck = run.results, run.struck
 
     def saw(s: Session) -> set[str]:
         seen = {name for name, start, end in struck if start <= s.ended and end >= s.started}
         return (seen or {"none"}) | ({"vanish"} if s.vanish else set())
+
+    if sessions_out is not None:
+        write_sessions(sessions_out, results, saw)
 
     live = [r for r in run.removals if not r.dead_because]
     live_rooms = {r.room for r in live}
@@ -620,6 +637,27 @@ def report(run: Run, waited: float) -> bool:
     return ok
 
 
+def write_sessions(path: Path, results: list[Session], saw: Callable[[Session], set[str]]) -> None:
+    """One JSON line per session: when it ran (seconds from the first start), its rooms,
+    its time to the agent or its explanation, and the faults it saw."""
+    first = min((s.started for s in results if s.started), default=0.0)
+    with path.open("w") as out:
+        for s in results:
+            line = {
+                "index": s.index,
+                "started": round(s.started - first, 3),
+                "ended": round(s.ended - first, 3),
+                "rooms": s.rooms,
+                "time_to_agent": s.time_to_agent,
+                "explained": s.explained,
+                "replaced": s.replaced,
+                "duplicates": s.duplicates,
+                "saw": sorted(saw(s)),
+            }
+            out.write(json.dumps(line) + "\n")
+    print(f"sessions written to {path}")
+
+
 def report_cluster(run: Run, live: list[Removal]) -> None:
     watcher = run.watcher
     assert watcher is not None
@@ -663,15 +701,15 @@ async def main(args: argparse.Namespace) -> int:
                 flush=True,
             )
             run = await drive_cluster(cluster, args)
-        return 0 if report(run, args.left_wait) else 1
+        return 0 if report(run, args.left_wait, args.sessions_out) else 1
     if args.page:
         page = Page(args.page.rstrip("/"), load_settings())
         run = await drive(page, args.state_dir, args)
-        return 0 if report(run, args.left_wait) else 1
+        return 0 if report(run, args.left_wait, args.sessions_out) else 1
     with own_system() as (url, state_dir, settings):
         print(f"own system: page {url}, state {state_dir}", flush=True)
         run = await drive(Page(url, settings), state_dir, args)
-    return 0 if report(run, args.left_wait) else 1
+    return 0 if report(run, args.left_wait, args.sessions_out) else 1
 
 
 if __name__ == "__main__":
@@ -690,6 +728,13 @@ if __name__ == "__main__":
         help="only these faults (repeatable)",
     )
     parser.add_argument("--no-faults", action="store_true", help="no faults: a cost run")
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=RAMP,
+        help="seconds over which the first sessions arrive (0: all at once, a flash crowd)",
+    )
+    parser.add_argument("--sessions-out", type=Path, help="write each session as a JSON line")
     parser.add_argument(
         "--left-wait", type=float, default=LEFT_BEHIND_WAIT, help="seconds before counting rooms"
     )
