@@ -237,6 +237,17 @@ async def test_a_person_waiting_without_an_agent_gets_exactly_one_dispatch(
     assert dog.lead.claimed == [ROOM]
 
 
+@pytest.mark.parametrize(("joined_ago", "dispatched"), [(5.0, True), (0.5, False)])
+async def test_a_room_heard_of_late_counts_the_persons_wait_from_their_join(
+    fake: FakeTransport, joined_ago: float, dispatched: bool
+) -> None:
+    dog = FakeWatchdog(fake)  # no webhook: the first look comes from the listing, late
+    fake.add_participant(ROOM, "user", age=joined_ago)
+    dog.watch(ROOM)
+    assert await look_at_room(dog, ROOM)
+    assert bool(fake.called("dispatch")) is dispatched
+
+
 async def test_a_person_no_node_answers_for_gets_no_agent_and_then_their_room_goes(
     fake: FakeTransport,
 ) -> None:

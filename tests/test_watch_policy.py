@@ -8,7 +8,13 @@ from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE, heartbeat_of
 from room_recovery.rules.liveness import HEARTBEAT_TIMEOUT, MAX_ALLOWANCE, HeartbeatTracker
 from room_recovery.rules.model import Kind, ParticipantView, State
 from room_recovery.rules.reach import GHOST_AFTER, Reach, judge_reach, only_dead_agents
-from room_recovery.rules.watch import RoomHistory, WatchPolicy, assess_room, room_agent
+from room_recovery.rules.watch import (
+    RoomHistory,
+    WatchPolicy,
+    assess_room,
+    room_agent,
+    waited_before,
+)
 
 NOW = 5_000.0
 WATCH = WatchPolicy(grace=3, dispatch_wait=4, max_dispatches=3, heartbeat_timeout=1.5)
@@ -33,6 +39,30 @@ def test_a_person_alone_gets_grace_before_any_dispatch() -> None:
     assert first.history.waiting_since == NOW
     later = assess_room([person()], {}, first.history, NOW + 3.1, WATCH)
     assert later.dispatch and later.cause == "agent_missing"
+
+
+def test_the_grace_counts_from_the_persons_join_not_from_the_watchdogs_first_look() -> None:
+    late = assess_room([person()], {}, RoomHistory(), NOW, WATCH, waited=4.0)
+    assert late.dispatch and late.cause == "agent_missing"
+    early = assess_room([person()], {}, RoomHistory(), NOW, WATCH, waited=1.0)
+    assert not early.dispatch and early.history.waiting_since == NOW - 1.0
+    assert not assess_room([person()], {}, early.history, NOW + 1.9, WATCH).dispatch
+    assert assess_room([person()], {}, early.history, NOW + 2.1, WATCH).dispatch
+
+
+def test_the_wait_before_the_first_look_is_the_latest_persons_never_an_agents() -> None:
+    def joined(identity: str, at: float, kind: Kind = Kind.STANDARD) -> ParticipantView:
+        return ParticipantView(identity, kind, State.ACTIVE, at, 1)
+
+    room = [
+        joined("first", NOW - 30),
+        joined("second", NOW - 4),
+        joined("agent", NOW - 1, Kind.AGENT),
+    ]
+    assert waited_before(room, NOW) == pytest.approx(4.0)
+    assert waited_before([joined("agent", NOW - 9, Kind.AGENT)], NOW) == 0.0
+    assert waited_before([joined("unknown", 0.0)], NOW) == 0.0  # LiveKit did not say
+    assert waited_before([joined("ahead", NOW + 2)], NOW) == 0.0  # a node's clock runs ahead
 
 
 def test_a_dispatch_gets_time_to_arrive_before_the_next() -> None:

@@ -101,6 +101,17 @@ def room_agent(dispatched_names: Sequence[str], fallback: str, automatic: bool =
     return "" if automatic else fallback
 
 
+def waited_before(participants: Sequence[ParticipantView], wall_now: float) -> float:
+    """Seconds since the latest person joined (LiveKit's `joined_at`), 0 when unknown.
+
+    A watchdog that hears of a room late (no webhook reached it: it learned of the room
+    from its listing, seconds on) still knows how long the person has been waiting there.
+    The latest join, not the first: of several people it is the shortest wait, the one
+    that cannot be mistaken for an agent already on its way."""
+    joins = [p.joined_at for p in participants if is_person(p) and p.joined_at > 0]
+    return max(0.0, wall_now - max(joins)) if joins else 0.0
+
+
 def assess_room(
     participants: Sequence[ParticipantView],
     heartbeat_silence: dict[str, float | None],
@@ -112,6 +123,7 @@ def assess_room(
     *,
     fate: DispatchFate | None = None,
     worker_ready: bool = False,
+    waited: float = 0.0,
 ) -> RoomAssessment:
     """Decide, for a room, which ghost agents to remove and whether to dispatch an agent.
 
@@ -125,6 +137,8 @@ def assess_room(
 
     `fate`: what became of `history.pending`, once the result asked for it (`ask_fate`).
     `worker_ready`: a worker for the room's agent (re)registered since its last dispatch.
+    `waited`: how long the people had been in the room when the watchdog first found them
+    waiting (`waited_before`): the grace counts from their join, not from that first look.
     """
     allowance = heartbeat_allowance or {}
     agents = [p for p in participants if p.kind is Kind.AGENT]
@@ -141,7 +155,7 @@ def assess_room(
         return RoomAssessment(False, ghosts, False, False, RoomHistory())
 
     agent_died = history.agent_died or bool(ghosts)
-    since = history.waiting_since if history.waiting_since is not None else now
+    since = history.waiting_since if history.waiting_since is not None else now - waited
     waiting = replace(history, waiting_since=since, agent_died=agent_died)
     cause = "agent_died" if agent_died else "agent_missing"
     dropped: str | None = None

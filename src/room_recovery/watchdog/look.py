@@ -33,6 +33,7 @@ from ..rules.watch import (
     assess_room,
     dispatched,
     room_agent,
+    waited_before,
 )
 from .context import WatchdogContext
 from .metrics import count_kinds
@@ -135,6 +136,7 @@ def _assess(
         hold=facts.on_its_way,
         fate=fate,
         worker_ready=last is not None and state.ready_at > last,
+        waited=waited_before(facts.views, time.time()),
     )
 
 
