@@ -166,6 +166,10 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     flags += ["--nodes", str(nodes), "--redis-port", str(redis_port)]
     # with --nodes, up also runs Prometheus: on a free port too, never its default's
     flags += ["--prometheus-port", str(free_port())]
+    # LiveKit's webhooks reach both watchdogs, as a deployment of two lists both
+    second_port = free_port()
+    if second_watch:
+        flags += ["--webhook", f"http://127.0.0.1:{second_port}/webhook"]
     started = subprocess.run(
         [*cli, "up", "--detach", *flags], env=env, cwd=folder, capture_output=True, text=True
     )
@@ -182,7 +186,9 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     )
     # as `up` runs its watchdog: JSON logs, REDIS_URL, the demo agent's name
     watch_env = env | {"ROOM_RECOVERY_LOG_FORMAT": "json", "REDIS_URL": redis_url}
-    second = SecondWatch(watch_env, folder / "logs" / "watch-2.log", agents=("demo-agent",))
+    second = SecondWatch(
+        watch_env, folder / "logs" / "watch-2.log", agents=("demo-agent",), port=second_port
+    )
     if second_watch:
         second.start()
     cluster = Cluster(

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import redis
 
+from room_recovery.cli.up_options import up_options
 from room_recovery.core.errors import ConfigurationError
 from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import load_settings
@@ -27,6 +28,8 @@ from room_recovery.core.views import participant_view
 from room_recovery.rules.model import Kind, State
 from room_recovery.rules.reach import GHOST_AFTER
 from room_recovery.system.livekit_server import free_port
+from room_recovery.system.options import SystemOptions
+from room_recovery.system.parts import plan_system
 from room_recovery.web.nodes import Nodes, check_node_url, http_of
 from tests.support.browser import artifact_name, chromium, pages_of, state, wait_status
 from tests.support.livekit import ParticipantProcess, ServerInfo, eventually
@@ -214,3 +217,26 @@ def test_a_node_url_is_checked_and_given_as_websocket() -> None:
     assert http_of("ws://10.0.0.2:7880") == "http://10.0.0.2:7880"
     with pytest.raises(ConfigurationError, match=r"ws://10\.0\.0\.2:7880"):
         check_node_url("10.0.0.2:7880")
+
+
+def test_every_node_sends_its_webhooks_to_each_watchdog_up_is_told_of(tmp_path: Path) -> None:
+    settings = load_settings(livekit_url="ws://127.0.0.1:7880")
+    other = "http://10.0.0.2:8082/webhook"
+    options = SystemOptions(state_dir=tmp_path, nodes=2, prometheus=False, webhooks=(other,))
+    own = f"http://127.0.0.1:{options.watch_port}/webhook"
+    assert [node.webhook_urls for node in plan_system(settings, options).nodes] == [
+        (own, other)
+    ] * 2
+    with pytest.raises(ConfigurationError, match=r"--webhook 'ftp://x' is not an http\(s\) URL"):
+        up_options(
+            state_dir=tmp_path,
+            agent_name="demo-agent",
+            agent_health_port=8083,
+            web_port=8080,
+            watch_port=8082,
+            no_agent=True,
+            no_web=False,
+            no_watch=False,
+            agent_command=[],
+            webhooks=["ftp://x"],
+        )

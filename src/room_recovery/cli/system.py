@@ -119,6 +119,16 @@ def up(
             help="seconds between its scrapes and its alerts' evaluations",
         ),
     ] = 5.0,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--webhook",
+            metavar="URL",
+            help="also send LiveKit's webhooks to URL: another watchdog's /webhook, so that "
+            "whichever watchdog leads hears of each room at once; repeat for more",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[
         float,
         typer.Option("--wait", min=SMALLEST_WAIT, help="with --detach: seconds to wait for health"),
@@ -139,6 +149,7 @@ def up(
         prometheus=prometheus,
         prometheus_port=prometheus_port,
         prometheus_interval=prometheus_interval,
+        webhooks=webhook or [],
     )
     if detach:
         argv = [arg for arg in run.argv if arg not in ("--detach", "--json")]

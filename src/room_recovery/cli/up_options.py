@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 from ..core.defaults import PROMETHEUS_PORT
 from ..core.errors import ConfigurationError
@@ -34,6 +35,7 @@ def up_options(
     prometheus: bool | None = None,
     prometheus_port: int = PROMETHEUS_PORT,
     prometheus_interval: float = 5.0,
+    webhooks: Sequence[str] = (),
 ) -> SystemOptions:
     """The SystemOptions of `up`'s options; raises ConfigurationError for bad ones.
 
@@ -62,7 +64,19 @@ def up_options(
         prometheus=prometheus,
         prometheus_port=prometheus_port,
         prometheus_interval=prometheus_interval,
+        webhooks=tuple(_webhook_url(url) for url in webhooks),
     )
+
+
+def _webhook_url(url: str) -> str:
+    """A --webhook: an http(s) URL with a host, else a ConfigurationError that says so."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigurationError(
+            f"--webhook {url!r} is not an http(s) URL; give another watchdog's webhook "
+            "address, for example http://10.0.0.2:8082/webhook"
+        )
+    return url
 
 
 def _extra_agents(

@@ -107,6 +107,9 @@ class SystemOptions:
     prometheus: bool | None = None  # run Prometheus; None: when --nodes runs a cluster
     prometheus_port: int = PROMETHEUS_PORT
     prometheus_interval: float = 5.0  # seconds between its scrapes, and its alerts' evaluations
+    # further receivers of the nodes' webhooks (--webhook): the other watchdogs, so that
+    # whichever leads hears of a room at once, not at its next listing
+    webhooks: tuple[str, ...] = ()
 
     @property
     def wants_prometheus(self) -> bool:

@@ -125,7 +125,8 @@ def _node_configs(
     """The config of each local livekit-server node; node k on LIVEKIT_URL's port + 10 k
     (and with `metrics`, its own Prometheus metrics on that port + 3)."""
     port = server_port(settings)
-    webhooks = (f"http://127.0.0.1:{options.watch_port}/webhook",) if options.with_watch else ()
+    own = (f"http://127.0.0.1:{options.watch_port}/webhook",) if options.with_watch else ()
+    webhooks = (*own, *options.webhooks)
     shared = urlparse(redis_url(settings, options)) if options.nodes > 1 else None
     if shared is not None and shared.scheme != "redis":
         raise ConfigurationError(
