@@ -353,7 +353,8 @@ def silent_agent(fake: FakeTransport, dog: FakeWatchdog, seconds: float = 10.0) 
     beat = {HEARTBEAT_ATTRIBUTE: "41:1700000000.000"}
     ghost = fake.add_participant(ROOM, AGENT_ID, kind=AGENT, attributes=beat)
     dog.watch(ROOM)
-    dog.heartbeats.silence(ROOM, AGENT_ID, beat[HEARTBEAT_ATTRIBUTE], time.monotonic() - seconds)
+    since = time.monotonic() - seconds
+    dog.heartbeats.silence(ROOM, AGENT_ID, beat[HEARTBEAT_ATTRIBUTE], since, ghost.sid)
     return ghost.sid
 
 
@@ -369,6 +370,19 @@ async def test_a_dead_agent_is_removed_by_its_sid_as_an_agent_and_replaced(
     assert fake.changes() == ["update_metadata", "remove_exact", "dispatch"]
     status = json.loads(fake.rooms[ROOM].metadata)["room_recovery"]
     assert (status["status"], status["agent"]) == ("recovering", AGENT_ID)
+
+
+async def test_an_agent_that_joined_again_is_not_removed_for_its_old_connections_silence(
+    fake: FakeTransport,
+) -> None:
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user")
+    old = silent_agent(fake, dog)
+    beat = dict(fake.participants[ROOM][AGENT_ID].attributes)
+    again = fake.add_participant(ROOM, AGENT_ID, kind=AGENT, attributes=beat, age=0.1)
+    assert again.sid != old
+    assert await look_at_room(dog, ROOM) is False  # served: its agent is back
+    assert fake.removed == [] and fake.called("dispatch") == []
 
 
 async def test_a_watchdog_that_does_not_lead_changes_nothing(fake: FakeTransport) -> None:

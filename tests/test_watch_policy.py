@@ -137,6 +137,16 @@ def test_silence_counts_from_the_last_change_seen_not_the_agents_clock() -> None
     assert tracker.silence("room", "other", heartbeat_of({}), 1.5) is None  # no heartbeat at all
 
 
+def test_a_new_connection_under_the_same_identity_is_not_silent_for_the_old_ones_silence() -> None:
+    tracker = HeartbeatTracker()
+    value = heartbeat_of({HEARTBEAT_ATTRIBUTE: "7:1"})
+    assert tracker.silence("room", "agent", value, 0.0, "PA_old") == 0.0
+    assert tracker.silence("room", "agent", value, 10.0, "PA_old") == 10.0  # its node died
+    # the agent joined again: its old heartbeat is still in its attributes
+    assert tracker.silence("room", "agent", value, 10.1, "PA_new") == 0.0
+    assert tracker.silence("room", "agent", value, 12.1, "PA_new") == 2.0
+
+
 def test_a_steady_agent_keeps_the_base_timeout() -> None:
     tracker = HeartbeatTracker()
     beats(tracker, [(t * 0.5, str(t)) for t in range(10)])

@@ -334,7 +334,7 @@ async def _silent_agents(
         for room, infos in participants.items()
         for i in infos
         if is_agent_info(i)
-        and tracker.silence(room, i.identity, heartbeat_of(i.attributes), time.monotonic())
+        and tracker.silence(room, i.identity, heartbeat_of(i.attributes), time.monotonic(), i.sid)
         is not None
     }
     if not beating:
@@ -346,7 +346,7 @@ async def _silent_agents(
             if (room, info.identity) not in beating:
                 continue
             silence = tracker.silence(
-                room, info.identity, heartbeat_of(info.attributes), time.monotonic()
+                room, info.identity, heartbeat_of(info.attributes), time.monotonic(), info.sid
             )
             if silence is not None and silence > HEARTBEAT_TIMEOUT:
                 silent.append(f"{info.identity} in {room} (heartbeat silent; its process died)")

@@ -22,23 +22,32 @@ MAX_ALLOWANCE = 5.0  # but never longer: the server itself needs about 20 s
 
 @dataclass
 class HeartbeatTracker:
-    """For each (room, identity): the last value, when it changed, and the longest gap
-    between two changes seen so far."""
+    """For each (room, identity): the last value, when it changed, the connection (sid) it
+    was read on, and the longest gap between two changes seen so far."""
 
-    _seen: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    _seen: dict[tuple[str, str], tuple[str, float, str]] = field(default_factory=dict)
     _longest_gap: dict[tuple[str, str], float] = field(default_factory=dict)
 
-    def silence(self, room: str, identity: str, value: str | None, now: float) -> float | None:
-        """Seconds since this participant's heartbeat `value` last changed; None without one."""
+    def silence(
+        self, room: str, identity: str, value: str | None, now: float, sid: str = ""
+    ) -> float | None:
+        """Seconds since this participant's heartbeat `value` last changed; None without one.
+
+        A new connection (another `sid`) starts afresh: an agent that joined again under
+        the same identity, after its node died, carries its old heartbeat in its attributes
+        until it beats again, and its old silence is no evidence against the new connection.
+        """
         if value is None:
             return None
         key = (room, identity)
         previous = self._seen.get(key)
-        if previous is None or previous[0] != value:
-            if previous is not None:
-                gap = now - previous[1]
-                self._longest_gap[key] = max(gap, self._longest_gap.get(key, 0.0))
-            self._seen[key] = (value, now)
+        if previous is None or previous[2] != sid:
+            self._seen[key] = (value, now, sid)
+            return 0.0
+        if previous[0] != value:
+            gap = now - previous[1]
+            self._longest_gap[key] = max(gap, self._longest_gap.get(key, 0.0))
+            self._seen[key] = (value, now, sid)
             return 0.0
         return now - previous[1]
 

@@ -107,7 +107,9 @@ def _facts(
     silence = {
         info.identity: None
         if info.identity in vouched
-        else watchdog.heartbeats.silence(name, info.identity, heartbeat_of(info.attributes), now)
+        else watchdog.heartbeats.silence(
+            name, info.identity, heartbeat_of(info.attributes), now, info.sid
+        )
         for info in infos
         if is_agent_info(info)
     }
