@@ -11,15 +11,19 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from livekit.api import TokenVerifier, WebhookReceiver
 
 from room_recovery.core.errors import ProcessError
 from room_recovery.rules.restart import RestartPolicy
 from room_recovery.system.livekit_server import free_port
 from room_recovery.system.supervisor import PartSpec, Supervisor
+from tests.support.livekit import ServerInfo, participant
 from tests.support.system import SERVER_ONLY, System, alive, brought_down
 
 pytestmark = pytest.mark.integration  # processes: up, the supervisor and its parts
@@ -187,3 +191,33 @@ async def test_a_part_that_dies_later_is_restarted_then_given_up_on(tmp_path: Pa
         status = json.loads((tmp_path / "status.json").read_text())
         assert status["parts"]["flaky"]["state"] == "failed"
         assert status["parts"]["flaky"]["last_exit"] == 4
+
+
+async def test_webhook_sends_livekits_webhooks_to_another_receiver_and_survives_a_restart(
+    system: System,
+) -> None:
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    receiver = WebhookReceiver(TokenVerifier("devkey", "secret"))
+
+    async def webhook(request: web.Request) -> web.Response:
+        event = receiver.receive(await request.text(), request.headers["Authorization"])
+        heard.put_nowait(event.event)  # signed with the API secret, as the watchdog checks
+        return web.Response()
+
+    app = web.Application()
+    app.add_routes([web.post("/webhook", webhook)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/webhook"
+        assert system.up(*SERVER_ONLY, "--webhook", url).returncode == 0
+        restarted = await asyncio.to_thread(system.cli, "restart")
+        assert restarted.returncode == 0, restarted.stderr + restarted.stdout
+        server = ServerInfo(system.url, "devkey", "secret")
+        async with participant(server, f"sys-{uuid.uuid4().hex[:8]}", "user-hook"):
+            while (event := await asyncio.wait_for(heard.get(), 20)) != "participant_joined":
+                assert event == "room_started"
+    finally:
+        await runner.cleanup()

@@ -119,7 +119,7 @@ def up(
             help="seconds between its scrapes and its alerts' evaluations",
         ),
     ] = 5.0,
-    webhook: Annotated[
+    webhooks: Annotated[
         list[str] | None,
         typer.Option(
             "--webhook",
@@ -149,7 +149,7 @@ def up(
         prometheus=prometheus,
         prometheus_port=prometheus_port,
         prometheus_interval=prometheus_interval,
-        webhooks=webhook or [],
+        webhooks=webhooks or [],
     )
     if detach:
         argv = [arg for arg in run.argv if arg not in ("--detach", "--json")]
@@ -194,7 +194,8 @@ def _up_options_of(run: Run, argv: list[str]) -> SystemOptions:
     # `up`'s parameters carry up_options' names: pass each on as it was parsed
     names = inspect.signature(up_options).parameters
     given = {name: params[name] for name in names} | {
-        "agent_command": params["agent_command"] or []
+        "agent_command": params["agent_command"] or [],
+        "webhooks": params["webhooks"] or [],
     }
     return up_options(**given)
 
