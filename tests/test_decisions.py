@@ -4,14 +4,22 @@ how a dead agent is replaced. No process, no network: each test takes millisecon
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
+from livekit import api
 from livekit.protocol.agent import JS_PENDING, JS_RUNNING
 
-from room_recovery.core.errors import NotLeading, OutOfScopeError, ServerUnreachableError
+from room_recovery.core.errors import (
+    LiveKitAPIError,
+    NotLeading,
+    OutOfScopeError,
+    ServerUnreachableError,
+)
 from room_recovery.core.recovery import ReplacementOutcome, replace_agent
 from room_recovery.core.transport import Transport
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE
@@ -79,6 +87,52 @@ async def test_the_real_transport_checks_before_change_and_times_out_as_the_fake
     with pytest.raises(ServerUnreachableError) as raised:
         await real.call("list rooms", stalls)
     assert str(raised.value) == str(timeout(real))
+
+
+class DeadNodeRooms:
+    """LiveKit's room service for one room whose node died: the first delete fails as
+    `first` says, the rest of the calls answer."""
+
+    def __init__(self, first: str, listed: bool = True) -> None:
+        self.first, self.listed, self.calls = first, listed, list[str]()
+
+    async def delete_room(self, request: api.DeleteRoomRequest) -> api.DeleteRoomResponse:
+        self.calls.append("delete")
+        if self.calls.count("delete") == 1:
+            if self.first == "silent":
+                await asyncio.sleep(5)  # past the transport's bound
+            raise api.TwirpError(self.first, "request timed out", status=408)
+        return api.DeleteRoomResponse()
+
+    async def list_rooms(self, request: api.ListRoomsRequest) -> api.ListRoomsResponse:
+        self.calls.append("list")
+        rooms = [api.Room(name=name) for name in request.names] if self.listed else []
+        return api.ListRoomsResponse(rooms=rooms)
+
+    async def create_room(self, request: api.CreateRoomRequest) -> api.Room:
+        self.calls.append("create")
+        return api.Room(name=request.name)
+
+
+@pytest.mark.parametrize("first", ["silent", "deadline_exceeded"])
+async def test_a_room_whose_node_does_not_answer_is_placed_on_a_live_node_and_deleted(
+    first: str,
+) -> None:
+    rooms = DeadNodeRooms(first)
+    transport = Transport(fake_settings(), request_timeout=0.2)
+    assert await transport.delete(SimpleNamespace(room=rooms), ROOM)  # type: ignore[arg-type]
+    assert rooms.calls == ["delete", "list", "create", "delete"]
+
+
+async def test_a_delete_lost_with_livekit_itself_or_refused_otherwise_places_nothing() -> None:
+    transport = Transport(fake_settings(), request_timeout=0.2)
+    gone = DeadNodeRooms("silent", listed=False)  # LiveKit lists no such room: not ours to move
+    with pytest.raises(ServerUnreachableError):
+        await transport.delete(SimpleNamespace(room=gone), ROOM)  # type: ignore[arg-type]
+    refused = DeadNodeRooms("permission_denied")
+    with pytest.raises(LiveKitAPIError):
+        await transport.delete(SimpleNamespace(room=refused), ROOM)  # type: ignore[arg-type]
+    assert (gone.calls, refused.calls) == (["delete", "list"], ["delete"])
 
 
 # --- the manager's cleanups ----------------------------------------------------------------

@@ -26,6 +26,7 @@ T = TypeVar("T")
 DEFAULT_REQUEST_TIMEOUT = 10.0
 UNAVAILABLE = "unavailable"  # LiveKit's code when no node answers for what a call is about
 ORPHANED = "could not find object"  # LiveKit's answer about a room whose node is gone
+NODE_TIMED_OUT = "deadline_exceeded"  # LiveKit's 408: the node it asked did not answer
 REACH_TIMEOUT = 5.0  # seconds to ask a participant's node (LiveKit itself waits 3 s for it)
 
 
@@ -187,16 +188,18 @@ class Transport:
         """Delete a room; False when it did not exist.
 
         A room whose LiveKit node died (a cluster) cannot be deleted where it is: LiveKit
-        answers "could not find object". Creating it again places it on a live node (its
-        allocator skips dead ones), and then it goes."""
+        answers "could not find object" once that node is forgotten, and before that it
+        waits for the node, in vain ("request timed out", past our bound). Creating it again
+        places it on a live node (its allocator skips dead ones), and then it goes. Only
+        when LiveKit still lists the room: it answers, so the silence was the room's node."""
         request = api.DeleteRoomRequest(room=room_name)
         action = f"delete room {room_name!r}"
         try:
             response = await self._call_or_missing(
                 action, lambda: lkapi.room.delete_room(request), changes=True
             )
-        except LiveKitAPIError as exc:
-            if ORPHANED not in str(exc) or not await self.list_rooms(lkapi, [room_name]):
+        except (LiveKitAPIError, ServerUnreachableError) as exc:
+            if not _node_silent(exc) or not await self.list_rooms(lkapi, [room_name]):
                 raise
             again = api.CreateRoomRequest(name=room_name)
             await self.call(
@@ -298,3 +301,12 @@ class Transport:
             changes=True,
         )
         return response is not None
+
+
+def _node_silent(exc: LiveKitAPIError | ServerUnreachableError) -> bool:
+    """Whether a refused or unanswered call may be the room's node not answering: LiveKit
+    forgot the node ("could not find object"), gave up waiting for it (its 408), or did
+    not answer within our bound (it waits for the node longer than that)."""
+    if isinstance(exc, ServerUnreachableError):
+        return True
+    return ORPHANED in str(exc) or exc.code == NODE_TIMED_OUT
