@@ -101,11 +101,10 @@ from livekit import api, rtc
 
 from room_recovery.core.settings import Settings, load_settings
 from room_recovery.protocol.messages import room_cleanup
-from room_recovery.system.livekit_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support.system import free_port_triple  # noqa: E402
+from tests.support.system import free_port_triple, spare_port  # noqa: E402
 from tests.support.worker import connected_children  # noqa: E402
 
 from chaos_cluster import (  # noqa: E402
@@ -406,7 +405,7 @@ async def strike_at_random(
 def own_system() -> Iterator[tuple[str, Path, Settings]]:
     """`up --detach` on free ports in a temporary state folder; `down` at the end."""
     folder = Path(tempfile.mkdtemp(prefix="chaos-"))
-    port, web, watch, agent = free_port_triple(), free_port(), free_port(), free_port()
+    port, web, watch, agent = free_port_triple(), spare_port(), spare_port(), spare_port()
     env = chaos_env(port, folder)
     cli = [sys.executable, "-m", "room_recovery.cli"]
     ports = ["--web-port", str(web), "--watch-port", str(watch), "--agent-health-port", str(agent)]

@@ -43,7 +43,7 @@ from room_recovery.system.livekit_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support.system import free_port_triple  # noqa: E402
+from tests.support.system import free_port_triple, spare_port  # noqa: E402
 
 CLUSTER_FAULTS = {  # weight of each fault on a cluster
     "job_killed": 4,
@@ -158,16 +158,16 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     watchdog; at the end the second watchdog is stopped by its handle, then `down`."""
     folder = Path(tempfile.mkdtemp(prefix="chaos-cluster-"))
     port = free_port_triple(nodes=nodes)
-    web, watch, agent, redis_port = free_port(), free_port(), free_port(), free_port()
+    web, watch, agent, redis_port = spare_port(), spare_port(), spare_port(), spare_port()
     env = chaos_env(port, folder)
     env.pop("REDIS_URL", None)
     cli = [sys.executable, "-m", "room_recovery.cli"]
     flags = ["--web-port", str(web), "--watch-port", str(watch), "--agent-health-port", str(agent)]
     flags += ["--nodes", str(nodes), "--redis-port", str(redis_port)]
     # with --nodes, up also runs Prometheus: on a free port too, never its default's
-    flags += ["--prometheus-port", str(free_port())]
+    flags += ["--prometheus-port", str(spare_port())]
     # LiveKit's webhooks reach both watchdogs, as a deployment of two lists both
-    second_port = free_port()
+    second_port = spare_port()
     if second_watch:
         flags += ["--webhook", f"http://127.0.0.1:{second_port}/webhook"]
     started = subprocess.run(

@@ -27,13 +27,12 @@ from room_recovery.core.settings import load_settings
 from room_recovery.core.views import participant_view
 from room_recovery.rules.model import Kind, State
 from room_recovery.rules.reach import GHOST_AFTER
-from room_recovery.system.livekit_server import free_port
 from room_recovery.system.options import SystemOptions
 from room_recovery.system.parts import plan_system
 from room_recovery.web.nodes import Nodes, check_node_url, http_of
 from tests.support.browser import artifact_name, chromium, pages_of, state, wait_status
 from tests.support.livekit import ParticipantProcess, ServerInfo, eventually
-from tests.support.system import System, brought_down, free_port_triple
+from tests.support.system import System, brought_down, free_port_triple, spare_port
 
 
 @pytest.fixture
@@ -119,7 +118,7 @@ async def _the_ghosts_room_goes(cluster: System, node: str, room: str, killed_at
 async def test_two_nodes_on_redis_share_the_people_and_a_killed_node_loses_nobody(
     cluster: System, request: pytest.FixtureRequest
 ) -> None:
-    redis_port = free_port()
+    redis_port = spare_port()
     result = cluster.up("--nodes", "2", "--redis-port", str(redis_port), "--no-prometheus")
     assert result.returncode == 0, result.stderr + result.stdout
     # the Redis `up` started takes no command without its password, kept 0600

@@ -18,10 +18,9 @@ import aiohttp
 import pytest
 from livekit import rtc
 
-from room_recovery.system.livekit_server import free_port
 from tests.support.browser import artifact_name, chromium, pages_of
 from tests.support.livekit import ServerInfo, eventually, participant
-from tests.support.system import System, brought_down, free_port_triple
+from tests.support.system import System, brought_down, free_port_triple, spare_port
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "room-recovery.json"
 RANGE = "5m"  # what Grafana puts for $__range
@@ -54,12 +53,12 @@ async def query(http: aiohttp.ClientSession, prometheus: str, expr: str) -> dict
 async def test_prometheus_scrapes_the_cluster_and_every_dashboard_query_returns_data(
     cluster: System, request: pytest.FixtureRequest
 ) -> None:
-    prometheus_port = free_port()
+    prometheus_port = spare_port()
     result = cluster.up(
         "--nodes",
         "2",
         "--redis-port",
-        str(free_port()),
+        str(spare_port()),
         "--prometheus-port",
         str(prometheus_port),
         "--prometheus-interval",

@@ -40,17 +40,33 @@ def _triple_free(port: int) -> bool:
     return True
 
 
+# the ports free_port_triple planned in this process, which LiveKit binds only later:
+# spare_port never hands one of them out for another part (a Redis on a node's metrics
+# port made `up` fail once in a full suite run)
+_PLANNED: set[int] = set()
+
+
 def free_port_triple(nodes: int = 1) -> int:
     """A port P such that TCP P and P+1 and UDP P+2 are free (LiveKit's http, rtc tcp, udp),
     and TCP P+3 (its metrics with `up --prometheus`), and so for P+10 k of each further
-    node k of `up --nodes`."""
+    node k of `up --nodes`. Take the other parts' ports from `spare_port` afterwards."""
     for _ in range(50):
         port = free_port()
         if port + 10 * (nodes - 1) + 3 > 65535:
             continue
         if all(_triple_free(port + 10 * k) for k in range(nodes)):
+            _PLANNED.update(port + 10 * k + step for k in range(nodes) for step in range(4))
             return port
     raise RuntimeError("no three consecutive free ports")
+
+
+def spare_port() -> int:
+    """A free TCP port that none of the LiveKit ports planned by `free_port_triple` is."""
+    for _ in range(50):
+        port = free_port()
+        if port not in _PLANNED:
+            return port
+    raise RuntimeError("no free port outside the planned LiveKit ports")
 
 
 SERVER_ONLY = ("--no-agent", "--no-web", "--no-watch")  # `up` with only livekit-server
@@ -63,9 +79,9 @@ class System:
     state_dir: Path
     workdir: Path  # the CLI runs here, so no developer's .env is read
     livekit_port: int = field(default_factory=free_port_triple)
-    agent_health_port: int = field(default_factory=free_port)
-    web_port: int = field(default_factory=free_port)
-    watch_port: int = field(default_factory=free_port)
+    agent_health_port: int = field(default_factory=spare_port)
+    web_port: int = field(default_factory=spare_port)
+    watch_port: int = field(default_factory=spare_port)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
