@@ -32,6 +32,7 @@ STATE_TIMEOUT = 1.0  # a state that cannot be published in this long is skipped
 # the voice is handed to LiveKit 100 ms at a time: each hand-over is a round trip through
 # the SDK's FFI, and at 10 ms they took most of a job's CPU (LiveKit still sends 10 ms packets)
 PLAY_CHUNK_MS = 100
+PLAY_CHUNK = demo_voice.samples_per_frame(PLAY_CHUNK_MS)  # samples
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,8 @@ class Voice:
         while True:
             clip = await self._queue.get()
             await self.set_state("speaking")
-            size = demo_voice.samples_per_frame(PLAY_CHUNK_MS)
             for chunk in demo_voice.frames(clip, PLAY_CHUNK_MS):
-                frame = rtc.AudioFrame(chunk, demo_voice.SAMPLE_RATE, 1, size)
+                frame = rtc.AudioFrame(chunk, demo_voice.SAMPLE_RATE, 1, PLAY_CHUNK)
                 await self.source.capture_frame(frame)
             await self.source.wait_for_playout()
             if self._queue.empty():

@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48000
 FRAME_MS = 10
-SAMPLES_PER_FRAME = SAMPLE_RATE * FRAME_MS // 1000
 ESPEAK_TIMEOUT = 10.0
 
 Pcm = npt.NDArray[np.int16]
