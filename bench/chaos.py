@@ -583,9 +583,6 @@ def report(run: Run, waited: float, sessions_out: Path | None = None) -> bool:
         seen = {name for name, start, end in struck if start <= s.ended and end >= s.started}
         return (seen or {"none"}) | ({"vanish"} if s.vanish else set())
 
-    if sessions_out is not None:
-        write_sessions(sessions_out, results, saw)
-
     live = [r for r in run.removals if not r.dead_because]
     live_rooms = {r.room for r in live}
     rows = ["all", "none", *run.faults, "vanish"]
@@ -633,6 +630,8 @@ def report(run: Run, waited: float, sessions_out: Path | None = None) -> bool:
     dupes = sum(s.duplicates for s in results)
     ok = not unended and not run.left and dupes == 0 and not live
     print("verdict:", "every session got an agent or an explanation" if ok else "FAILED")
+    if sessions_out is not None:  # last: a path that cannot be written loses no table
+        write_sessions(sessions_out, results, saw)
     return ok
 
 
@@ -640,7 +639,12 @@ def write_sessions(path: Path, results: list[Session], saw: Callable[[Session], 
     """One JSON line per session: when it ran (seconds from the first start), its rooms,
     its time to the agent or its explanation, and the faults it saw."""
     first = min((s.started for s in results if s.started), default=0.0)
-    with path.open("w") as out:
+    try:
+        out = path.open("w")
+    except OSError as exc:
+        print(f"--sessions-out: cannot write {path}: {exc.strerror or exc}")
+        return
+    with out:
         for s in results:
             line = {
                 "index": s.index,
