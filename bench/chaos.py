@@ -14,7 +14,8 @@ faults then need that system's --state-dir, and act only on the parts its `up` s
 Each session is a person as the page is one: a token from /api/token (which names the
 node to join: the page server hands out the nodes in turn), a join, an agent within the
 page's join timeout (else a new room, after the page's retry delay, up to its retries,
-then the page's final explanation), a few seconds of talk, then `room_cleanup` and leave.
+then the page's final explanation), a few seconds of talk, then `room_cleanup`, leave, and
+`/api/leave` (the page server deletes the room, as the page asks it to).
 The first wave of people (--concurrency of them) arrives spread over --ramp seconds (5 by
 default), as people do; each later person starts as an earlier one ends. --ramp 0 is a
 flash crowd: the whole first wave within milliseconds, on a worker just started.
@@ -82,6 +83,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -109,10 +111,12 @@ from tests.support.worker import connected_children  # noqa: E402
 
 from chaos_cluster import (  # noqa: E402
     CLUSTER_FAULTS,
+    WORKERS,
     Cluster,
     ClusterFaults,
     Removal,
     Watcher,
+    Worker,
     chaos_env,
     judge_removals,
     own_cluster,
@@ -182,6 +186,15 @@ class Page:
                 raise RuntimeError(f"HTTP {response.status}: {body.get('error')}")
             return dict(body)
 
+    async def leave(self, http: aiohttp.ClientSession, grant: dict[str, str]) -> None:
+        """What the page does once it has disconnected: ask the page server to delete the
+        room the person leaves (`/api/leave`), so that an agent that does not leave on
+        room_cleanup (the guide's worker) ends with it. Best effort, as the page's is."""
+        leave = {key: grant[key] for key in ("room", "identity", "leave_key")}
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            async with http.post(f"{self.url}/api/leave", json=leave) as response:
+                await response.read()
+
 
 # --- one person -------------------------------------------------------------------------
 
@@ -207,6 +220,8 @@ async def run_session(page: Page, http: aiohttp.ClientSession, agent: str, s: Se
                 s.explained = f"connection lost: {exc or type(exc).__name__}"
             if came:
                 s.explained = None
+                if not s.vanish:  # a person who vanished sends nothing
+                    await page.leave(http, grant)
                 return
             s.explained = s.explained or "no agent within the join timeout"
     finally:
@@ -341,9 +356,10 @@ async def dispatch_count(settings: Settings, room: str) -> int:
 class Faults:
     """Strikes the parts `up` started (by status.json's pids), and remembers when."""
 
-    def __init__(self, state_dir: Path, livekit_port: int) -> None:
+    def __init__(self, state_dir: Path, livekit_port: int, worker_part: str = "agent") -> None:
         self.state_dir = state_dir
         self.livekit_port = livekit_port
+        self.worker_part = worker_part
         self.struck: list[tuple[float, str]] = []
 
     def pid(self, part: str) -> int | None:
@@ -355,7 +371,7 @@ class Faults:
 
     async def strike(self, fault: str) -> bool:
         if fault == "job_killed":
-            worker = self.pid("agent")
+            worker = self.pid(self.worker_part)
             jobs = connected_children(worker, self.livekit_port) if worker else []
             return bool(jobs) and self._signal(random.choice(jobs), signal.SIGKILL, fault)
         if fault in ("watchdog_killed", "server_killed"):
@@ -402,15 +418,20 @@ async def strike_at_random(
 
 
 @contextmanager
-def own_system() -> Iterator[tuple[str, Path, Settings]]:
-    """`up --detach` on free ports in a temporary state folder; `down` at the end."""
+def own_system(worker: Worker) -> Iterator[tuple[str, Path, Settings]]:
+    """`up --detach` on free ports in a temporary state folder, running `worker`; `down` at
+    the end."""
     folder = Path(tempfile.mkdtemp(prefix="chaos-"))
     port, web, watch, agent = free_port_triple(), spare_port(), spare_port(), spare_port()
     env = chaos_env(port, folder)
     cli = [sys.executable, "-m", "room_recovery.cli"]
     ports = ["--web-port", str(web), "--watch-port", str(watch), "--agent-health-port", str(agent)]
     started = subprocess.run(
-        [*cli, "up", "--detach", *ports], env=env, cwd=folder, capture_output=True, text=True
+        [*cli, "up", "--detach", *ports, *worker.flags],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
     )
     if started.returncode != 0:
         raise SystemExit(f"could not start the system: {started.stderr.strip()}")
@@ -443,7 +464,8 @@ class Run:
 async def drive(page: Page, state_dir: Path | None, args: argparse.Namespace) -> Run:
     sessions, concurrency, every = args.sessions, args.concurrency, args.fault_every
     livekit_port = int(page.settings.http_url.rsplit(":", 1)[1].split("/")[0])
-    faults = Faults(state_dir, livekit_port) if state_dir and not args.no_faults else None
+    part = WORKERS[args.worker].part
+    faults = Faults(state_dir, livekit_port, part) if state_dir and not args.no_faults else None
     results = [Session(n, random.random() < VANISH_SHARE) for n in range(sessions)]
     timeout = aiohttp.ClientTimeout(total=15)
     async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -506,7 +528,8 @@ async def drive_cluster(cluster: Cluster, args: argparse.Namespace) -> Run:
     cluster.second.wanted = False
     keeper.cancel()
     room_start = {room: at for s in results for room, at in s.room_started.items()}
-    removals = judge_removals(read_removals(cluster.state_dir), watcher, SEEN_AGENTS, room_start)
+    found = read_removals(cluster.state_dir, cluster.worker.part)
+    removals = judge_removals(found, watcher, SEEN_AGENTS, room_start)
     struck = [(x.name, x.start, x.end) for x in faults.strikes]
     return Run(results, struck, left, names, removals, watcher, dict(faults.skipped))
 
@@ -697,10 +720,10 @@ async def main(args: argparse.Namespace) -> int:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     if args.nodes > 1:
-        with own_cluster(args.nodes) as cluster:
+        with own_cluster(args.nodes, worker=WORKERS[args.worker]) as cluster:
             print(
-                f"own cluster: {args.nodes} nodes, page {cluster.page_url}, "
-                f"state {cluster.state_dir}",
+                f"own cluster: {args.nodes} nodes, {args.worker} worker, "
+                f"page {cluster.page_url}, state {cluster.state_dir}",
                 flush=True,
             )
             run = await drive_cluster(cluster, args)
@@ -709,8 +732,8 @@ async def main(args: argparse.Namespace) -> int:
         page = Page(args.page.rstrip("/"), load_settings())
         run = await drive(page, args.state_dir, args)
         return 0 if report(run, args.left_wait, args.sessions_out) else 1
-    with own_system() as (url, state_dir, settings):
-        print(f"own system: page {url}, state {state_dir}", flush=True)
+    with own_system(WORKERS[args.worker]) as (url, state_dir, settings):
+        print(f"own system: {args.worker} worker, page {url}, state {state_dir}", flush=True)
         run = await drive(Page(url, settings), state_dir, args)
     return 0 if report(run, args.left_wait, args.sessions_out) else 1
 
@@ -721,6 +744,14 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=5)
     parser.add_argument("--fault-every", type=float, default=6.0, help="seconds between faults")
     parser.add_argument("--nodes", type=int, default=1, help="2 or 3: up --nodes N (a cluster)")
+    parser.add_argument(
+        "--worker",
+        choices=sorted(WORKERS),
+        default="spec",
+        help="the agent worker of the system it starts: spec (default), the guide's worker "
+        "(tests/workers/letta_voice_agent.py: automatic dispatch, the guide's request handler "
+        "verbatim), or demo, the demo agent",
+    )
     parser.add_argument("--page", help="a running system's page URL (default: start one)")
     parser.add_argument("--state-dir", type=Path, help="that system's state folder (faults)")
     parser.add_argument("--seed", type=int, default=None)

@@ -66,6 +66,32 @@ def wall() -> float:
     return time.time()
 
 
+@dataclass(frozen=True)
+class Worker:
+    """The agent worker a chaos run's `up` starts: `up`'s flags for it, its part's name
+    (its pid in status.json, its log `logs/PART.log`), and how a watchdog names its agent."""
+
+    kind: str
+    flags: tuple[str, ...]
+    part: str
+    watch_agent: str
+
+
+GUIDE_WORKER = ROOT / "tests" / "workers" / "letta_voice_agent.py"
+WORKERS = {
+    # the user's worker as the guide wires it: automatic dispatch, the guide's request
+    # handler pasted character for character, nothing else of ours (`up --agent-command`)
+    "spec": Worker(
+        "spec",
+        ("--no-agent", "--agent-command", f"auto:letta={sys.executable} {GUIDE_WORKER} start"),
+        "agent-letta",
+        "auto:letta",
+    ),
+    # the demo agent: named dispatch, our request handler, its session guard and heartbeat
+    "demo": Worker("demo", (), "agent", "demo-agent"),
+}
+
+
 # --- the system -----------------------------------------------------------------------------
 
 
@@ -130,6 +156,7 @@ class Cluster:
     watch_ports: list[int]  # up's watchdog, then the second
     redis_url: str
     second: SecondWatch
+    worker: Worker = WORKERS["demo"]
 
     def node_part(self, k: int) -> str:
         return "livekit" if k == 0 else f"livekit-{k + 1}"
@@ -149,13 +176,18 @@ def chaos_env(port: int, folder: Path) -> dict[str, str]:
         "ROOM_RECOVERY_TOKEN_RATE": "0",
         "ROOM_RECOVERY_TOKEN_ROOMS": "0",
         "ROOM_RECOVERY_TOKEN_TOTAL_ROOMS": "0",
+        # the guide's worker keeps livekit-agents' default idle job processes, one per CPU
+        "LETTA_IDLE_PROCESSES": str(os.cpu_count() or 1),
     }
 
 
 @contextmanager
-def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
-    """`up --detach --nodes N` on free ports in a temporary state folder, and a second
-    watchdog; at the end the second watchdog is stopped by its handle, then `down`."""
+def own_cluster(
+    nodes: int, second_watch: bool = True, worker: Worker = WORKERS["demo"]
+) -> Iterator[Cluster]:
+    """`up --detach --nodes N` on free ports in a temporary state folder, running `worker`,
+    and a second watchdog; at the end the second watchdog is stopped by its handle, then
+    `down`."""
     folder = Path(tempfile.mkdtemp(prefix="chaos-cluster-"))
     port = free_port_triple(nodes=nodes)
     web, watch, agent, redis_port = spare_port(), spare_port(), spare_port(), spare_port()
@@ -163,7 +195,7 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     env.pop("REDIS_URL", None)
     cli = [sys.executable, "-m", "room_recovery.cli"]
     flags = ["--web-port", str(web), "--watch-port", str(watch), "--agent-health-port", str(agent)]
-    flags += ["--nodes", str(nodes), "--redis-port", str(redis_port)]
+    flags += ["--nodes", str(nodes), "--redis-port", str(redis_port), *worker.flags]
     # with --nodes, up also runs Prometheus: on a free port too, never its default's
     flags += ["--prometheus-port", str(spare_port())]
     # LiveKit's webhooks reach both watchdogs, as a deployment of two lists both
@@ -187,7 +219,7 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
     # as `up` runs its watchdog: JSON logs, REDIS_URL, the demo agent's name
     watch_env = env | {"ROOM_RECOVERY_LOG_FORMAT": "json", "REDIS_URL": redis_url}
     second = SecondWatch(
-        watch_env, folder / "logs" / "watch-2.log", agents=("demo-agent",), port=second_port
+        watch_env, folder / "logs" / "watch-2.log", agents=(worker.watch_agent,), port=second_port
     )
     if second_watch:
         second.start()
@@ -200,6 +232,7 @@ def own_cluster(nodes: int, second_watch: bool = True) -> Iterator[Cluster]:
         [watch, second.port] if second_watch else [watch],
         redis_url,
         second,
+        worker,
     )
     try:
         yield cluster
@@ -468,7 +501,7 @@ class ClusterFaults:
         from tests.support.worker import connected_children
 
         if fault == "job_killed":
-            worker = self.pid("agent")
+            worker = self.pid(self.cluster.worker.part)
             jobs: list[int] = []
             for port in self.cluster.node_ports if worker else []:
                 jobs += connected_children(worker or 0, port)
@@ -479,7 +512,7 @@ class ClusterFaults:
             await asyncio.sleep(1.0)
             return f"job {victim}"
         if fault == "worker_killed":
-            return await self._kill_part("agent", signal.SIGKILL)
+            return await self._kill_part(self.cluster.worker.part, signal.SIGKILL)
         if fault == "node_killed":
             k = random.randrange(self.cluster.nodes)
             return await self._kill_part(self.cluster.node_part(k), signal.SIGKILL)
@@ -591,9 +624,9 @@ def _epoch(stamp: str) -> float:
     return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + int(millis or 0) / 1000
 
 
-def read_removals(state_dir: Path) -> list[Removal]:
+def read_removals(state_dir: Path, worker_part: str = "agent") -> list[Removal]:
     removals = []
-    for by in ("watch", "watch-2", "agent"):
+    for by in ("watch", "watch-2", worker_part):
         path = state_dir / "logs" / f"{by}.log"
         with suppress(OSError), path.open(errors="replace") as lines:
             for line in lines:
@@ -621,11 +654,11 @@ def read_removals(state_dir: Path) -> list[Removal]:
 JOB_ENDS = ("its job process exited", '"process exiting"', "process exited with")
 
 
-def job_deaths(state_dir: Path) -> dict[str, list[float]]:
+def job_deaths(state_dir: Path, worker_part: str = "agent") -> dict[str, list[float]]:
     """Room -> when one of its job processes ended: the worker's monitor saw it die (the
     "💀" line), or the job said it was exiting (a person's room_cleanup, the room gone)."""
     deaths: dict[str, list[float]] = defaultdict(list)
-    path = state_dir / "logs" / "agent.log"
+    path = state_dir / "logs" / f"{worker_part}.log"
     with suppress(OSError), path.open(errors="replace") as lines:
         for line in lines:
             if not any(end in line for end in JOB_ENDS) or '"room"' not in line:
@@ -643,7 +676,8 @@ def judge_removals(
     room_start: dict[str, float],
 ) -> list[Removal]:
     """Fill each removal's `dead_because` ("" for a live agent removed)."""
-    jobs = job_deaths(watcher.cluster.state_dir)
+    worker = watcher.cluster.worker.part
+    jobs = job_deaths(watcher.cluster.state_dir, worker)
     for removal in removals:
         since = seen.get(removal.sid, room_start.get(removal.room, watcher.started))
         since -= 0.5  # clocks: the log's milliseconds, the bench's sampling
@@ -657,7 +691,7 @@ def judge_removals(
         deps = {"livekit"} | nodes if nodes else {p for p in _node_parts(watcher)}
         if any(within(at) for at in jobs.get(removal.room, [])):
             removal.dead_because = "its job process had ended"
-        elif any(d.part == "agent" and within(d.at) for d in watcher.deaths):
+        elif any(d.part == worker and within(d.at) for d in watcher.deaths):
             removal.dead_because = "the agent worker died"
         elif any(d.part in deps and within(d.at) for d in watcher.deaths):
             removal.dead_because = "its LiveKit node died"
@@ -668,10 +702,11 @@ def _node_parts(watcher: Watcher) -> set[str]:
     return {watcher.cluster.node_part(k) for k in range(watcher.cluster.nodes)}
 
 
-def audit_after(state_dir: Path, nodes: int) -> list[Removal]:
+def audit_after(state_dir: Path, nodes: int, worker: Worker = WORKERS["demo"]) -> list[Removal]:
     """The same judgement from a finished run's logs alone: deaths from `up`'s supervisor
     log (its first "PART exited" line), a sid's window from its room's first job request."""
-    cluster = Cluster("", state_dir, load_settings(), nodes, [], [], "", SecondWatch({}, state_dir))
+    second = SecondWatch({}, state_dir)
+    cluster = Cluster("", state_dir, load_settings(), nodes, [], [], "", second, worker)
     watcher = Watcher(cluster)
     with suppress(OSError), (state_dir / "logs" / "supervisor.log").open() as lines:
         for line in lines:
@@ -681,19 +716,21 @@ def audit_after(state_dir: Path, nodes: int) -> list[Removal]:
                     record = json.loads(line)
                     watcher.deaths.append(Death(_epoch(record["time"]), str(record["part"]), 0))
     first_job: dict[str, float] = {}
-    with suppress(OSError), (state_dir / "logs" / "agent.log").open(errors="replace") as lines:
+    log = state_dir / "logs" / f"{worker.part}.log"
+    with suppress(OSError), log.open(errors="replace") as lines:
         for line in lines:
             if "received job request" in line:
                 with suppress(ValueError, KeyError):
                     record = json.loads(line)
                     first_job.setdefault(str(record["room"]), _epoch(record["time"]))
-    return judge_removals(read_removals(state_dir), watcher, {}, first_job)
+    return judge_removals(read_removals(state_dir, worker.part), watcher, {}, first_job)
 
 
-if __name__ == "__main__":  # python bench/chaos_cluster.py STATE_DIR NODES: audit again
+if __name__ == "__main__":  # python bench/chaos_cluster.py STATE_DIR NODES [WORKER]: audit again
     import collections
 
-    found = audit_after(Path(sys.argv[1]), int(sys.argv[2]))
+    kind = sys.argv[3] if len(sys.argv) > 3 else "demo"
+    found = audit_after(Path(sys.argv[1]), int(sys.argv[2]), WORKERS[kind])
     print(collections.Counter(r.dead_because or "LIVE" for r in found))
     for removal in found:
         if not removal.dead_because:

@@ -5,14 +5,17 @@ character, its import *inside* the handler. Nothing else of room-recovery is in 
 
     python tests/workers/letta_voice_agent.py start      (LIVEKIT_* from the environment)
 
-Three test-only settings differ from a user's, outside the guide's block: `port=0` (several
-run at once), and the load counted by jobs, not by the machine's CPU (`jobs_as_load`,
+A few test-only settings differ from a user's, outside the guide's block: `port=0` (several
+run at once); the load counted by jobs, not by the machine's CPU (`jobs_as_load`,
 `load_threshold=1.0`): livekit-server sends no job to a worker that reports 70 % load, and
 a busy 2-core test machine, running tests in parallel, would otherwise refuse jobs at
-random. The README gives users the same advice (`job_load`) for small machines.
+random (the README gives users the same advice, `job_load`, for small machines); and one
+idle job process, where livekit-agents keeps one per CPU (`LETTA_IDLE_PROCESSES` sets it:
+`bench/chaos.py` sets one per CPU, as a user's worker has it).
 """
 
 import logging
+import os
 
 from livekit.agents import AgentServer, JobContext, JobRequest, WorkerOptions, cli
 
@@ -42,8 +45,14 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 def jobs_as_load(server: AgentServer) -> float:
-    # test-only: the load by jobs, not by the machine's CPU (see the module docstring)
-    return min(1.0, len(server.active_jobs) / 8)
+    # test-only: the load by jobs, not by the machine's CPU (see the module docstring);
+    # livekit-server's limit (its agents.target_load, 0.7) is reached at 12 jobs
+    return 0.7 * min(1.0, len(server.active_jobs) / 12)
+
+
+def idle_processes() -> int:
+    # test-only: one idle job process, unless LETTA_IDLE_PROCESSES says otherwise
+    return int(os.environ.get("LETTA_IDLE_PROCESSES", "1"))
 
 
 if __name__ == "__main__":
@@ -53,7 +62,7 @@ if __name__ == "__main__":
             request_fnc=request_handler,
             load_fnc=jobs_as_load,
             load_threshold=1.0,
-            num_idle_processes=1,
+            num_idle_processes=idle_processes(),
             port=0,
         )
     )
