@@ -16,7 +16,6 @@ each removed sid dead or live at that moment (see `Removal`).
 from __future__ import annotations
 
 import asyncio
-import calendar
 import json
 import os
 import random
@@ -31,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -619,9 +619,11 @@ class Removal:
     dead_because: str = ""
 
 
-def _epoch(stamp: str) -> float:
-    main, _, millis = stamp.rstrip("Z").partition(".")
-    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + int(millis or 0) / 1000
+def _epoch(record: dict[str, object]) -> float:
+    """When a JSON log line was written: our logs' "time" (UTC, "...Z"), or livekit-agents'
+    "timestamp" (a user's worker logs as livekit-agents does, "...+00:00")."""
+    stamp = str(record.get("time") or record["timestamp"])
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def read_removals(state_dir: Path, worker_part: str = "agent") -> list[Removal]:
@@ -641,7 +643,7 @@ def read_removals(state_dir: Path, worker_part: str = "agent") -> list[Removal]:
                     continue  # a person (stale): not an agent
                 removals.append(
                     Removal(
-                        _epoch(record["time"]),
+                        _epoch(record),
                         str(record.get("room", "")),
                         identity,
                         str(record.get("sid", "")),
@@ -665,7 +667,7 @@ def job_deaths(state_dir: Path, worker_part: str = "agent") -> dict[str, list[fl
                 continue
             with suppress(ValueError, KeyError):
                 record = json.loads(line)
-                deaths[str(record["room"])].append(_epoch(record["time"]))
+                deaths[str(record["room"])].append(_epoch(record))
     return deaths
 
 
@@ -714,7 +716,7 @@ def audit_after(state_dir: Path, nodes: int, worker: Worker = WORKERS["demo"]) -
             if " exited" in line and '"part"' in line:
                 with suppress(ValueError, KeyError):
                     record = json.loads(line)
-                    watcher.deaths.append(Death(_epoch(record["time"]), str(record["part"]), 0))
+                    watcher.deaths.append(Death(_epoch(record), str(record["part"]), 0))
     first_job: dict[str, float] = {}
     log = state_dir / "logs" / f"{worker.part}.log"
     with suppress(OSError), log.open(errors="replace") as lines:
@@ -722,7 +724,7 @@ def audit_after(state_dir: Path, nodes: int, worker: Worker = WORKERS["demo"]) -
             if "received job request" in line:
                 with suppress(ValueError, KeyError):
                     record = json.loads(line)
-                    first_job.setdefault(str(record["room"]), _epoch(record["time"]))
+                    first_job.setdefault(str(record["room"]), _epoch(record))
     return judge_removals(read_removals(state_dir, worker.part), watcher, {}, first_job)
 
 
