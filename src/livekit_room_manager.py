@@ -7,7 +7,10 @@ ours runs there; a user may also call `ensure_clean_room` from the entrypoint, i
 own process. At its import, and before each `ensure_clean_room`, this module finds which
 it is (`room_recovery.agent.attach`): in the worker, the monitor attaches (a dead agent is
 replaced in place within a second, and the worker links to the watchdog); in a job, the job
-links to the watchdog itself. Inside a job, the job's own agent is never cleaned out.
+links to the watchdog itself. Inside a job, the job's own agent is never cleaned out. In
+the worker's request handler, a request for a room that a job of this worker already
+serves is declined (the handler's `accept()` then does nothing): one agent per room,
+however many dispatches LiveKit or a recovery made.
 
 That is this module's one import-time side effect, and it costs nothing elsewhere: in a
 process without livekit-agents it only adds a log handler that wakes when livekit-agents
@@ -36,10 +39,13 @@ class RoomManager(_RoomManager):
     async def ensure_clean_room(
         self, room_name: str, keep: Collection[str] | str = ()
     ) -> CleanupReport:
-        own = _watch(sys._getframe(1), self)
+        frame = sys._getframe(1)
+        own = _watch(frame, self)
         if own is not None:  # called from an entrypoint: the agent itself stays
             keep = {keep} if isinstance(keep, str) else set(keep)
             keep.add(own)
+        elif await _declined(frame, room_name):  # this worker's agent already serves it
+            return CleanupReport()
         return await super().ensure_clean_room(room_name, keep)
 
 
@@ -57,6 +63,20 @@ def _watch(
     except Exception:  # a worker must never fail for our watch: the watchdog still works
         logger.debug("could not watch this agent worker", exc_info=True)
         return None
+
+
+async def _declined(frame: FrameType | None, room_name: str) -> bool:
+    """In a worker's request handler: whether the request was declined because a job of
+    this worker already serves the room (`decline_if_served`); never raises."""
+    if "livekit.agents" not in sys.modules:
+        return False
+    try:
+        from room_recovery.agent.attach import decline_if_served
+
+        return await decline_if_served(frame, room_name)
+    except Exception:  # never cost a person their agent for our check
+        logger.debug("could not check whether the room is already served", exc_info=True)
+        return False
 
 
 class _WorkerWatch(logging.Handler):

@@ -121,6 +121,25 @@ def server_on_stack(frame: FrameType | None) -> AgentServer | None:
     return None
 
 
+def request_on_stack(frame: FrameType | None) -> JobRequest | None:
+    """The JobRequest that the code running in `frame` (or a caller) handles, or None: a
+    request handler's argument, found as a local of some frame up the stack."""
+    depth = 0
+    while frame is not None and depth < STACK_DEPTH:
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, JobRequest):
+                return value
+        frame, depth = frame.f_back, depth + 1
+    return None
+
+
+async def decline(request: JobRequest) -> None:
+    """Reject `request` for good (no other worker gets it), and make the handler's own
+    `accept()` that follows (the guide's block calls it whatever happened) a no-op."""
+    await request.reject(terminate=True)
+    request._on_accept = _no_answer
+
+
 def caller_frame(skip: int = 1) -> FrameType | None:
     """The frame `skip` levels above the caller of this function."""
     return sys._getframe(skip + 1)

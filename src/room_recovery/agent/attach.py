@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 from types import FrameType
 
+from livekit.agents import JobRequest
+
 from ..core.settings import Settings
 from . import adapter, job_link, monitor
 
@@ -45,3 +47,32 @@ def watch_this_process(
     if server is not None:
         monitor.attach(server, settings, registered=registering)
     return None
+
+
+async def decline_if_served(frame: FrameType | None, room: str) -> bool:
+    """In a worker's request handler (a JobRequest on the stack of `frame`): decline the
+    request when a job of this worker already serves `room`. True if declined; outside a
+    request handler it does nothing."""
+    request = adapter.request_on_stack(frame)
+    return request is not None and await decline_request_if_served(request, room)
+
+
+async def decline_request_if_served(request: JobRequest, room: str) -> bool:
+    """Decline `request` when a job of its worker already serves `room`
+    (`WorkerMonitor.admit`): rejected for good, and the handler's own `accept()` that
+    follows does nothing. True if declined; with no monitor on the worker, never."""
+    server = adapter.server_of_request(request)
+    watching = monitor.attached(server) if server is not None else None
+    serving = await watching.admit(room, request.id) if watching is not None else None
+    if serving is None:
+        return False
+    await adapter.decline(request)
+    logger.info(
+        "🤝 Room %s already has this worker's agent (job %s); declined job %s so that "
+        "the room gets no second agent",
+        room,
+        serving.job_id,
+        request.id,
+        extra={"room": room, "job_id": request.id, "serving_job": serving.job_id},
+    )
+    return True

@@ -38,7 +38,7 @@ from ..core.manager import RoomManager
 from ..core.report import CleanupReport
 from ..core.settings import Settings, load_settings
 from ..protocol.messages import PERSON_KEY, dispatch_metadata, person_from_metadata
-from . import adapter, monitor
+from . import adapter, attach, monitor
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ class PrejoinCleanup:
         server = adapter.server_of_request(request)
         if server is not None:
             monitor.attach(server, self._settings)
+        if await attach.decline_request_if_served(request, room_name):
+            return  # a job of this worker already serves the room
         if self.clean:
             await self.clean_room(room_name, person_from_metadata(request.job.metadata))
         await request.accept(identity=self.identity(room_name), name=request.agent_name or "agent")

@@ -31,15 +31,17 @@ from ..core.link import LinkClient, watchdog_url
 from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
 from ..core.settings import Settings, process_settings
+from ..core.views import participant_view
 from ..protocol import links
 from ..protocol.links import JobRecord
-from ..rules.recovery import DeadAgent
+from ..rules.recovery import Claim, DeadAgent, serves
 from . import adapter
 from .announce import announce_when_joined, announcing
 
 logger = logging.getLogger(__name__)
 
 RECOVERY_TIMEOUT = 5.0  # bound on one in-place replacement
+LISTING_TIMEOUT = 1.0  # bound on the listing that tells whether an old job still serves
 
 _monitors: weakref.WeakKeyDictionary[Any, WorkerMonitor] = weakref.WeakKeyDictionary()
 
@@ -76,6 +78,7 @@ class WorkerMonitor:
         self._settings = settings
         self.watchdog_url = watchdog_url() if watchdog is None else watchdog.rstrip("/")
         self.jobs: dict[str, JobRecord] = {}
+        self.claims: dict[str, Claim] = {}  # room -> the job of this worker that serves it
         self._tasks: set[asyncio.Task[Any]] = set()
         self._announcing: dict[str, asyncio.Task[None]] = {}  # job id -> its announcement
         self.link: LinkClient | None = None
@@ -122,6 +125,48 @@ class WorkerMonitor:
         except Exception:  # before run() there is no process pool yet
             return []
 
+    # --- one agent per room ------------------------------------------------------------
+
+    async def admit(self, room: str, job_id: str) -> Claim | None:
+        """Whether this worker may take job `job_id` for `room`: None if so (the job now
+        claims the room), else the claim of the job of this worker that already serves it
+        (`rules.recovery.serves`). Two dispatches to one room (LiveKit's own again after a
+        node restart while the first agent reconnects, or a recovery's beside another) then
+        give one agent, whoever made them. When the room cannot be listed, the job is taken:
+        a person must never be left without an agent for our doubt."""
+        now = time.monotonic()
+        claim = self.claims.get(room)
+        verdict = serves(claim, now)
+        if verdict is None and claim is not None:
+            self.claims[room] = Claim(job_id, now)  # a request meanwhile waits on this one
+            verdict = await self._still_serves(room, claim)
+            if verdict:
+                self.claims[room] = claim
+        if verdict and claim is not None:
+            return claim
+        self.claims[room] = Claim(job_id, now)
+        return None
+
+    async def _still_serves(self, room: str, claim: Claim) -> bool:
+        try:
+            async with asyncio.timeout(LISTING_TIMEOUT):
+                async with RoomManager(settings=self.settings, request_timeout=1) as manager:
+                    listed = await manager.list_participants(room)
+        except (RoomRecoveryError, TimeoutError, OSError):
+            return False
+        return bool(serves(claim, time.monotonic(), [participant_view(p) for p in listed]))
+
+    def _claim_launched(self, record: JobRecord) -> None:
+        claim = self.claims.get(record.room)
+        if claim is None or claim.job_id == record.job_id:  # else a duplicate, let through
+            at = claim.at if claim is not None else time.monotonic()
+            self.claims[record.room] = Claim(record.job_id, at, True, record.identity)
+
+    def _release(self, record: JobRecord) -> None:
+        claim = self.claims.get(record.room)
+        if claim is not None and claim.job_id == record.job_id:
+            del self.claims[record.room]
+
     # --- job processes ------------------------------------------------------------------
 
     def _launched(self, proc: Any) -> None:
@@ -130,6 +175,7 @@ class WorkerMonitor:
             return
         record = record_of(info)
         self.jobs[record.job_id] = record
+        self._claim_launched(record)
         self._send(links.job_started(record))
         if announcing():
             task = self._spawn(self._announce(record))
@@ -142,6 +188,7 @@ class WorkerMonitor:
             return  # an idle process
         died_at = time.time()
         record = self.jobs.pop(info.job.id, None) or record_of(info)
+        self._release(record)
         announcement = self._announcing.pop(record.job_id, None)
         if announcement is not None:
             announcement.cancel()
@@ -240,6 +287,11 @@ def attach(
         return None
     _monitors[server] = monitor
     return monitor
+
+
+def attached(server: Any) -> WorkerMonitor | None:
+    """The monitor watching `server`, if one is."""
+    return _monitors.get(server)
 
 
 def install() -> None:

@@ -58,6 +58,8 @@ ALIVE_PATH = "/api/alive"  # GET ?room=NAME, a link token as Bearer: {"room", "a
 WATCHDOG_URL_VARIABLE = "ROOM_RECOVERY_WATCHDOG_URL"
 LINK_PING = 2.0  # seconds between the watchdog's pings on a link
 LINK_STALL = 5.0  # seconds without a word (or pong) after which a link is stalled, not dead
+REPLACING_HOLD = 6.0  # a worker that reports a job died is replacing its agent in place (its
+# monitor's bound on one replacement is 5 s): no other dispatch to that room meanwhile
 HELLO = "hello"
 WORKER = "worker"  # a hello's kind: a worker process, reporting all its jobs
 JOB = "job"  # ...or one job process, reporting itself

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .model import Kind, ParticipantView, is_person
+from .model import Kind, ParticipantView, State, is_person
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,47 @@ def plan_replacement(participants: Sequence[ParticipantView], dead: DeadAgent) -
     serving = others[0].identity if others else None
     wanted = any(is_person(p) for p in participants) and serving is None
     return Replacement(corpse, wanted, serving)
+
+
+# --- one agent per room and worker ---------------------------------------------------------
+
+CLAIM_ASSIGN_WAIT = 10.0  # a job accepted but never launched (no assignment came) lapses
+CLAIM_START_WAIT = 15.0  # a launched job's agent may take this long to show in the room
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's job for a room: accepted at `at` (monotonic s), `launched` once its
+    process runs, its agent's `identity` once known."""
+
+    job_id: str
+    at: float
+    launched: bool = False
+    identity: str = ""
+
+
+def serves(
+    claim: Claim | None, now: float, participants: Sequence[ParticipantView] | None = None
+) -> bool | None:
+    """Does the worker's job `claim` still serve its room, so that a new job request for the
+    room would make a second agent? None when only the room's participants can tell.
+
+    A job accepted moments ago serves (its assignment or its agent is on its way); a job
+    whose process ended has no claim left. A job that runs past `CLAIM_START_WAIT` serves
+    while its agent is listed in the room: LiveKit re-dispatched the room after a node
+    restart, or dispatched it twice, while that agent was reconnecting. Once its agent is
+    gone from the room, it serves nobody, and the new job is welcome.
+    """
+    if claim is None:
+        return False
+    age = now - claim.at
+    if not claim.launched:
+        return age < CLAIM_ASSIGN_WAIT
+    if age < CLAIM_START_WAIT:
+        return True
+    if participants is None:
+        return None
+    return any(
+        p.kind is Kind.AGENT and p.identity == claim.identity and p.state is not State.DISCONNECTED
+        for p in participants
+    )

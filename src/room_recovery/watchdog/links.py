@@ -67,6 +67,7 @@ class WorkerLinks:
         self._open: dict[int, WorkerLink] = {}
         self._rooms: dict[str, dict[str, JobRecord]] = {}  # room → job id → job, all links
         self._silent: set[str] = set()  # job ids of silent links: they vouch for nothing
+        self._replacing: dict[str, float] = {}  # room -> until when its worker replaces
         self._worker_jobs: OrderedDict[str, None] = OrderedDict()  # reported by workers
         self.on_lost: LostHandler | None = None
         self.on_ready: ReadyHandler | None = None
@@ -80,6 +81,16 @@ class WorkerLinks:
         """Identities in `room` whose worker says their job process runs, and answers."""
         jobs = self._rooms.get(room, {})
         return {job.identity for job_id, job in jobs.items() if job_id not in self._silent}
+
+    def replacing(self, room: str) -> bool:
+        """Whether a worker said the agent of `room` died and is replacing it in place (its
+        monitor does, `agent.monitor`): for `REPLACING_HOLD` seconds, or until the
+        replacement's job starts, a dispatch of ours would make a second agent."""
+        until = self._replacing.get(room)
+        if until is not None and until <= time.monotonic():
+            del self._replacing[room]
+            return False
+        return until is not None
 
     def count(self) -> int:
         """Open links."""
@@ -253,8 +264,11 @@ class WorkerLinks:
         job = JobRecord.from_dict(message.get("job"))
         if kind == links.JOB_STARTED:
             self._keep(link, job)
+            self._replacing.pop(job.room, None)  # the replacement is on its way: vouched
         else:
             self._drop(link, job.job_id)
+            if message.get("died") is True and link.kind == links.WORKER:
+                self._replacing[job.room] = time.monotonic() + links.REPLACING_HOLD
         if self.on_job is not None:
             self.on_job(job.room)
 

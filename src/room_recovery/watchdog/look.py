@@ -116,7 +116,8 @@ def _facts(
     allowance = {identity: watchdog.heartbeats.allowance(name, identity) for identity in silence}
     if not state.join_recorded:
         state.join_recorded = watchdog.metrics.record_join(infos)
-    on_its_way = bool(vouched - {info.identity for info in infos})  # not joined yet
+    # a vouched agent not joined yet, or one its worker is replacing: one more would be two
+    on_its_way = bool(vouched - {info.identity for info in infos}) or watchdog.links.replacing(name)
     return RoomFacts(views, silence, allowance, on_its_way)
 
 
