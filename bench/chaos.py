@@ -57,9 +57,11 @@ started (status.json in its state folder) and the bench's own second watchdog ar
 A session "saw" a fault that lasted while it ran. Per fault, the table gives: sessions;
 the share that got an agent, and the share that ended on the page's explanation instead
 (together they must be 100 %: nobody waits forever); p50/p95 seconds from the first join
-to the first agent; duplicate agents seen in one room at once; for rooms whose agent was
-replaced, dispatches per room; live agents removed in those sessions' rooms; and their
-rooms still open --left-wait seconds after the last session.
+to the first agent; duplicate agents (two agents on a person's screen at once that LiveKit
+also lists in the room at once: a removed agent stays on screens until LiveKit's 3 s tick,
+and is counted apart); for rooms whose agent was replaced, dispatches per room; live agents
+removed in those sessions' rooms; and their rooms still open --left-wait seconds after the
+last session.
 
 Live agents removed (a cluster run): every agent our code removed is in a log with its
 room (the watchdogs' and the agent worker's JSON logs: "Removed dead agent IDENTITY (SID)",
@@ -145,7 +147,8 @@ class Session:
     rooms: list[str] = field(default_factory=list)
     time_to_agent: float | None = None
     explained: str | None = None  # the page's final explanation, when no agent came
-    duplicates: int = 0
+    duplicates: int = 0  # two live agents in the room at once, as LiveKit lists it
+    shown_twice: int = 0  # two agents on the person's screen, only one of them in the room
     replaced: int = 0  # agents that left mid-talk and were replaced in the room
     dispatches: list[int] = field(default_factory=list)  # per room with a replacement
     room_started: dict[str, float] = field(default_factory=dict)  # room -> wall clock
@@ -237,11 +240,15 @@ async def talk_attempt(page: Page, grant: dict[str, str], s: Session) -> bool:
     def agents() -> list[rtc.RemoteParticipant]:
         return [p for p in room.remote_participants.values() if p.kind == AGENT]
 
+    checks: set[asyncio.Task[None]] = set()
+
     def on_change(*_: object) -> None:
         for agent in agents():
             saw_agent(agent.sid)
-        if len(agents()) > 1:
-            s.duplicates += 1
+        if len(agents()) > 1:  # LiveKit's word: a removed agent stays on screen up to 3 s
+            check = asyncio.create_task(confirm_duplicate(page, room.name, agents(), s))
+            checks.add(check)
+            check.add_done_callback(checks.discard)
         changed.set()
 
     room.on("participant_connected", on_change)
@@ -285,7 +292,32 @@ async def talk_attempt(page: Page, grant: dict[str, str], s: Session) -> bool:
     except (TimeoutError, rtc.ConnectError, RuntimeError):
         return False
     finally:
+        await asyncio.gather(*checks, return_exceptions=True)
         await room.disconnect()
+
+
+async def confirm_duplicate(
+    page: Page, room: str, shown: list[rtc.RemoteParticipant], s: Session
+) -> None:
+    """Count two agents on the person's screen as a duplicate only when LiveKit lists two of
+    them in the room at once: an agent removed a moment ago (a dead one, replaced) stays on
+    the other participants' screens until LiveKit's next 3-second tick."""
+    sids = {agent.sid for agent in shown}
+    settings = page.settings
+    async with api.LiveKitAPI(
+        settings.http_url, settings.livekit_api_key, settings.livekit_api_secret
+    ) as lkapi:
+        try:
+            listed = await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
+        except (api.TwirpError, aiohttp.ClientError, OSError):
+            s.duplicates += 1  # LiveKit cannot say: counted, never hidden
+            return
+    gone = api.ParticipantInfo.State.DISCONNECTED
+    live = [p for p in listed.participants if p.sid in sids and p.state != gone]
+    if len(live) > 1:
+        s.duplicates += 1
+    else:
+        s.shown_twice += 1
 
 
 async def wait_for_agent(
@@ -632,8 +664,13 @@ def report(run: Run, waited: float, sessions_out: Path | None = None) -> bool:
             f"{sum(s.duplicates for s in group):>7}{disp:>10}{len(rooms & live_rooms):>8}"
             f"{len(rooms & run.left):>6}"
         )
+    shown = sum(s.shown_twice for s in results)
+    print(
+        f"\ndupes: two live agents listed by LiveKit at once; a person's screen also showed "
+        f"a removed agent beside its replacement {shown} time(s) (until LiveKit's 3 s tick)"
+    )
     counts = {name: sum(1 for n, _, _ in struck if n == name) for name in run.faults}
-    print("\nfaults struck: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
+    print("faults struck: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
     if run.skipped:
         print(
             "faults skipped (no target then): "
@@ -678,6 +715,7 @@ def write_sessions(path: Path, results: list[Session], saw: Callable[[Session], 
                 "explained": s.explained,
                 "replaced": s.replaced,
                 "duplicates": s.duplicates,
+                "shown_twice": s.shown_twice,
                 "saw": sorted(saw(s)),
             }
             out.write(json.dumps(line) + "\n")

@@ -426,6 +426,23 @@ async def test_a_dead_agent_is_removed_by_its_sid_as_an_agent_and_replaced(
     assert (status["status"], status["agent"]) == ("recovering", AGENT_ID)
 
 
+async def test_an_agent_without_heartbeat_whose_worker_died_and_no_node_removed_is_a_ghost(
+    fake: FakeTransport,
+) -> None:
+    # the guide's worker sends no heartbeat: LiveKit's ACTIVE was all the look had, and a
+    # dead worker's agent whose node died too (no node would remove it) stayed for good
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user")
+    ghost = fake.add_participant(ROOM, AGENT_ID, kind=AGENT)  # no heartbeat attribute
+    dog.watch(ROOM).dead.add(ghost.sid)  # its worker's link closed; its removal failed
+    assert await look_at_room(dog, ROOM)
+    assert fake.removed == [(ROOM, AGENT_ID, ghost.sid)] and set(fake.participants[ROOM]) == {
+        "user"
+    }
+    assert "dispatch" in fake.changes()  # the person gets a new agent
+    assert dog.watch(ROOM).dead == set()  # removed: forgotten
+
+
 async def test_an_agent_that_joined_again_is_not_removed_for_its_old_connections_silence(
     fake: FakeTransport,
 ) -> None:

@@ -53,6 +53,19 @@ def test_without_a_sid_the_dead_agent_is_the_one_that_joined_before_the_death() 
     assert verdict(agent(joined=WALL + 0.4), dead) is False  # joined after: a replacement
 
 
+def test_a_dead_jobs_agent_that_reconnected_under_a_new_sid_is_found_by_its_own_identity() -> None:
+    # livekit-agents names a job's agent `agent-<job id>`: that identity is the job's alone.
+    # A node restart had the agent reconnect under a new sid after its sid was reported.
+    dead = DeadAgent.of_job("AJ_1", "agent-AJ_1", sid="PA_old", died_at=WALL)
+    assert dead.own_identity
+    assert verdict(agent("agent-AJ_1", sid="PA_new", joined=WALL - 5), dead) is True
+    assert verdict(agent("agent-AJ_1", sid="PA_new", joined=WALL + 0.4), dead) is False
+    # an identity shared by the room's agents (`agent-<room>`): only its sid proves it
+    shared = DeadAgent.of_job("AJ_1", "agent-room", sid="PA_old", died_at=WALL)
+    assert not shared.own_identity
+    assert verdict(agent("agent-room", sid="PA_new", joined=WALL - 5), shared) is False
+
+
 def test_a_person_is_never_the_dead_agent_even_under_its_identity() -> None:
     dead = DeadAgent("user", sid="PA_user")
     assert verdict(person("user"), dead) is False

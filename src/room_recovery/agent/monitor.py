@@ -202,7 +202,11 @@ class WorkerMonitor:
                 exitcode,
                 extra={"room": record.room, "job_id": record.job_id, "exitcode": exitcode},
             )
-            self._spawn(self._replace(record, DeadAgent(record.identity, record.sid, died_at)))
+            self._spawn(
+                self._replace(
+                    record, DeadAgent.of_job(record.job_id, record.identity, record.sid, died_at)
+                )
+            )
 
     async def _replace(self, record: JobRecord, dead: DeadAgent) -> None:
         try:

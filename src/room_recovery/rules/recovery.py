@@ -19,11 +19,22 @@ from .model import Kind, ParticipantView, State, is_person
 
 @dataclass(frozen=True)
 class DeadAgent:
-    """An agent judged dead: its identity and the proof (`sid` seen, or `died_at`, epoch s)."""
+    """An agent judged dead: its identity and the proof (`sid` seen, or `died_at`, epoch s).
+
+    `own_identity`: the identity names the dead job alone (livekit-agents' default,
+    `agent-<job id>`), so a participant of that identity that joined before the death is
+    that job's agent under any sid: it reconnected (a node restart) after its sid was seen.
+    """
 
     identity: str
     sid: str = ""
     died_at: float | None = None
+    own_identity: bool = False
+
+    @classmethod
+    def of_job(cls, job_id: str, identity: str, sid: str, died_at: float) -> DeadAgent:
+        """The agent of job `job_id`, dead at `died_at`."""
+        return cls(identity, sid, died_at, own_identity=identity == f"agent-{job_id}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ def verdict(participant: ParticipantView, dead: DeadAgent) -> bool | None:
     """
     if participant.kind is not Kind.AGENT or participant.identity != dead.identity:
         return False
-    if dead.sid:
+    if dead.sid and (participant.sid == dead.sid or not dead.own_identity):
         return participant.sid == dead.sid
     if dead.died_at is not None:
         return participant.joined_at < dead.died_at

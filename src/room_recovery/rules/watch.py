@@ -16,6 +16,7 @@ dispatch every `failed_retry` seconds, and at once when a worker (re)registers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -143,7 +144,7 @@ def assess_room(
     allowance = heartbeat_allowance or {}
     agents = [p for p in participants if p.kind is Kind.AGENT]
     ghosts = tuple(
-        Removal(a.identity, f"heartbeat silent for {silence:.1f}s", a.sid)
+        Removal(a.identity, _why_dead(silence), a.sid)
         for a in agents
         if (silence := heartbeat_silence.get(a.identity)) is not None
         and silence > max(watch.heartbeat_timeout, allowance.get(a.identity, 0.0))
@@ -199,6 +200,13 @@ def assess_room(
         failed = replace(waiting, failed=True)
         return RoomAssessment(True, ghosts, False, True, failed, cause, False, dropped)
     return _dispatch(waiting, now, ghosts, cause, dropped, counted=True)
+
+
+def _why_dead(silence: float) -> str:
+    """Why an agent is a ghost: its heartbeat's silence, or (infinite) its worker's death."""
+    if math.isinf(silence):
+        return "its worker died with it and no node removed it then"
+    return f"heartbeat silent for {silence:.1f}s"
 
 
 def _dispatch(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -67,6 +68,7 @@ async def look_at_room(watchdog: WatchdogContext, name: str) -> bool:
         now = time.monotonic()
         if not infos:  # empty, or gone: quiet until something happens in it again
             state.history, state.counts, state.waiting = RoomHistory(), {}, False
+            state.dead.clear()
             state.people = state.agents = ()
             watchdog.book.looked(name, RoomSignals(), now)
             return False
@@ -104,8 +106,11 @@ def _facts(
     state.people = tuple(v.identity for v in views if is_person(v))
     state.agents = tuple(info.identity for info in infos if is_agent_info(info))
     vouched = watchdog.links.vouched(name)  # their worker says they run: trust it
+    state.dead &= {info.sid for info in infos}  # its worker died with it; no node removed it
     silence = {
-        info.identity: None
+        info.identity: math.inf
+        if info.sid in state.dead
+        else None
         if info.identity in vouched
         else watchdog.heartbeats.silence(
             name, info.identity, heartbeat_of(info.attributes), now, info.sid
@@ -165,6 +170,7 @@ async def _act(
             unanswered.add(ghost.sid)
         if removed:
             watchdog.heartbeats.forget(name, ghost.identity)
+            state.dead.discard(ghost.sid)
             watchdog.recovered(name, "ghost_removed", f"{ghost.identity}: {ghost.reason}")
             logger.info(
                 "👻 Removed ghost agent %s from room %s (%s)",

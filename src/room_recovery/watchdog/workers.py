@@ -35,7 +35,7 @@ async def replace_lost(watchdog: WatchdogContext, job: JobRecord, died_at: float
     if not watchdog.settings.in_scope(job.room):
         return
     state = watchdog.book.wake(job.room, time.monotonic())
-    dead = DeadAgent(job.identity, sid=job.sid, died_at=died_at)
+    dead = DeadAgent.of_job(job.job_id, job.identity, job.sid, died_at)
 
     async def gate(action: str) -> bool:
         if action == "dispatch":  # all watchdogs together: one dispatch per claim
@@ -61,6 +61,8 @@ async def replace_lost(watchdog: WatchdogContext, job: JobRecord, died_at: float
             watchdog.log_error(exc)
             return
         watchdog.heartbeats.forget(job.room, job.identity)
+        if outcome.left is not None:  # no node removed it (its node died too): a ghost
+            state.dead.add(outcome.left)
         if outcome.removed:
             watchdog.recovered(job.room, "ghost_removed", f"{job.identity}: its worker was lost")
         if outcome.dispatched:
