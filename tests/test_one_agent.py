@@ -27,7 +27,7 @@ from room_recovery.rules.recovery import (
 )
 from room_recovery.watchdog.links import WorkerLink, WorkerLinks
 from room_recovery.watchdog.look import look_at_room
-from tests.support.fake_transport import FakeTransport, fake_settings
+from tests.support.fake_transport import AGENT, FakeTransport, fake_settings
 from tests.support.fake_watchdog import FakeWatchdog
 
 ROOM = "voice-1"
@@ -201,3 +201,25 @@ async def test_a_person_waiting_while_their_worker_replaces_its_agent_gets_no_di
     await dog.links._apply(link, ended(died=True))  # sent before it removes the dead agent
     assert await look_at_room(dog, ROOM)  # waiting...
     assert fake.called("dispatch") == []  # ...for the worker's own replacement
+
+
+async def test_an_agent_whose_job_died_is_removed_though_livekit_lists_it_active(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the guide's agent sends no heartbeat: LiveKit's ACTIVE was all the watchdog had, and
+    # when the worker's own replacement failed (LiveKit unreachable) the dead agent stayed
+    monkeypatch.setattr(links, "REPLACING_HOLD", 0.0)  # the worker gave up replacing it
+    fake = FakeTransport(fake_settings(room_prefix="voice-"))
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user", age=10.0)
+    ghost = fake.add_participant(ROOM, "agent-AJ_1", kind=AGENT, age=9.0)
+    dog.watch(ROOM)
+    link = WorkerLink(link_id="link-1")
+    hello = {"type": links.HELLO, "link": "link-1", "worker": "w-1", "agent_name": ""}
+    await dog.links._apply(link, hello)
+    await dog.links._apply(link, ended(died=True))  # its sid never reported: own identity
+    assert await look_at_room(dog, ROOM)
+    assert fake.removed == [(ROOM, "agent-AJ_1", ghost.sid)]  # that sid, of kind AGENT
+    assert "dispatch" in fake.changes()  # and the person gets an agent
+    await look_at_room(dog, ROOM)  # no longer listed: its death is forgotten
+    assert dog.links.died(ROOM) == []

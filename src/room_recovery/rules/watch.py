@@ -205,7 +205,7 @@ def assess_room(
 def _why_dead(silence: float) -> str:
     """Why an agent is a ghost: its heartbeat's silence, or (infinite) its worker's death."""
     if math.isinf(silence):
-        return "its worker died with it and no node removed it then"
+        return "its process died (its worker's word) and LiveKit still lists it"
     return f"heartbeat silent for {silence:.1f}s"
 
 

@@ -35,6 +35,7 @@ from aiohttp import WebSocketError, WSMsgType, web
 from ..protocol import links
 from ..protocol.links import JobRecord, MalformedLinkMessage
 from ..rules.model import room_name_problem
+from ..rules.recovery import DeadAgent
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class WorkerLinks:
         self._rooms: dict[str, dict[str, JobRecord]] = {}  # room → job id → job, all links
         self._silent: set[str] = set()  # job ids of silent links: they vouch for nothing
         self._replacing: dict[str, float] = {}  # room -> until when its worker replaces
+        self._died: dict[str, dict[str, DeadAgent]] = {}  # room -> identity -> its death
         self._worker_jobs: OrderedDict[str, None] = OrderedDict()  # reported by workers
         self.on_lost: LostHandler | None = None
         self.on_ready: ReadyHandler | None = None
@@ -91,6 +93,22 @@ class WorkerLinks:
             del self._replacing[room]
             return False
         return until is not None
+
+    def died(self, room: str) -> list[DeadAgent]:
+        """The agents of `room` whose job process a worker saw die (the kernel's word):
+        each names its sid, or its own identity and the moment of death."""
+        return list(self._died.get(room, {}).values())
+
+    def forget_died(self, room: str, listed: set[str]) -> None:
+        """Forget the deaths in `room` of agents no longer listed there (`listed`: the
+        identities LiveKit lists)."""
+        known = self._died.get(room)
+        if known is None:
+            return
+        for identity in set(known) - listed:
+            del known[identity]
+        if not known:
+            del self._died[room]
 
     def count(self) -> int:
         """Open links."""
@@ -267,8 +285,11 @@ class WorkerLinks:
             self._replacing.pop(job.room, None)  # the replacement is on its way: vouched
         else:
             self._drop(link, job.job_id)
-            if message.get("died") is True and link.kind == links.WORKER:
-                self._replacing[job.room] = time.monotonic() + links.REPLACING_HOLD
+            if message.get("died") is True:
+                dead = DeadAgent.of_job(job.job_id, job.identity, job.sid, time.time())
+                self._died.setdefault(job.room, {})[job.identity] = dead
+                if link.kind == links.WORKER:  # its monitor replaces the agent in place
+                    self._replacing[job.room] = time.monotonic() + links.REPLACING_HOLD
         if self.on_job is not None:
             self.on_job(job.room)
 

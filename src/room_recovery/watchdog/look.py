@@ -27,6 +27,7 @@ from ..protocol.room_status import STATUS_FAILED, recovering
 from ..rules.attention import RoomSignals
 from ..rules.model import Kind, ParticipantView, Removal, is_person
 from ..rules.reach import GHOST_AFTER, Reach, judge_reach, only_dead_agents
+from ..rules.recovery import verdict
 from ..rules.watch import (
     DispatchFate,
     RoomAssessment,
@@ -107,6 +108,10 @@ def _facts(
     state.agents = tuple(info.identity for info in infos if is_agent_info(info))
     vouched = watchdog.links.vouched(name)  # their worker says they run: trust it
     state.dead &= {info.sid for info in infos}  # its worker died with it; no node removed it
+    # a job process its worker saw die: its agent is dead however LiveKit still lists it
+    watchdog.links.forget_died(name, {info.identity for info in infos})
+    died = watchdog.links.died(name)
+    state.dead |= {v.sid for v in views for dead in died if verdict(v, dead)}
     silence = {
         info.identity: math.inf
         if info.sid in state.dead
