@@ -5,6 +5,12 @@
     .venv/bin/python bench/chaos.py --nodes 3 --sessions 200 --concurrency 8 --no-faults
     .venv/bin/python bench/chaos.py --page http://127.0.0.1:8080 --state-dir DIR
 
+The agent worker is the guide's (--worker spec, the default: `tests/workers/
+letta_voice_agent.py`, automatic dispatch and the guide's request handler verbatim, run by
+`up --no-agent --agent-command 'auto:letta=...'` with one idle job process per CPU, as
+livekit-agents keeps), or the demo agent (--worker demo): a figure measured on a worker no
+user has counts for nothing.
+
 Without --page it starts its own voice system (`room-recovery up --detach` on free ports,
 in a temporary state folder, with the token bounds off: every person comes from
 loopback) and stops it at the end. With --page it drives a running system; the process
@@ -32,7 +38,7 @@ On one node, faults strike every --fault-every seconds, at random, one after ano
     server_killed     SIGKILL livekit-server (every room is lost; pages start again)
 
 With --nodes N (2 or 3) it runs `up --detach --nodes N` (redis-server with a password, N
-livekit-server nodes, the demo agent, the page server, one watchdog) and starts a second
+livekit-server nodes, the agent worker, the page server, one watchdog) and starts a second
 `room-recovery watch` on the same Redis itself (`chaos_cluster.py`). Faults then strike at
 random moments, --fault-every seconds apart on average, each in a task of its own, so a
 new one may strike while another lasts:

@@ -1,7 +1,7 @@
 """The cluster side of `bench/chaos.py`: the system it starts, the faults, what it audits.
 
 `own_cluster` runs `room-recovery up --detach --nodes N` on free ports in a temporary state
-folder (redis-server with its password, N livekit-server nodes, the demo agent, the page
+folder (redis-server with its password, N livekit-server nodes, the agent worker, the page
 server and one watchdog) and starts a SECOND watchdog itself (`room-recovery watch` with the
 same environment and REDIS_URL), restarted by the bench when it dies, stopped by its handle.
 
