@@ -7,15 +7,16 @@ ours runs there; a user may also call `ensure_clean_room` from the entrypoint, i
 own process. At its import, and before each `ensure_clean_room`, this module finds which
 it is (`room_recovery.agent.attach`): in the worker, the monitor attaches (a dead agent is
 replaced in place within a second, and the worker links to the watchdog); in a job, the job
-links to the watchdog itself. Inside a job, the job's own agent is never cleaned out. In
-the worker's request handler, a request for a room that a job of this worker already
-serves is declined (the handler's `accept()` then does nothing): one agent per room,
-however many dispatches LiveKit or a recovery made.
+links to the watchdog itself. Inside a job, the job's own agent is never cleaned out.
 
 That is this module's one import-time side effect, and it costs nothing elsewhere: in a
 process without livekit-agents it only adds a log handler that wakes when livekit-agents
 logs "registered worker" (a worker that imports this module first thing is watched from
 its registration on).
+
+In the worker's request handler, `ensure_clean_room` also declines a request for a room
+that a job of this worker already serves (the handler's `accept()` then does nothing): one
+agent per room, however many dispatches LiveKit or a recovery made.
 """
 
 from __future__ import annotations
