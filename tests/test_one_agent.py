@@ -98,6 +98,13 @@ async def test_a_request_that_comes_while_the_first_awaits_its_assignment_is_dec
     assert serving is not None and serving.job_id == "AJ_1"
 
 
+async def test_a_claim_whose_job_never_launched_lapses_and_is_forgotten() -> None:
+    watching = worker_monitor()
+    watching.claims["voice-2"] = Claim("AJ_0", time.monotonic() - CLAIM_ASSIGN_WAIT - 1)
+    assert await watching.admit(ROOM, "AJ_1") is None
+    assert set(watching.claims) == {ROOM}  # a long-lived worker keeps no lapsed claim
+
+
 async def test_the_job_of_a_dead_agent_leaves_its_room_to_the_replacement(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

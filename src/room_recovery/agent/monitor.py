@@ -135,6 +135,7 @@ class WorkerMonitor:
         give one agent, whoever made them. When the room cannot be listed, the job is taken:
         a person must never be left without an agent for our doubt."""
         now = time.monotonic()
+        self._forget_lapsed(now)
         claim = self.claims.get(room)
         verdict = serves(claim, now)
         if verdict is None and claim is not None:
@@ -155,6 +156,13 @@ class WorkerMonitor:
         except (RoomRecoveryError, TimeoutError, OSError):
             return False
         return bool(serves(claim, time.monotonic(), [participant_view(p) for p in listed]))
+
+    def _forget_lapsed(self, now: float) -> None:
+        """Forget claims of jobs that were accepted but never launched (no assignment came):
+        they serve nobody, and a long-lived worker must not keep them."""
+        lapsed = [room for room, claim in self.claims.items() if serves(claim, now) is False]
+        for room in lapsed:
+            del self.claims[room]
 
     def _claim_launched(self, record: JobRecord) -> None:
         claim = self.claims.get(record.room)
