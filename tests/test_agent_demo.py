@@ -115,7 +115,9 @@ async def test_the_demo_agent_says_back_what_it_hears(
         stream = await agent_audio(user)
         try:
             await until_sound(stream, timeout=10)  # the greeting
-            await until_quiet(stream, seconds=0.5, timeout=15)
+            # its end: a second of quiet (a pause between its sentences, or a busy machine's
+            # gap in its audio, once passed for the end at 0.5 s and the echo heard its rest)
+            await until_quiet(stream, seconds=1.0, timeout=15)
             # the person says "aaa" (a 440 Hz tone), then is quiet
             said = demo_voice.render_tone((440.0,), seconds=0.6, level=0.5)
             quiet = np.zeros(48000, dtype=np.int16)
