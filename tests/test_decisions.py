@@ -22,11 +22,14 @@ from room_recovery.core.errors import (
 )
 from room_recovery.core.recovery import ReplacementOutcome, replace_agent
 from room_recovery.core.transport import Transport
+from room_recovery.protocol import links
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE
+from room_recovery.protocol.links import JobRecord
 from room_recovery.protocol.messages import dispatch_metadata
 from room_recovery.rules.reach import GHOST_AFTER
 from room_recovery.rules.recovery import DeadAgent
 from room_recovery.rules.watch import RoomHistory
+from room_recovery.watchdog.links import WorkerLink
 from room_recovery.watchdog.look import look_at_room
 from room_recovery.watchdog.service import Watchdog, WatchdogOptions
 from tests.support.fake_transport import (
@@ -434,13 +437,17 @@ async def test_an_agent_without_heartbeat_whose_worker_died_and_no_node_removed_
     dog = FakeWatchdog(fake)
     fake.add_participant(ROOM, "user")
     ghost = fake.add_participant(ROOM, AGENT_ID, kind=AGENT)  # no heartbeat attribute
-    dog.watch(ROOM).dead.add(ghost.sid)  # its worker's link closed; its removal failed
+    dog.watch(ROOM)
+    link = WorkerLink(link_id="link-1", kind=links.WORKER)
+    link.jobs["AJ_1"] = JobRecord("AJ_1", ROOM, AGENT_ID, sid=ghost.sid)
+    await dog.links._closed(link)  # its worker's socket closed (no on_lost: it did nothing)
     assert await look_at_room(dog, ROOM)
     assert fake.removed == [(ROOM, AGENT_ID, ghost.sid)] and set(fake.participants[ROOM]) == {
         "user"
     }
     assert "dispatch" in fake.changes()  # the person gets a new agent
-    assert dog.watch(ROOM).dead == set()  # removed: forgotten
+    await look_at_room(dog, ROOM)  # no longer listed: its death is forgotten
+    assert dog.links.died(ROOM) == []
 
 
 async def test_an_agent_that_joined_again_is_not_removed_for_its_old_connections_silence(

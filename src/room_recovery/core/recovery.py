@@ -41,7 +41,6 @@ class ReplacementOutcome:
     dispatch_id: str | None = None
     dispatched: bool = False  # a dispatch was made (its id is None if the call failed)
     serving: str | None = None  # the other agent that serves the room, if one does
-    left: str | None = None  # the dead agent's sid, when no node would remove it
 
 
 async def _always(action: str) -> bool:
@@ -96,9 +95,8 @@ async def replace_agent(
             raise
         except RoomRecoveryError as exc:
             logger.warning("could not remove dead agent %s: %s", dead.identity, exc, extra=fields)
-    left = plan.remove.sid if plan.remove is not None and not removed else None
     if not plan.dispatch or not await gate("dispatch"):
-        return ReplacementOutcome(removed, None, False, plan.serving, left)
+        return ReplacementOutcome(removed, None, False, plan.serving)
     try:
         dispatch_id: str | None = await manager.dispatch_agent(room, agent_name, metadata)
     except NotLeading:
@@ -106,4 +104,4 @@ async def replace_agent(
     except RoomRecoveryError as exc:
         logger.warning("could not dispatch a new agent to room %s: %s", room, exc, extra=fields)
         dispatch_id = None
-    return ReplacementOutcome(removed, dispatch_id, True, plan.serving, left)
+    return ReplacementOutcome(removed, dispatch_id, True, plan.serving)

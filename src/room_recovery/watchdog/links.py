@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 LostHandler = Callable[[list[JobRecord], float], Awaitable[None]]  # jobs, died at (epoch s)
 ReadyHandler = Callable[[str], Awaitable[None]]
 JobHandler = Callable[[str], object]  # called with the room of a job that started or ended
+DEATH_MEMORY = 600.0  # seconds a reported death is kept for a room nobody looks at
 REMEMBERED_JOBS = 10_000  # job ids that worker links reported, for the job links' losses
 MAX_MESSAGE = 4 * 1024 * 1024  # bytes in one link message (a hello of many jobs)
 
@@ -95,8 +96,9 @@ class WorkerLinks:
         return until is not None
 
     def died(self, room: str) -> list[DeadAgent]:
-        """The agents of `room` whose job process a worker saw die (the kernel's word):
-        each names its sid, or its own identity and the moment of death."""
+        """The agents of `room` whose job process died, or whose worker died with them, as
+        the links said (the kernel's word): each names its sid, or its own identity and the
+        moment of death."""
         return list(self._died.get(room, {}).values())
 
     def forget_died(self, room: str, listed: set[str]) -> None:
@@ -109,6 +111,14 @@ class WorkerLinks:
             del known[identity]
         if not known:
             del self._died[room]
+
+    def _record_death(self, job: JobRecord, died_at: float) -> None:
+        """Remember that `job`'s agent died (see `died`); deaths older than `DEATH_MEMORY`
+        in rooms never looked at again are forgotten here."""
+        for room in [r for r, known in self._died.items() if _all_older(known, died_at)]:
+            del self._died[room]
+        dead = DeadAgent.of_job(job.job_id, job.identity, job.sid, died_at)
+        self._died.setdefault(job.room, {})[job.identity] = dead
 
     def count(self) -> int:
         """Open links."""
@@ -286,8 +296,7 @@ class WorkerLinks:
         else:
             self._drop(link, job.job_id)
             if message.get("died") is True:
-                dead = DeadAgent.of_job(job.job_id, job.identity, job.sid, time.time())
-                self._died.setdefault(job.room, {})[job.identity] = dead
+                self._record_death(job, time.time())
                 if link.kind == links.WORKER:  # its monitor replaces the agent in place
                     self._replacing[job.room] = time.monotonic() + links.REPLACING_HOLD
         if self.on_job is not None:
@@ -301,6 +310,8 @@ class WorkerLinks:
             return
         self.lost_workers += 1
         died_at = link.silent_since if link.silent_since is not None else time.time()
+        for job in jobs:
+            self._record_death(job, died_at)
         logger.warning(
             "💀 %s %s is gone with %d job(s): replacing their agents",
             link.kind,
@@ -310,3 +321,7 @@ class WorkerLinks:
         )
         if self.on_lost is not None:
             await self.on_lost(jobs, died_at)
+
+
+def _all_older(deaths: dict[str, DeadAgent], now: float) -> bool:
+    return all(d.died_at is not None and now - d.died_at > DEATH_MEMORY for d in deaths.values())

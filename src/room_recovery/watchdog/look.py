@@ -69,7 +69,7 @@ async def look_at_room(watchdog: WatchdogContext, name: str) -> bool:
         now = time.monotonic()
         if not infos:  # empty, or gone: quiet until something happens in it again
             state.history, state.counts, state.waiting = RoomHistory(), {}, False
-            state.dead.clear()
+            watchdog.links.forget_died(name, set())
             state.people = state.agents = ()
             watchdog.book.looked(name, RoomSignals(), now)
             return False
@@ -107,14 +107,14 @@ def _facts(
     state.people = tuple(v.identity for v in views if is_person(v))
     state.agents = tuple(info.identity for info in infos if is_agent_info(info))
     vouched = watchdog.links.vouched(name)  # their worker says they run: trust it
-    state.dead &= {info.sid for info in infos}  # its worker died with it; no node removed it
-    # a job process its worker saw die: its agent is dead however LiveKit still lists it
+    # an agent whose process its worker saw die, or that died with its worker: dead however
+    # LiveKit still lists it (a guide's agent sends no heartbeat; its node may be gone too)
     watchdog.links.forget_died(name, {info.identity for info in infos})
     died = watchdog.links.died(name)
-    state.dead |= {v.sid for v in views for dead in died if verdict(v, dead)}
+    dead = {v.sid for v in views for death in died if verdict(v, death)}
     silence = {
         info.identity: math.inf
-        if info.sid in state.dead
+        if info.sid in dead
         else None
         if info.identity in vouched
         else watchdog.heartbeats.silence(
@@ -175,7 +175,6 @@ async def _act(
             unanswered.add(ghost.sid)
         if removed:
             watchdog.heartbeats.forget(name, ghost.identity)
-            state.dead.discard(ghost.sid)
             watchdog.recovered(name, "ghost_removed", f"{ghost.identity}: {ghost.reason}")
             logger.info(
                 "👻 Removed ghost agent %s from room %s (%s)",

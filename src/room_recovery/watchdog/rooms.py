@@ -36,7 +36,6 @@ class WatchedRoom:
     listed: int | None = None  # its participant count in the last room listing
     reason: str | None = "new"  # why it is looked at closely; None while quiet
     unanswered: dict[str, float] = field(default_factory=dict)  # person sid → since (rules.reach)
-    dead: set[str] = field(default_factory=set)  # agent sids known dead, not yet removed
 
     def busy(self) -> bool:
         return self.looking is not None and not self.looking.done()

@@ -61,8 +61,6 @@ async def replace_lost(watchdog: WatchdogContext, job: JobRecord, died_at: float
             watchdog.log_error(exc)
             return
         watchdog.heartbeats.forget(job.room, job.identity)
-        if outcome.left is not None:  # no node removed it (its node died too): a ghost
-            state.dead.add(outcome.left)
         if outcome.removed:
             watchdog.recovered(job.room, "ghost_removed", f"{job.identity}: its worker was lost")
         if outcome.dispatched:
