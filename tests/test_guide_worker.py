@@ -32,6 +32,7 @@ from room_recovery.core.recovery import replace_agent
 from room_recovery.core.settings import Settings, load_settings
 from room_recovery.protocol.room_status import ROOM_STATUS_KEY, STATUS_FAILED
 from room_recovery.rules.recovery import DeadAgent
+from room_recovery.rules.shedding import SHED_CONFIRM, SHED_MIN_AGE
 from room_recovery.watchdog import Watchdog
 from tests.support.browser import (
     artifact_name,
@@ -69,6 +70,15 @@ def recoveries(watchdog: object, cause: str) -> float:
         "room_recovery_recoveries_total", {"cause": cause}
     )
     return value or 0.0
+
+
+def server_settings(server: ServerInfo, **more: Any) -> Settings:
+    return load_settings(
+        livekit_url=server.url,
+        livekit_api_key=server.api_key,
+        livekit_api_secret=server.api_secret,
+        **more,
+    )
 
 
 async def agent_sids(manager: RoomManager, room: str) -> list[str]:
@@ -207,6 +217,36 @@ async def test_a_second_job_for_a_room_the_guide_workers_agent_serves_is_decline
         assert watchdog.links.lost_workers == 0
 
 
+async def test_a_worker_full_of_agents_alone_in_left_rooms_ends_them_for_the_next_person(
+    livekit_server: ServerInfo, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    # what a node's death leaves behind: agents alone in rooms their people have left, whose
+    # jobs fill the worker, so that LiveKit drops the next person's dispatch ("no servers
+    # available"). Here the worker's limit is 2 jobs: a left room's job and a served one
+    # fill it. Its monitor ends the left room's job, never the served one, and the next
+    # person gets an agent by LiveKit's own dispatch (no watchdog runs here).
+    left, served, later = (f"{PREFIX}{uuid.uuid4().hex[:10]}" for _ in range(3))
+    full_at_two = {"LETTA_JOBS_AT_LIMIT": "2"}
+    log = tmp_path / "w.log"
+    worker = await start_worker("spec", livekit_server, "", log, workers, env=full_at_two)
+    async with person(livekit_server, left, "user-1") as gone:
+        await gone.wait_for_agent(timeout=20)
+    async with (
+        person(livekit_server, served, "user-2") as user,
+        RoomManager(settings=server_settings(livekit_server, room_prefix=PREFIX)) as manager,
+    ):
+        kept = await user.wait_for_agent(timeout=20)
+        await worker.wait_for_log("Ending job", left, timeout=SHED_MIN_AGE + SHED_CONFIRM + 15)
+        await worker.wait_for_log("ended; this worker's load is now 0.35, told LiveKit", left)
+        assert not await agent_sids(manager, left)  # its agent left the room
+        async with person(livekit_server, later, "user-3") as next_one:
+            await next_one.wait_for_agent(timeout=10)
+        assert [a.sid for a in user.agents()] == [kept.sid]  # the served job was never ended
+    ended = [ln for ln in worker.log_text().splitlines() if "Ending job" in ln]
+    assert len(ended) == 1 and left in ended[0]
+    assert "💀" not in worker.log_text()  # an agent that left an empty room is no death
+
+
 # --- never given up while an agent could come ---------------------------------------------
 
 
@@ -260,13 +300,8 @@ async def test_a_room_marked_failed_gets_its_agent_when_a_worker_registers(
 async def test_a_late_removal_of_a_dead_agent_never_hits_its_replacement_or_a_person(
     livekit_server: ServerInfo, room: str
 ) -> None:
-    settings = load_settings(
-        livekit_url=livekit_server.url,
-        livekit_api_key=livekit_server.api_key,
-        livekit_api_secret=livekit_server.api_secret,
-    )
     async with (
-        RoomManager(settings=settings) as manager,
+        RoomManager(settings=server_settings(livekit_server)) as manager,
         participant(livekit_server, room, "user-1") as user,
     ):
         async with participant(livekit_server, room, "agent-x", kind="agent") as dead:
@@ -288,14 +323,7 @@ async def test_a_listener_who_publishes_nothing_is_never_cleaned_up(
     livekit_server: ServerInfo, room: str
 ) -> None:
     def stale_at_once(**more: object) -> Settings:  # in this module's rooms only
-        return load_settings(
-            livekit_url=livekit_server.url,
-            livekit_api_key=livekit_server.api_key,
-            livekit_api_secret=livekit_server.api_secret,
-            room_prefix=PREFIX,
-            room_stale_timeout=0.001,
-            **more,
-        )
+        return server_settings(livekit_server, room_prefix=PREFIX, room_stale_timeout=0.001, **more)
 
     async with participant(livekit_server, room, "listener"):  # joins, publishes nothing
         async with RoomManager(settings=stale_at_once()) as manager:

@@ -62,10 +62,14 @@ async def start_worker(
     log: Path,
     workers: list[WorkerProcess],
     watchdog_url: str = "",
+    env: dict[str, str] | None = None,
 ) -> WorkerProcess:
     """A worker of `kind`, registered (and, for the kinds that link at registration, linked
-    to the watchdog at `watchdog_url`; the others link at their first job, or never)."""
-    env = {WATCHDOG_URL_VARIABLE: watchdog_url} if watchdog_url else {}
+    to the watchdog at `watchdog_url`; the others link at their first job, or never);
+    `env`: more of its environment."""
+    env = dict(env or {})
+    if watchdog_url:
+        env[WATCHDOG_URL_VARIABLE] = watchdog_url
     if kind == "demo":
         worker = WorkerProcess.demo(server, agent_name, log, env=env)
         workers.append(worker)

@@ -9,7 +9,8 @@ A few test-only settings differ from a user's, outside the guide's block: `port=
 run at once); the load counted by jobs, not by the machine's CPU (`jobs_as_load`,
 `load_threshold=1.0`): livekit-server sends no job to a worker that reports 70 % load, and
 a busy 2-core test machine, running tests in parallel, would otherwise refuse jobs at
-random (the README gives users the same advice, `job_load`, for small machines); and one
+random (the README gives users the same advice, `job_load`, for small machines; the
+limit is 12 jobs, `LETTA_JOBS_AT_LIMIT` sets another); and one
 idle job process, where livekit-agents keeps one per CPU (`LETTA_IDLE_PROCESSES` sets it:
 `bench/chaos.py` sets one per CPU, as a user's worker has it).
 """
@@ -47,7 +48,8 @@ async def entrypoint(ctx: JobContext) -> None:
 def jobs_as_load(server: AgentServer) -> float:
     # test-only: the load by jobs, not by the machine's CPU (see the module docstring);
     # livekit-server's limit (its agents.target_load, 0.7) is reached at 12 jobs
-    return 0.7 * min(1.0, len(server.active_jobs) / 12)
+    at_limit = int(os.environ.get("LETTA_JOBS_AT_LIMIT", "12"))
+    return 0.7 * min(1.0, len(server.active_jobs) / at_limit)
 
 
 def idle_processes() -> int:

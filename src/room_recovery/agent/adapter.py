@@ -5,6 +5,12 @@ Checked against livekit-agents `CHECKED_VERSIONS`. What it reads, and why:
 * `AgentServer._proc_pool`: the pool of job processes. Its `process_job_launched` and
   `process_closed` events tell the worker monitor the moment a job process starts or dies;
   the server learns of a death only ~20 s later.
+* `AgentServer._worker_load`: the load the worker last reported to LiveKit (its
+  `load_fnc`, every 0.5 s), so that a worker near LiveKit's limit can end the jobs that
+  serve nobody (`rules.shedding`); `JobExecutor.aclose()` (from the pool's
+  `get_by_job_id`) ends one job gracefully, as LiveKit's own termination does;
+  `_refresh_worker_load()` and `_update_worker_status()` then tell LiveKit the new load at
+  once, where livekit-agents would tell it within 2.5 s (`report_load`).
 * `AgentServer._agent_name`: the name the worker registered with ("" for LiveKit's
   automatic dispatch), for the worker link's hello.
 * `JobRequest._on_accept.__closure__`: the AgentServer that made a request (the accept
@@ -52,6 +58,11 @@ def problems() -> list[str]:
     """What this module reads that the installed livekit-agents lacks (empty when all is there)."""
     found = []
     server = AgentServer()
+    if "_worker_load" not in vars(type(server)).get("run", lambda: None).__code__.co_names:
+        found.append("AgentServer._worker_load (the load last reported, set in run())")
+    for method in ("_refresh_worker_load", "_update_worker_status"):
+        if not callable(getattr(server, method, None)):
+            found.append(f"AgentServer.{method}() (to tell LiveKit the load at once)")
     if not hasattr(server, "_agent_name"):
         found.append("AgentServer._agent_name (the registered agent name)")
     if "_proc_pool" not in vars(type(server)).get("run", lambda: None).__code__.co_names:
@@ -82,6 +93,35 @@ def process_pool(server: Any) -> Any | None:
     """The worker's job-process pool (with `on(event, handler)`), or None before `run()`."""
     pool = getattr(server, "_proc_pool", None)
     return pool if pool is not None and hasattr(pool, "on") else None
+
+
+def worker_load(server: Any) -> float | None:
+    """The load `server` last reported to LiveKit (0 to 1), or None if it cannot be read."""
+    load = getattr(server, "_worker_load", None)
+    return float(load) if isinstance(load, int | float) else None
+
+
+async def end_job(server: Any, job_id: str) -> bool:
+    """End job `job_id` of `server` gracefully (its agent leaves the room, its process
+    exits), as LiveKit's termination of a job does. False if no process runs it."""
+    pool = process_pool(server)
+    proc = pool.get_by_job_id(job_id) if pool is not None else None
+    if proc is None:
+        return False
+    await proc.aclose()
+    return True
+
+
+async def report_load(server: Any) -> float | None:
+    """Tell LiveKit `server`'s load now (as livekit-agents does every 2.5 s): the load sent,
+    or None if this livekit-agents cannot."""
+    refresh = getattr(server, "_refresh_worker_load", None)
+    update = getattr(server, "_update_worker_status", None)
+    if refresh is None or update is None:
+        return None
+    await refresh()
+    await update()
+    return worker_load(server)
 
 
 def registered_name(server: Any) -> str:

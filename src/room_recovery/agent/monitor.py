@@ -9,6 +9,10 @@ there and no other agent serves them. It also keeps the worker link to the watch
 (`agent.link`), so that the death of the *whole* worker, which no process of it can report,
 is seen by the watchdog the moment the kernel closes the worker's socket.
 
+Near LiveKit's load limit it ends the jobs whose rooms have no person left (`rules.shedding`):
+after a node dies, agents reconnecting alone to abandoned rooms would otherwise fill the
+worker, and LiveKit would silently drop new people's dispatches.
+
 It attaches itself, with no call from the user (see `agent.attach`): when the worker
 registers, when `livekit_room_manager` is imported inside a request handler (the guide's
 code), when our `request_handler` gets a job request, or by `attach(server)` from code that
@@ -34,7 +38,9 @@ from ..core.settings import Settings, process_settings
 from ..core.views import participant_view
 from ..protocol import links
 from ..protocol.links import JobRecord
+from ..rules.model import ParticipantView
 from ..rules.recovery import Claim, DeadAgent, serves
+from ..rules.shedding import SHED_MIN_AGE, audits, judge_vacancy
 from . import adapter
 from .announce import announce_when_joined, announcing
 
@@ -42,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 RECOVERY_TIMEOUT = 5.0  # bound on one in-place replacement
 LISTING_TIMEOUT = 1.0  # bound on the listing that tells whether an old job still serves
+SHED_EVERY = 2.0  # how often the worker's load is read (no call to LiveKit below SHED_LOAD)
+SHED_LISTINGS = 12  # rooms listed at most per look, near the limit
 
 _monitors: weakref.WeakKeyDictionary[Any, WorkerMonitor] = weakref.WeakKeyDictionary()
 
@@ -81,6 +89,9 @@ class WorkerMonitor:
         self.claims: dict[str, Claim] = {}  # room -> the job of this worker that serves it
         self._tasks: set[asyncio.Task[Any]] = set()
         self._announcing: dict[str, asyncio.Task[None]] = {}  # job id -> its announcement
+        self._launched_at: dict[str, float] = {}  # job id -> monotonic, for `rules.shedding`
+        self._empty_since: dict[str, float] = {}  # job id -> its room first seen with no person
+        self._shed: set[str] = set()  # jobs this monitor ended: their exit is no death
         self.link: LinkClient | None = None
         if self.watchdog_url:
             self.link = LinkClient(self.watchdog_url, self._hello, settings)
@@ -110,8 +121,10 @@ class WorkerMonitor:
         self.server.on("worker_registered", self._registered)
         for info in self._active_jobs():
             self.jobs[info.job.id] = record_of(info)
+            self._launched_at[info.job.id] = time.monotonic()
         if self.link is not None:
             self.link.start()
+        self._spawn(self._shed_loop())
         logger.info(
             "🩺 watching this worker's jobs%s",
             f"; linked to the watchdog at {self.watchdog_url}" if self.watchdog_url else "",
@@ -183,6 +196,7 @@ class WorkerMonitor:
             return
         record = record_of(info)
         self.jobs[record.job_id] = record
+        self._launched_at[record.job_id] = time.monotonic()
         self._claim_launched(record)
         self._send(links.job_started(record))
         if announcing():
@@ -196,12 +210,18 @@ class WorkerMonitor:
             return  # an idle process
         died_at = time.time()
         record = self.jobs.pop(info.job.id, None) or record_of(info)
+        self._launched_at.pop(record.job_id, None)
+        self._empty_since.pop(record.job_id, None)
+        shed = record.job_id in self._shed
+        self._shed.discard(record.job_id)
         self._release(record)
         announcement = self._announcing.pop(record.job_id, None)
         if announcement is not None:
             announcement.cancel()
         exitcode = getattr(proc, "exitcode", 0)
-        died = exitcode not in (0, None)
+        died = exitcode not in (0, None) and not shed
+        if shed:
+            self._spawn(self._report_load(record))
         self._send(links.job_ended(record, died))
         if died:
             logger.warning(
@@ -237,6 +257,77 @@ class WorkerMonitor:
                 exc or type(exc).__name__,
                 extra={"room": record.room},
             )
+
+    # --- jobs that serve nobody, near the load limit --------------------------------------
+
+    async def _shed_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SHED_EVERY)
+            try:
+                await self.shed_orphans()
+            except Exception:  # never let the loop die: log it, look again next time
+                logger.exception("could not look for jobs that serve nobody")
+
+    async def shed_orphans(self) -> list[str]:
+        """Near LiveKit's load limit, end the jobs whose rooms have had no person for
+        `SHED_CONFIRM` (`rules.shedding`). The ids of the jobs ended."""
+        load = adapter.worker_load(self.server)
+        if not audits(load):
+            self._empty_since.clear()
+            return []
+        now = time.monotonic()
+        old = [
+            record
+            for job_id, record in self.jobs.items()
+            if job_id not in self._shed and now - self._launched_at.get(job_id, now) >= SHED_MIN_AGE
+        ][:SHED_LISTINGS]
+        ended = []
+        for record in old:
+            listed = await self._listing(record.room)
+            since, end = judge_vacancy(self._empty_since.get(record.job_id), listed, now)
+            if since is None:
+                self._empty_since.pop(record.job_id, None)
+            else:
+                self._empty_since[record.job_id] = since
+            if end:
+                self._end(record, load)
+                ended.append(record.job_id)
+        return ended
+
+    async def _listing(self, room: str) -> list[ParticipantView] | None:
+        try:
+            async with asyncio.timeout(LISTING_TIMEOUT):
+                async with RoomManager(settings=self.settings, request_timeout=1) as manager:
+                    return [participant_view(p) for p in await manager.list_participants(room)]
+        except (RoomRecoveryError, TimeoutError, OSError):
+            return None  # out of scope, or LiveKit did not answer: no judgement
+
+    def _end(self, record: JobRecord, load: float | None) -> None:
+        self._shed.add(record.job_id)
+        logger.info(
+            "🍂 Ending job %s of room %s: nobody but agents in its room, and this worker is "
+            "near LiveKit's load limit (load %.2f), where new people's dispatches are dropped",
+            record.job_id,
+            record.room,
+            load or 0.0,
+            extra={"room": record.room, "job_id": record.job_id, "load": load},
+        )
+        self._spawn(self._close_job(record.job_id))
+
+    async def _report_load(self, record: JobRecord) -> None:
+        """Tell LiveKit the freed room now: new people's dispatches are taken at once."""
+        load = await adapter.report_load(self.server)
+        logger.info(
+            "🍂 Job %s of room %s ended; this worker's load is now %s, told LiveKit",
+            record.job_id,
+            record.room,
+            "unknown" if load is None else f"{load:.2f}",
+            extra={"room": record.room, "job_id": record.job_id, "load": load},
+        )
+
+    async def _close_job(self, job_id: str) -> None:
+        if not await adapter.end_job(self.server, job_id):
+            self._shed.discard(job_id)  # it had ended meanwhile
 
     async def _announce(self, record: JobRecord) -> None:
         """Have LiveKit show the job's agent to the room now (see `announce`)."""
