@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from room_recovery.agent import monitor as monitor_module
+from room_recovery.agent import shedding as shedding_module
 from room_recovery.agent.monitor import WorkerMonitor
 from room_recovery.protocol import links
 from room_recovery.rules.model import Kind, ParticipantView, State
+from room_recovery.rules.reach import GHOST_AFTER
 from room_recovery.rules.shedding import (
     SHED_CONFIRM,
     SHED_LOAD,
@@ -109,14 +111,20 @@ class Pool:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    clocks = SimpleNamespace(monotonic=fake, time=time.time)  # the monitor's clock only
+    clocks = SimpleNamespace(monotonic=fake, time=time.time)  # the worker's clock only
     monkeypatch.setattr(monitor_module, "time", clocks)
+    monkeypatch.setattr(shedding_module, "time", clocks)
     return fake
 
 
 def watching(
-    rooms: dict[str, list[ParticipantView]], load: float, monkeypatch: pytest.MonkeyPatch
+    rooms: dict[str, list[ParticipantView]],
+    load: float,
+    monkeypatch: pytest.MonkeyPatch,
+    reached: dict[str, bool | None] | None = None,
 ) -> tuple[WorkerMonitor, dict[str, Process], list[str]]:
+    """A worker at `load` with one job per room of `rooms` (room -> who LiveKit lists);
+    `reached`: whether a node answers for each person (identity), True if not given."""
     processes = {room: Process(f"AJ_{room}", room) for room in rooms}
     server = SimpleNamespace(
         active_jobs=[],
@@ -131,7 +139,12 @@ def watching(
         listed.append(room)
         return rooms[room]
 
-    monkeypatch.setattr(worker, "_listing", listing)
+    async def reaches(room: str, identity: str) -> bool | None:
+        listed.append(f"reach {identity}")
+        return (reached or {}).get(identity, True)
+
+    monkeypatch.setattr(worker.looks, "listing", listing)
+    monkeypatch.setattr(worker.looks, "reaches", reaches)
     monkeypatch.setattr(monitor_module, "announcing", lambda: False)  # no LiveKit here
     for proc in processes.values():
         worker._launched(proc)
@@ -165,6 +178,36 @@ async def test_near_the_limit_the_job_of_an_empty_room_ends_and_the_served_one_s
     await settle(worker)
     assert processes["empty"].closed
     assert not processes["served"].closed  # a person is there: never ended
+
+
+async def test_the_job_of_a_room_whose_people_are_all_ghosts_of_a_dead_node_ends(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what a node's death leaves in Redis: the person and the agent listed ACTIVE, no node
+    # answering for the person, the job's agent reconnecting alone for minutes
+    ghost, person = someone("user-gone", Kind.STANDARD), someone("user-here", Kind.STANDARD)
+    rooms = {"dead-node": [AGENT, ghost], "alive": [AGENT, person]}
+    reached = {"user-gone": False, "user-here": True}
+    worker, processes, _ = watching(rooms, 0.7, monkeypatch, reached)
+    clock.now += SHED_MIN_AGE
+    assert await worker.shed_orphans() == []  # one unanswered ask is doubt, not death
+    clock.now += GHOST_AFTER - 1
+    assert await worker.shed_orphans() == []
+    clock.now += 1
+    assert await worker.shed_orphans() == ["AJ_dead-node"]
+    await settle(worker)
+    assert processes["dead-node"].closed and not processes["alive"].closed
+
+
+async def test_a_person_the_server_cannot_say_about_keeps_the_job(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rooms = {"unsure": [AGENT, someone("user-1", Kind.STANDARD)]}
+    worker, processes, _ = watching(rooms, 0.7, monkeypatch, {"user-1": None})
+    for _ in range(3):
+        clock.now += GHOST_AFTER
+        assert await worker.shed_orphans() == []
+    assert not processes["unsure"].closed
 
 
 async def test_a_young_job_is_not_looked_at(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:

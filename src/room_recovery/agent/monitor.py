@@ -38,18 +38,18 @@ from ..core.settings import Settings, process_settings
 from ..core.views import participant_view
 from ..protocol import links
 from ..protocol.links import JobRecord
-from ..rules.model import ParticipantView
 from ..rules.recovery import Claim, DeadAgent, serves
-from ..rules.shedding import SHED_MIN_AGE, audits, judge_vacancy
+from ..rules.shedding import SHED_MIN_AGE, audits
 from . import adapter
 from .announce import announce_when_joined, announcing
+from .shedding import RoomLooks
 
 logger = logging.getLogger(__name__)
 
 RECOVERY_TIMEOUT = 5.0  # bound on one in-place replacement
 LISTING_TIMEOUT = 1.0  # bound on the listing that tells whether an old job still serves
 SHED_EVERY = 2.0  # how often the worker's load is read (no call to LiveKit below SHED_LOAD)
-SHED_LISTINGS = 12  # rooms listed at most per look, near the limit
+SHED_LOOKS = 12  # jobs looked at most at once, near the limit
 
 _monitors: weakref.WeakKeyDictionary[Any, WorkerMonitor] = weakref.WeakKeyDictionary()
 
@@ -90,7 +90,7 @@ class WorkerMonitor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._announcing: dict[str, asyncio.Task[None]] = {}  # job id -> its announcement
         self._launched_at: dict[str, float] = {}  # job id -> monotonic, for `rules.shedding`
-        self._empty_since: dict[str, float] = {}  # job id -> its room first seen with no person
+        self.looks = RoomLooks(lambda: self.settings)  # what it saw of its jobs' rooms
         self._shed: set[str] = set()  # jobs this monitor ended: their exit is no death
         self.link: LinkClient | None = None
         if self.watchdog_url:
@@ -211,7 +211,7 @@ class WorkerMonitor:
         died_at = time.time()
         record = self.jobs.pop(info.job.id, None) or record_of(info)
         self._launched_at.pop(record.job_id, None)
-        self._empty_since.pop(record.job_id, None)
+        self.looks.forget(record.job_id)
         shed = record.job_id in self._shed
         self._shed.discard(record.job_id)
         self._release(record)
@@ -269,46 +269,34 @@ class WorkerMonitor:
                 logger.exception("could not look for jobs that serve nobody")
 
     async def shed_orphans(self) -> list[str]:
-        """Near LiveKit's load limit, end the jobs whose rooms have had no person for
-        `SHED_CONFIRM` (`rules.shedding`). The ids of the jobs ended."""
+        """Near LiveKit's load limit, end the jobs that serve nobody (`agent.shedding`,
+        `rules.shedding`): the ids of the jobs ended."""
         load = adapter.worker_load(self.server)
         if not audits(load):
-            self._empty_since.clear()
+            self.looks.forget()
             return []
         now = time.monotonic()
         old = [
             record
             for job_id, record in self.jobs.items()
             if job_id not in self._shed and now - self._launched_at.get(job_id, now) >= SHED_MIN_AGE
-        ][:SHED_LISTINGS]
+        ][:SHED_LOOKS]
+        reasons = await asyncio.gather(*(self.looks.serves_nobody(record) for record in old))
         ended = []
-        for record in old:
-            listed = await self._listing(record.room)
-            since, end = judge_vacancy(self._empty_since.get(record.job_id), listed, now)
-            if since is None:
-                self._empty_since.pop(record.job_id, None)
-            else:
-                self._empty_since[record.job_id] = since
-            if end:
-                self._end(record, load)
+        for record, why in zip(old, reasons, strict=True):
+            if why is not None and record.job_id in self.jobs:
+                self._end(record, load, why)
                 ended.append(record.job_id)
         return ended
 
-    async def _listing(self, room: str) -> list[ParticipantView] | None:
-        try:
-            async with asyncio.timeout(LISTING_TIMEOUT):
-                async with RoomManager(settings=self.settings, request_timeout=1) as manager:
-                    return [participant_view(p) for p in await manager.list_participants(room)]
-        except (RoomRecoveryError, TimeoutError, OSError):
-            return None  # out of scope, or LiveKit did not answer: no judgement
-
-    def _end(self, record: JobRecord, load: float | None) -> None:
+    def _end(self, record: JobRecord, load: float | None, why: str) -> None:
         self._shed.add(record.job_id)
         logger.info(
-            "🍂 Ending job %s of room %s: nobody but agents in its room, and this worker is "
-            "near LiveKit's load limit (load %.2f), where new people's dispatches are dropped",
+            "🍂 Ending job %s of room %s: %s, and this worker is near LiveKit's load limit "
+            "(load %.2f), where new people's dispatches are dropped",
             record.job_id,
             record.room,
+            why,
             load or 0.0,
             extra={"room": record.room, "job_id": record.job_id, "load": load},
         )
