@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 from livekit import api
 
 from room_recovery.agent.hook import person_from_metadata
-from room_recovery.core.errors import ConfigurationError
+from room_recovery.core.errors import ConfigurationError, ServerUnreachableError
 from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import Settings, load_settings
 from room_recovery.protocol.agent_state import AGENT_STATE_ATTRIBUTE, AGENT_STATES
@@ -31,7 +32,7 @@ from room_recovery.protocol.room_status import (
     STATUS_FAILED,
     STATUS_RECOVERING,
 )
-from room_recovery.web import create_app, header_secret, running
+from room_recovery.web import create_app, header_secret, leaves, running
 from room_recovery.web.access import ANSWER_WITHIN, LiveKitProbe
 from room_recovery.web.limits import (
     EVICT_PER_REQUEST,
@@ -49,7 +50,7 @@ from room_recovery.web.policy import (
     mint_grant,
     parse_agents,
 )
-from tests.support.livekit import ServerInfo, participant
+from tests.support.livekit import ServerInfo, eventually, participant
 
 SECRET = "a-long-test-secret-of-more-than-32-bytes!"
 STATIC = Path(__file__).resolve().parents[1] / "src" / "room_recovery" / "web" / "static"
@@ -455,6 +456,55 @@ async def test_a_beacon_with_a_key_for_another_room_is_forbidden(
     assert "not given for that room" in response.json()["error"]
     response = await leave(live_site, grant, leave_key="")
     assert response.status == 400
+
+
+async def test_a_leave_livekit_could_not_take_is_answered_502_and_tried_again_until_it_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the beacon is sent once, as the tab closes: a node restarting then must not leave the
+    # room with its person listed and its agent in it until the stale cleanup
+    answers: list[bool | Exception] = [ServerUnreachableError("ws://lk", "node restarting"), True]
+    asked: list[tuple[str, str]] = []
+
+    async def delete(_: Settings, room: str, identity: str) -> bool:
+        asked.append((room, identity))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    caplog.set_level(logging.INFO, logger=leaves.__name__)
+    monkeypatch.setattr(leaves, "delete_if_left_alone", delete)
+    monkeypatch.setattr(leaves, "RETRY_DELAYS", (0.01, 0.01, 0.01))
+    app = create_app(settings_for_tests(room_prefix="leave-"), ["demo-agent"])
+    async with running(app, "127.0.0.1", 0) as url, aiohttp.ClientSession(url) as client:
+        grant = (await post_token(client, {"agent": "demo-agent"})).json()
+        response = await leave(client, grant)
+        assert response.status == 502 and response.json()["retrying"] is True
+        await wait_for_log(caplog, "deleted room")
+    assert asked == [(grant["room"], grant["identity"])] * 2
+
+
+async def test_a_leave_tried_again_gives_up_with_one_line_and_stops_with_the_server(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def unreachable(*_: object) -> bool:
+        raise ServerUnreachableError("ws://lk", "LiveKit is down")
+
+    caplog.set_level(logging.INFO, logger=leaves.__name__)
+    monkeypatch.setattr(leaves, "delete_if_left_alone", unreachable)
+    monkeypatch.setattr(leaves, "RETRY_DELAYS", (0.01, 0.01))
+    retries = leaves.LeaveRetries(settings_for_tests())
+    async with retries.running():
+        assert retries.keep("leave-1", "user-1")
+        await wait_for_log(caplog, "Gave up cleaning up room leave-1")
+        monkeypatch.setattr(leaves, "RETRY_DELAYS", (60.0,))
+        assert retries.keep("leave-2", "user-2")  # still waiting when the server stops
+    assert "leave-2" not in caplog.text  # cancelled, never half-done
+
+
+async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    await eventually(lambda: asyncio.sleep(0, text in caplog.text), timeout=5, what=text)
 
 
 def test_a_leave_key_expires_with_its_token_and_is_no_hmac_of_the_raw_secret() -> None:

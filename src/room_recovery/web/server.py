@@ -50,12 +50,10 @@ from aiohttp import web
 from ..core.defaults import LOCAL_HOST, WEB_PORT
 from ..core.errors import ConfigurationError, RoomRecoveryError
 from ..core.health import Health
-from ..core.manager import RoomManager
 from ..core.settings import Settings
-from ..core.views import participant_view
 from ..protocol.page import page_protocol
-from ..rules.model import Kind
 from .access import Authorize, LiveKitProbe, authorize_of, existing_rooms, limits_of
+from .leaves import LeaveRetries, delete_if_left_alone
 from .limits import Refused, TokenBook, TokenLimits, client_key
 from .nodes import Nodes, check_node_url
 from .policy import (
@@ -87,7 +85,6 @@ DEFAULT_HOST = LOCAL_HOST
 DEFAULT_PORT = WEB_PORT
 MAX_BODY_BYTES = 4096
 SHUTDOWN_TIMEOUT = 2.0
-LEAVE_TIMEOUT = 5.0  # seconds for the server calls of one leave beacon
 _NO_CACHE = {"Cache-Control": "no-cache"}
 _PAGE_PATHS = ("/", "/voice-agent-selector.html", "/index.html")
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
@@ -117,6 +114,7 @@ class _State:
     book: TokenBook
     authorize: Authorize | None
     nodes: Nodes
+    leaves: LeaveRetries
 
 
 STATE = web.AppKey("state", _State)
@@ -155,9 +153,11 @@ def create_app(
         TokenBook(limits or limits_of(settings)),
         authorize or authorize_of(settings),
         Nodes([settings.ws_url, *(check_node_url(url) for url in nodes)]),
+        LeaveRetries(settings),
     )
     add_reports(app, settings, app[STATE].page.join_timeout, app[STATE].book.limits)
     app.cleanup_ctx.append(_check_nodes)
+    app.cleanup_ctx.append(_retry_leaves)
     app.add_routes(
         [
             *(web.get(path, _page) for path in _PAGE_PATHS),
@@ -174,6 +174,11 @@ def create_app(
 
 async def _check_nodes(app: web.Application) -> AsyncIterator[None]:
     async with app[STATE].nodes.checking():
+        yield
+
+
+async def _retry_leaves(app: web.Application) -> AsyncIterator[None]:
+    async with app[STATE].leaves.running():
         yield
 
 
@@ -304,23 +309,18 @@ async def _leave(request: web.Request) -> web.Response:
     try:
         deleted = await delete_if_left_alone(settings, room, identity)
     except RoomRecoveryError as exc:
+        kept = request.app[STATE].leaves.keep(room, identity)
         logger.warning(
-            "Could not clean up room %s after its page closed: %s", room, exc, extra=fields
+            "Could not clean up room %s after its page closed: %s%s",
+            room,
+            exc,
+            "; trying again in the background" if kept else "; too many leaves kept already",
+            extra=fields,
         )
-        return web.json_response({"error": str(exc)}, status=502)
+        return web.json_response({"error": str(exc), "retrying": kept}, status=502)
     if deleted:
         logger.info("👋 %s closed the page; deleted room %s", identity, room, extra=fields)
     return web.json_response({"deleted": deleted})
-
-
-async def delete_if_left_alone(settings: Settings, room: str, identity: str) -> bool:
-    """Delete `room` if nobody but `identity` and agents is in it. True if deleted."""
-    async with RoomManager(settings=settings, request_timeout=LEAVE_TIMEOUT) as manager:
-        views = [participant_view(p) for p in await manager.list_participants(room)]
-        others = [v for v in views if v.kind is not Kind.AGENT and v.identity != identity]
-        if others:
-            return False
-        return await manager.delete_room(room)
 
 
 async def _healthz(request: web.Request) -> web.Response:
