@@ -26,6 +26,11 @@ from tests.support.worker import WorkerProcess, close_all
 
 API_KEY = "testkey"
 
+# One warm job process per demo agent (its default is 3): each is a Python process that
+# imports livekit-agents (1.4 s of CPU), and the suite starts dozens of demo agents on 2
+# cores. The guide's test worker keeps one too (`tests/workers/letta_voice_agent.py`).
+os.environ.setdefault("ROOM_RECOVERY_AGENT_IDLE_PROCESSES", "1")
+
 
 BROWSER_FIXTURES = {"browser", "open_page", "refusing_open_page", "guide_page"}
 PROCESS_FIXTURES = {

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
+from room_recovery.core.errors import ConfigurationError
+from room_recovery.core.settings import load_settings
 from room_recovery.demo import voice as demo_voice
 from room_recovery.demo.command import options_from_args, parse_args
 from room_recovery.system.livekit_server import free_port
@@ -199,6 +201,20 @@ def test_the_utterance_detector_returns_speech_after_a_pause() -> None:
 def test_the_demo_agents_job_counts_default_to_12_jobs_and_3_warm_processes() -> None:
     options = options_from_args(parse_args([]))
     assert (options.max_jobs, options.num_idle_processes) == (12, 3)
+
+
+def test_the_warm_processes_come_from_the_flag_else_the_environment_else_3(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from_env = load_settings(livekit_url="ws://x", room_recovery_agent_idle_processes=1)
+    assert options_from_args(parse_args([]), from_env).num_idle_processes == 1
+    flag = parse_args(["--idle-processes", "2"])
+    assert options_from_args(flag, from_env).num_idle_processes == 2
+    monkeypatch.delenv("ROOM_RECOVERY_AGENT_IDLE_PROCESSES", raising=False)  # conftest's
+    unset = load_settings(livekit_url="ws://x")
+    assert options_from_args(parse_args([]), unset).num_idle_processes == 3
+    with pytest.raises(ConfigurationError, match="ROOM_RECOVERY_AGENT_IDLE_PROCESSES"):
+        load_settings(livekit_url="ws://x", room_recovery_agent_idle_processes=-1)
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ _HINTS: dict[str, tuple[str, str]] = {
     "room_recovery_token_rooms": ("ROOM_RECOVERY_TOKEN_ROOMS", "10"),
     "room_recovery_token_total_rooms": ("ROOM_RECOVERY_TOKEN_TOTAL_ROOMS", "1000"),
     "room_recovery_metrics_from": ("ROOM_RECOVERY_METRICS_FROM", "10.0.0.0/8"),
+    "room_recovery_agent_idle_processes": ("ROOM_RECOVERY_AGENT_IDLE_PROCESSES", "1"),
     "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 
@@ -84,6 +85,8 @@ class Settings(BaseSettings):
     room_recovery_token_auth: str = Field(default="", repr=False)  # ...with this value
     # who may read the page server's /metrics besides this machine: networks, comma-separated
     room_recovery_metrics_from: str = ""
+    # the demo agent's warm job processes (`room-recovery agent --idle-processes`); None: 3
+    room_recovery_agent_idle_processes: int | None = Field(default=None, ge=0)
     # read in an agent worker's own process (`process_settings`); `up` sets them
     room_recovery_watchdog_url: str = ""
     room_recovery_worker_monitor: bool = True

@@ -79,8 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--idle-processes",
         type=_count(0),
-        default=DemoAgentOptions.num_idle_processes,
-        help="warm job processes kept ready (default %(default)s)",
+        default=None,
+        help="warm job processes kept ready (default ROOM_RECOVERY_AGENT_IDLE_PROCESSES, "
+        f"else {DemoAgentOptions.num_idle_processes}; each costs a Python process's memory)",
     )
     parser.add_argument(
         "--max-jobs",
@@ -92,14 +93,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def options_from_args(args: argparse.Namespace) -> DemoAgentOptions:
+def options_from_args(
+    args: argparse.Namespace, settings: Settings | None = None
+) -> DemoAgentOptions:
+    idle = args.idle_processes
+    if idle is None and settings is not None:
+        idle = settings.room_recovery_agent_idle_processes
     return DemoAgentOptions(
         agent_name=args.agent_name,
         greeting=args.greeting,
         guard=GuardOptions(grace=args.grace, first_join_timeout=args.first_join_timeout),
         prejoin_cleanup=not args.no_prejoin_cleanup,
         cleanup_timeout=args.cleanup_timeout,
-        num_idle_processes=args.idle_processes,
+        num_idle_processes=DemoAgentOptions.num_idle_processes if idle is None else idle,
         max_jobs=args.max_jobs,
     )
 
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         settings = load_settings()
-        options = options_from_args(args)
+        options = options_from_args(args, settings)
         asyncio.run(_main(settings, options, args.health_host, args.health_port))
     except RoomRecoveryError as exc:
         print(f"error: {exc}", file=sys.stderr)
