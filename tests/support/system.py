@@ -99,6 +99,7 @@ class System:
                 "LIVEKIT_API_KEY": "devkey",
                 "LIVEKIT_API_SECRET": "secret",
                 "ROOM_RECOVERY_STATE": str(self.state_dir),
+                "ROOM_RECOVERY_AGENT_IDLE_PROCESSES": "1",  # see conftest.py
             }
             | self.extra_env
         )
