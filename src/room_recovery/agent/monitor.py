@@ -304,12 +304,18 @@ class WorkerMonitor:
 
     async def _report_load(self, record: JobRecord) -> None:
         """Tell LiveKit the freed room now: new people's dispatches are taken at once."""
-        load = await adapter.report_load(self.server)
+        try:
+            load = await adapter.report_load(self.server)
+        except Exception as exc:  # the worker's socket closing: its own report will do
+            logger.warning("could not tell LiveKit this worker's load: %s", exc or type(exc))
+            return
+        told = "told LiveKit" if load is not None else "LiveKit hears it within 2.5 s"
         logger.info(
-            "🍂 Job %s of room %s ended; this worker's load is now %s, told LiveKit",
+            "🍂 Job %s of room %s ended; this worker's load is now %s, %s",
             record.job_id,
             record.room,
             "unknown" if load is None else f"{load:.2f}",
+            told,
             extra={"room": record.room, "job_id": record.job_id, "load": load},
         )
 
