@@ -81,6 +81,10 @@ seen). Every other removal is a live agent removed. The rule can only err toward
 when an unrelated death falls in that window, so the count is a floor, not a ceiling, in
 runs with many faults; each live one is printed with its room for a look at the logs.
 
+Jobs a full worker ended (the monitor's "🍂 Ending job" lines: rooms with nobody but agents,
+or only ghosts of a dead node): how many, and how many of them fell while a person of the
+bench was in that room (between their token for it and their leaving it), which must be 0.
+
 A cluster run also prints what each part cost (CPU seconds of each process `up` started,
 with its children, and of the bench, as a share of one core over the run, and per session
 at once), Redis's commands a second, memory and keys, and the seconds during which two
@@ -93,6 +97,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -128,6 +133,7 @@ from chaos_cluster import (  # noqa: E402
     chaos_env,
     judge_removals,
     own_cluster,
+    read_jobs_ended,
     read_removals,
 )
 
@@ -158,6 +164,7 @@ class Session:
     replaced: int = 0  # agents that left mid-talk and were replaced in the room
     dispatches: list[int] = field(default_factory=list)  # per room with a replacement
     room_started: dict[str, float] = field(default_factory=dict)  # room -> wall clock
+    room_left: dict[str, float] = field(default_factory=dict)  # room -> wall clock
 
 
 # every agent sid a person saw, and when first (wall clock): the removals' audit reads it
@@ -227,6 +234,8 @@ async def run_session(page: Page, http: aiohttp.ClientSession, agent: str, s: Se
             except (aiohttp.ClientError, OSError, api.TwirpError) as exc:
                 came = False  # LiveKit went away mid-attempt: the page starts again
                 s.explained = f"connection lost: {exc or type(exc).__name__}"
+            finally:
+                s.room_left[grant["room"]] = time.time()
             if came:
                 s.explained = None
                 if not s.vanish:  # a person who vanished sends nothing
@@ -497,6 +506,7 @@ class Run:
     removals: list[Removal] = field(default_factory=list)
     watcher: Watcher | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+    jobs_ended: list[tuple[float, str, str]] = field(default_factory=list)  # a full worker's
 
 
 async def drive(page: Page, state_dir: Path | None, args: argparse.Namespace) -> Run:
@@ -569,7 +579,9 @@ async def drive_cluster(cluster: Cluster, args: argparse.Namespace) -> Run:
     found = read_removals(cluster.state_dir, cluster.worker.part)
     removals = judge_removals(found, watcher, SEEN_AGENTS, room_start)
     struck = [(x.name, x.start, x.end) for x in faults.strikes]
-    return Run(results, struck, left, names, removals, watcher, dict(faults.skipped))
+    run = Run(results, struck, left, names, removals, watcher, dict(faults.skipped))
+    run.jobs_ended = read_jobs_ended(cluster.state_dir, cluster.worker.part)
+    return run
 
 
 async def run_sessions(
@@ -739,6 +751,19 @@ def report_cluster(run: Run, live: list[Removal]) -> None:
         print(f"  {reason}: {count}")
     for removal in live:
         print(f"  live agent removed: {removal}")
+    in_use = [
+        (at, room)
+        for at, room, _ in run.jobs_ended
+        for s in run.results
+        if s.room_started.get(room, math.inf) <= at <= s.room_left.get(room, math.inf)
+    ]
+    ghosts = sum(1 for _, _, why in run.jobs_ended if "ghost" in why)
+    print(
+        f"jobs a full worker ended: {len(run.jobs_ended)} ({ghosts} for ghosts); "
+        f"in a room a person of the bench was in: {len(in_use)}"
+    )
+    for at, room in in_use:
+        print(f"  ended while a person was there: {room} at {at:.3f}")
     deaths: dict[str, int] = {}
     for death in watcher.deaths:
         deaths[death.part] = deaths.get(death.part, 0) + 1

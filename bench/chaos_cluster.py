@@ -653,6 +653,20 @@ def read_removals(state_dir: Path, worker_part: str = "agent") -> list[Removal]:
     return removals
 
 
+def read_jobs_ended(state_dir: Path, worker_part: str) -> list[tuple[float, str, str]]:
+    """The jobs a full worker ended (its monitor's "🍂 Ending job" lines): (when, room, why)."""
+    ended = []
+    path = state_dir / "logs" / f"{worker_part}.log"
+    with suppress(OSError), path.open(errors="replace") as lines:
+        for line in lines:
+            if "Ending job" not in line:
+                continue
+            with suppress(ValueError, KeyError):
+                record = json.loads(line)
+                ended.append((_epoch(record), str(record["room"]), str(record["message"])))
+    return ended
+
+
 JOB_ENDS = ("its job process exited", '"process exiting"', "process exited with")
 
 
