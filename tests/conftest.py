@@ -22,6 +22,7 @@ from room_recovery.system import livekit_server as livekit_server_module
 from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
 from tests.support.browser import chromium
 from tests.support.livekit import ParticipantProcess, ServerInfo
+from tests.support.system import System, brought_down
 from tests.support.worker import WorkerProcess, close_all
 
 API_KEY = "testkey"
@@ -48,29 +49,30 @@ PROCESS_FIXTURES = {
 # The modules that take longest (seconds of one worker, measured with --durations=0), run
 # first: pytest-xdist hands out whole modules in collection order, and a long one started
 # last would finish alone while the other workers idle.
-LONGEST_FIRST = (  # each module's own time in a full run on 4 workers (issue 25)
-    "test_voice_agents.py",  # ~190 s
-    "test_recovery_page.py",  # ~120 s
-    "test_guide_worker.py",  # ~105 s
-    "test_page.py",  # ~85 s
-    "test_leader.py",  # ~45 s
-    "test_watchdog.py",  # ~40 s
-    "test_nodes.py",  # ~38 s
-    "test_prometheus.py",  # ~38 s, one test
-    "test_agent_hook.py",  # ~34 s
-    "test_voice_system.py",  # ~34 s
-    "test_doctor.py",  # ~33 s
-    "test_light_install.py",  # ~31 s
-    "test_cli.py",  # ~29 s
-    "test_cluster.py",  # ~28 s
-    "test_recovery_protocol.py",  # ~24 s
+LONGEST_FIRST = (  # each module's own time in a full run on 5 workers (issue 25)
+    "test_guide_worker.py",  # ~149 s
+    "test_agent_commands.py",  # ~134 s
+    "test_recovery_page.py",  # ~125 s
+    "test_page.py",  # ~89 s
+    "test_voice_agents.py",  # ~88 s
+    "test_nodes.py",  # ~53 s
+    "test_leader.py",  # ~50 s
+    "test_voice_system.py",  # ~45 s
+    "test_watchdog.py",  # ~43 s
+    "test_agent_hook.py",  # ~41 s
+    "test_prometheus.py",  # ~41 s, one test
+    "test_light_install.py",  # ~37 s
+    "test_cluster.py",  # ~35 s
+    "test_doctor.py",  # ~32 s
+    "test_recovery_protocol.py",  # ~30 s
+    "test_cli.py",  # ~25 s
+    "test_agent_demo.py",  # ~21 s
     "test_agent_shutdown.py",  # ~20 s
-    "test_views.py",  # ~17 s
-    "test_agent_demo.py",  # ~17 s
-    "test_faults.py",  # ~11 s
-    "test_manager.py",  # ~10 s
-    "test_units.py",  # ~10 s
-    "test_spec_snippets.py",  # ~8 s; the rest take seconds, and fill in last
+    "test_views.py",  # ~15 s
+    "test_spec_snippets.py",  # ~15 s
+    "test_units.py",  # ~13 s
+    "test_faults.py",  # ~12 s
+    "test_manager.py",  # ~10 s; the rest take seconds, and fill in last
 )
 
 
@@ -129,6 +131,14 @@ async def browser() -> AsyncIterator[Browser]:
     contexts in it (`support.browser.pages_of`)."""
     async with chromium() as launched:
         yield launched
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    """`room-recovery up` under test (its own state and ports); `down` afterwards, and
+    nothing it started may be left running."""
+    with brought_down(System(tmp_path / "state", tmp_path)) as under_test:
+        yield under_test
 
 
 @pytest.fixture

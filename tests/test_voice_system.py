@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,9 @@ from room_recovery.rules.restart import RestartPolicy
 from room_recovery.system.livekit_server import free_port
 from room_recovery.system.supervisor import PartSpec, Supervisor
 from tests.support.livekit import ServerInfo, participant
-from tests.support.system import SERVER_ONLY, System, alive, brought_down
+from tests.support.system import SERVER_ONLY, System, alive
 
 pytestmark = pytest.mark.integration  # processes: up, the supervisor and its parts
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    """A system under test; `down` afterwards, and nothing it started may be left running."""
-    with brought_down(System(tmp_path / "state", tmp_path)) as under_test:
-        yield under_test
 
 
 def test_up_starts_the_server_runs_the_cleanup_and_reports_healthy(system: System) -> None:

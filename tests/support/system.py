@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from room_recovery.core.manager import RoomManager
 from room_recovery.core.settings import load_settings
 from room_recovery.system.livekit_server import free_port
 from room_recovery.system.processes import command_line
+from tests.support.livekit import ServerInfo
+from tests.support.worker import person
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,3 +180,18 @@ def brought_down(under_test: System) -> Iterator[System]:
     under_test.cli("down")
     leftovers = [pid for pid in started if alive(pid)]
     assert leftovers == [], f"processes left running after down: {leftovers}"
+
+
+async def person_gets_an_agent(
+    system: System, timeout: float = 20, agent_name: str = "demo-agent"
+) -> None:
+    """A person gets `agent_name` in a fresh room of `system` within `timeout`; the room
+    is deleted after, as the page's leave beacon would."""
+    server = ServerInfo(system.url, "devkey", "secret")
+    room = f"sys-{uuid.uuid4().hex[:8]}"
+    async with person(server, room, "user-sys", agent_name, publish=True) as someone:
+        await someone.wait_for_agent(timeout=timeout)
+    # as the page's leave beacon would: the job ends now, so a restart or `down` after this
+    # need not wait for its agent to notice the person left and drain
+    async with RoomManager(server.url, server.api_key, server.api_secret) as manager:
+        await manager.delete_room(room)
