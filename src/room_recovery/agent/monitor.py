@@ -35,7 +35,6 @@ from ..core.link import LinkClient, watchdog_url
 from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
 from ..core.settings import Settings, process_settings
-from ..core.views import participant_view
 from ..protocol import links
 from ..protocol.links import JobRecord
 from ..rules.recovery import Claim, DeadAgent, serves
@@ -47,7 +46,6 @@ from .shedding import RoomLooks
 logger = logging.getLogger(__name__)
 
 RECOVERY_TIMEOUT = 5.0  # bound on one in-place replacement
-LISTING_TIMEOUT = 1.0  # bound on the listing that tells whether an old job still serves
 SHED_EVERY = 2.0  # how often the worker's load is read (no call to LiveKit below SHED_LOAD)
 SHED_LOOKS = 12  # jobs looked at most at once, near the limit
 
@@ -162,13 +160,8 @@ class WorkerMonitor:
         return None
 
     async def _still_serves(self, room: str, claim: Claim) -> bool:
-        try:
-            async with asyncio.timeout(LISTING_TIMEOUT):
-                async with RoomManager(settings=self.settings, request_timeout=1) as manager:
-                    listed = await manager.list_participants(room)
-        except (RoomRecoveryError, TimeoutError, OSError):
-            return False
-        return bool(serves(claim, time.monotonic(), [participant_view(p) for p in listed]))
+        listed = await self.looks.listing(room)
+        return listed is not None and bool(serves(claim, time.monotonic(), listed))
 
     def _forget_lapsed(self, now: float) -> None:
         """Forget claims of jobs that were accepted but never launched (no assignment came):
