@@ -213,6 +213,8 @@ def test_the_warm_processes_come_from_the_flag_else_the_environment_else_3(
     monkeypatch.delenv("ROOM_RECOVERY_AGENT_IDLE_PROCESSES", raising=False)  # conftest's
     unset = load_settings(livekit_url="ws://x")
     assert options_from_args(parse_args([]), unset).num_idle_processes == 3
+    empty = load_settings(livekit_url="ws://x", room_recovery_agent_idle_processes="")
+    assert options_from_args(parse_args([]), empty).num_idle_processes == 3  # as documented
     with pytest.raises(ConfigurationError, match="ROOM_RECOVERY_AGENT_IDLE_PROCESSES"):
         load_settings(livekit_url="ws://x", room_recovery_agent_idle_processes=-1)
 

@@ -187,8 +187,8 @@ async def test_the_job_of_a_room_whose_people_are_all_ghosts_of_a_dead_node_ends
     # answering for the person, the job's agent reconnecting alone for minutes
     ghost, person = someone("user-gone", Kind.STANDARD), someone("user-here", Kind.STANDARD)
     rooms = {"dead-node": [AGENT, ghost], "alive": [AGENT, person]}
-    reached = {"user-gone": False, "user-here": True}
-    worker, processes, _ = watching(rooms, 0.7, monkeypatch, reached)
+    reached = {"user-gone": False, "user-here": True, "agent-AJ_dead-node": False}
+    worker, processes, asked = watching(rooms, 0.7, monkeypatch, reached)
     clock.now += SHED_MIN_AGE
     assert await worker.shed_orphans() == []  # one unanswered ask is doubt, not death
     clock.now += GHOST_AFTER - 1
@@ -197,13 +197,15 @@ async def test_the_job_of_a_room_whose_people_are_all_ghosts_of_a_dead_node_ends
     assert await worker.shed_orphans() == ["AJ_dead-node"]
     await settle(worker)
     assert processes["dead-node"].closed and not processes["alive"].closed
+    assert "reach user-here" not in asked  # its agent's node answered: nobody else asked
 
 
 async def test_a_person_the_server_cannot_say_about_keeps_the_job(
     clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rooms = {"unsure": [AGENT, someone("user-1", Kind.STANDARD)]}
-    worker, processes, _ = watching(rooms, 0.7, monkeypatch, {"user-1": None})
+    reached = {"user-1": None, "agent-AJ_unsure": False}
+    worker, processes, _ = watching(rooms, 0.7, monkeypatch, reached)
     for _ in range(3):
         clock.now += GHOST_AFTER
         assert await worker.shed_orphans() == []

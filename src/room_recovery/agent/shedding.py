@@ -5,9 +5,10 @@ A job serves nobody when its room has had nobody but agents in it for `SHED_CONF
 node has answered for them for `GHOST_AFTER` (`rules.reach.judge_reach`, the watchdog's
 own rule). The second is what a node's death leaves: its rooms stay listed in Redis with
 their people and agents ACTIVE, the people have gone elsewhere, and the job's agent
-reconnects, alone, for minutes. The people are asked (an UpdateParticipant that changes
-nothing, which goes to their node) only when the room lists some, for a job old enough,
-on a worker near its load limit. A room or a person the server cannot say anything about
+reconnects, alone, for minutes. The job's own agent is asked first (an UpdateParticipant
+that changes nothing, which goes to the room's node): when its node answers, nobody else
+is asked. Only then are the people asked, each one, and only for a job old enough on a
+worker near its load limit. A room or a person the server cannot say anything about
 is never judged.
 """
 
@@ -71,6 +72,11 @@ class RoomLooks:
         return None
 
     async def _ghosts(self, record: JobRecord, listed: list[ParticipantView]) -> bool:
+        if await self.reaches(record.room, record.identity) is not False:
+            # the room's node answers for its own agent (or the server cannot say): the
+            # people it lists are no ghosts of a dead node, and need no asking one by one
+            self._unanswered.pop(record.job_id, None)
+            return False
         people = [p for p in listed if p.kind is not Kind.AGENT]
         answers = await asyncio.gather(*(self.reaches(record.room, p.identity) for p in people))
         unanswered = self._unanswered.get(record.job_id, {})

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     room_recovery_announce: bool = True
     room_recovery_node_modules: str = ""  # the page server's npm packages; "" : the project's
 
+    @field_validator("room_recovery_agent_idle_processes", mode="before")
+    @classmethod
+    def _empty_is_the_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("livekit_url")
     @classmethod
     def _url_has_a_known_scheme(cls, value: str) -> str:

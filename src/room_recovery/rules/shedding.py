@@ -10,8 +10,10 @@ So a worker near that limit (`audits`) looks at the rooms of its jobs older than
 `SHED_MIN_AGE`, and ends a job whose room has had nobody but agents in it in looks at
 least `SHED_CONFIRM` apart (`judge_vacancy`). Ending a job is its agent leaving an empty
 room, as the guide's graceful shutdown has it: no participant is removed, and a job whose
-room holds anyone but agents (a person, a phone caller, an egress) is never ended. A room
-that cannot be listed is never judged. Below `SHED_LOAD` nothing is listed at all.
+room holds anyone but agents (a person, a phone caller, an egress) is not ended by this
+rule; only when every one of them is a ghost of a dead node (`rules.reach`, asked by
+`agent.shedding`). A room that cannot be listed is never judged. Below `SHED_LOAD` nothing
+is listed at all.
 """
 
 from __future__ import annotations

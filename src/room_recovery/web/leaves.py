@@ -78,7 +78,7 @@ class LeaveRetries:
             return
         logger.warning(
             "Gave up cleaning up room %s after its page closed (%d tries): %s; the stale "
-            "cleanup will",
+            "cleanup deletes it once it is older than ROOM_STALE_TIMEOUT",
             room,
             len(RETRY_DELAYS) + 1,
             error,
