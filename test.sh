@@ -25,4 +25,4 @@ echo "==> alert rules (promtool check rules, promtool test rules)"
 promtool check rules alerts/room-recovery.rules.yml >/dev/null
 promtool test rules alerts/room-recovery.test.yml
 echo "==> pytest"
-exec .venv/bin/pytest -n "${ROOM_RECOVERY_TEST_WORKERS:-5}" --dist loadfile "$@"
+exec .venv/bin/pytest -n "${ROOM_RECOVERY_TEST_WORKERS:-5}" --dist loadfile --no-loadscope-reorder "$@"

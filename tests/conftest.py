@@ -48,7 +48,9 @@ PROCESS_FIXTURES = {
 
 # The modules that take longest (seconds of one worker, measured with --durations=0), run
 # first: pytest-xdist hands out whole modules in collection order, and a long one started
-# last would finish alone while the other workers idle.
+# last would finish alone while the other workers idle. Only with --no-loadscope-reorder
+# (./test.sh): by default pytest-xdist reorders modules by their number of tests, which
+# started 23 quick unit modules first and left workers idle for up to 50 s at the end.
 LONGEST_FIRST = (  # each module's own time in a full run on 5 workers (issue 25)
     "test_guide_worker.py",  # ~149 s
     "test_agent_commands.py",  # ~134 s
