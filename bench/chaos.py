@@ -788,10 +788,13 @@ async def main(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    if args.worker_jobs is not None:  # the guide's test worker reads it (its load by jobs)
+        os.environ["LETTA_JOBS_AT_LIMIT"] = str(args.worker_jobs)
     if args.nodes > 1:
         with own_cluster(args.nodes, worker=WORKERS[args.worker]) as cluster:
             print(
-                f"own cluster: {args.nodes} nodes, {args.worker} worker, "
+                f"own cluster: {args.nodes} nodes, {args.worker} worker "
+                f"(at its limit at {os.environ.get('LETTA_JOBS_AT_LIMIT', '12')} jobs), "
                 f"page {cluster.page_url}, state {cluster.state_dir}",
                 flush=True,
             )
@@ -820,6 +823,11 @@ if __name__ == "__main__":
         help="the agent worker of the system it starts: spec (default), the guide's worker "
         "(tests/workers/letta_voice_agent.py: automatic dispatch, the guide's request handler "
         "verbatim), or demo, the demo agent",
+    )
+    parser.add_argument(
+        "--worker-jobs",
+        type=int,
+        help="the spec worker's limit in jobs (default 12): LiveKit sends it no job at that many",
     )
     parser.add_argument("--page", help="a running system's page URL (default: start one)")
     parser.add_argument("--state-dir", type=Path, help="that system's state folder (faults)")
