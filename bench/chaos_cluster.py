@@ -198,10 +198,11 @@ def own_cluster(
     flags += ["--nodes", str(nodes), "--redis-port", str(redis_port), *worker.flags]
     # with --nodes, up also runs Prometheus: on a free port too, never its default's
     flags += ["--prometheus-port", str(spare_port())]
-    # LiveKit's webhooks reach both watchdogs, as a deployment of two lists both
+    # LiveKit's webhooks and the workers' links reach both watchdogs, as a deployment of
+    # two lists both
     second_port = spare_port()
     if second_watch:
-        flags += ["--webhook", f"http://127.0.0.1:{second_port}/webhook"]
+        flags += ["--peer-watchdog", f"http://127.0.0.1:{second_port}"]
     started = subprocess.run(
         [*cli, "up", "--detach", *flags], env=env, cwd=folder, capture_output=True, text=True
     )

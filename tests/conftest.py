@@ -58,13 +58,13 @@ LONGEST_FIRST = (  # each module's own time in a full run on 5 workers (issue 25
     "test_page.py",  # ~89 s
     "test_voice_agents.py",  # ~88 s
     "test_nodes.py",  # ~53 s
+    "test_cluster.py",  # ~50 s
     "test_leader.py",  # ~50 s
     "test_voice_system.py",  # ~45 s
     "test_watchdog.py",  # ~43 s
     "test_agent_hook.py",  # ~41 s
     "test_prometheus.py",  # ~41 s, one test
     "test_light_install.py",  # ~37 s
-    "test_cluster.py",  # ~35 s
     "test_doctor.py",  # ~32 s
     "test_recovery_protocol.py",  # ~30 s
     "test_cli.py",  # ~25 s

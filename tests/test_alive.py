@@ -15,12 +15,14 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 
-from room_recovery.core.link import ask_alive
+from room_recovery.agent.monitor import WorkerMonitor
+from room_recovery.core.link import ask_alive, ask_alive_all, split_urls
 from room_recovery.core.settings import Settings
 from room_recovery.protocol import links
 from room_recovery.protocol.heartbeat import HEARTBEAT_ATTRIBUTE, heartbeat_value
@@ -125,6 +127,43 @@ async def test_ask_alive_says_whom_the_links_vouch_for_and_none_when_refused() -
         assert await ask_alive(url, foreign, ROOM) is None  # 401: no word is no proof
     assert await ask_alive(UNREACHABLE, settings(), ROOM) is None
     assert await ask_alive("http://10.0.0.5:8082", settings(), ROOM) is None  # clear, off-host
+
+
+async def test_with_several_watchdogs_an_agent_vouched_for_by_any_of_them_stays() -> None:
+    # a watchdog restarted a moment ago (or unreachable) may not hold the worker's link yet:
+    # the word of the one that does is enough
+    async with watchdog_vouching(job("agent-a")) as one, watchdog_vouching() as fresh:
+        listed = f"{fresh}, {UNREACHABLE},{one}/"
+        assert await ask_alive_all(split_urls(listed), settings(), ROOM) == {"agent-a"}
+        fake = FakeTransport(settings(listed))
+        fake.add_participant(ROOM, "user", age=5)
+        frozen_agent(fake, "agent-a")
+        ghost = frozen_agent(fake, "agent-ghost")
+        await manager_on(fake).ensure_clean_room(ROOM, keep="user")
+    assert [(identity, sid) for _, identity, sid in fake.removed] == [("agent-ghost", ghost)]
+    assert await ask_alive_all((UNREACHABLE, "http://10.0.0.5:8082"), settings(), ROOM) is None
+
+
+def test_each_watchdog_hears_once_that_the_worker_has_just_registered() -> None:
+    # people who waited while no worker was there are sent to it by the leader, which may
+    # be any of the watchdogs: each link's next hello says so, once per registration
+    server = SimpleNamespace(active_jobs=[], on=lambda *_: None, id="AW_1", _agent_name="a")
+    watching = WorkerMonitor(server, watchdog=f"{UNREACHABLE},http://127.0.0.1:10", registered=True)
+    assert watching.link is not None and len(watching.link.clients) == 2
+
+    def fresh(link: str) -> bool:
+        return bool(json.loads(watching._hello(link))["registered"])
+
+    assert [fresh("link-1"), fresh("link-2"), fresh("link-1")] == [True, True, False]
+    watching._registered()  # registered again (LiveKit restarted)
+    assert [fresh("link-2"), fresh("link-2"), fresh("link-1")] == [True, False, True]
+
+
+def test_the_watchdog_url_may_list_several_each_once() -> None:
+    assert split_urls("") == split_urls(" , ") == ()
+    assert split_urls("http://127.0.0.1:8082/") == ("http://127.0.0.1:8082",)
+    listed = "http://127.0.0.1:8082/, https://watch-2.example.com,http://127.0.0.1:8082"
+    assert split_urls(listed) == ("http://127.0.0.1:8082", "https://watch-2.example.com")
 
 
 @pytest.mark.parametrize(

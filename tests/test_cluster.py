@@ -1,8 +1,11 @@
 """A LiveKit cluster: two livekit-server nodes sharing a real Redis (LiveKit's distributed
-mode), and two watchdogs, one on each node's API, electing one leader through that Redis."""
+mode), and two watchdogs, one on each node's API, electing one leader through that Redis.
+Workers given both watchdogs (ROOM_RECOVERY_WATCHDOG_URL, a list) link to each, so the
+leader hears a worker's death on its own link, whichever of them leads."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
@@ -17,8 +20,10 @@ from room_recovery.core.settings import load_settings
 from room_recovery.rules.attention import AttentionPolicy
 from room_recovery.rules.watch import WatchPolicy
 from room_recovery.system.livekit_server import LiveKitServer, ServerConfig
-from room_recovery.watchdog import Watchdog, WatchdogOptions
+from room_recovery.watchdog import Watchdog, WatchdogOptions, create_app
+from room_recovery.web import running
 from tests.support.livekit import ServerInfo, eventually
+from tests.support.recovery import serving, start_worker
 from tests.support.redis_server import redis_server
 from tests.support.worker import WorkerProcess, job_processes, person
 
@@ -50,6 +55,7 @@ async def nodes(
 
 
 def watchdog_on(node: ServerInfo, redis: str, agent_name: str) -> Watchdog:
+    """A watchdog on `node`'s API sending `agent_name` ("": LiveKit's automatic dispatch)."""
     settings = load_settings(
         livekit_url=node.url,
         livekit_api_key=KEY,
@@ -59,6 +65,7 @@ def watchdog_on(node: ServerInfo, redis: str, agent_name: str) -> Watchdog:
     )
     options = WatchdogOptions(
         agent_name=agent_name,
+        automatic=not agent_name,
         sweep_interval=0.3,
         watch=WatchPolicy(grace=0.5),
         attention=AttentionPolicy(settle=0.5),
@@ -147,3 +154,56 @@ async def test_a_dead_agent_is_replaced_once_with_two_watchdogs_alive(
         await eventually(settled, timeout=15, what="the room to be healthy again")
         # the token's dispatch, then exactly one replacement from the two watchdogs
         assert await named_dispatches(second, room) == [agent_name, agent_name]
+
+
+async def test_a_killed_workers_agent_is_replaced_through_the_leaders_own_link(
+    nodes: list[ServerInfo], redis_url: str, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    first, second = nodes
+    async with AsyncExitStack() as stack:
+        dogs, urls = [], []
+        for node in nodes:  # automatic dispatch, as the guide's worker registers
+            dogs.append(await stack.enter_async_context(watchdog_on(node, redis_url, "")))
+            urls.append(
+                await stack.enter_async_context(running(create_app(dogs[-1]), "127.0.0.1", 0))
+            )
+
+        async def one_leads() -> bool:
+            return sum(w.leadership.leading for w in dogs) == 1
+
+        await eventually(one_leads, timeout=10, what="one leader among the two watchdogs")
+        leader = next(w for w in dogs if w.leadership.leading)
+        standby = next(w for w in dogs if w is not leader)
+        # the standby listed first: the leader is no first choice of the workers
+        listed = f"{urls[dogs.index(standby)]},{urls[dogs.index(leader)]}"
+        pool = list(
+            await asyncio.gather(
+                *(
+                    start_worker("spec", second, "", tmp_path / f"{n}.log", workers, listed)
+                    for n in ("a", "b")
+                )
+            )
+        )
+        room = f"{PREFIX}{uuid.uuid4().hex[:10]}"
+        async with person(first, room, "user-3", publish=True) as user:
+            dead = await user.wait_for_agent(timeout=20)
+
+            async def both_hold_the_job() -> bool:
+                return all(dog.links.vouched(room) for dog in dogs)
+
+            await eventually(both_hold_the_job, what="both watchdogs to hear of the job")
+            victim = serving(pool, second)
+            mark = len(user.events)
+            victim.kill()  # the worker and its job processes, as a crash
+
+            def replaced() -> bool:
+                return any(agent.sid != dead.sid for agent in user.agents())
+
+            # through the link: well within the 20 s a silent ghost stays listed ACTIVE
+            await user.wait_for("a new agent", replaced, timeout=10)
+            assert leader.links.lost_workers == standby.links.lost_workers == 1
+            await user.wait_for("the dead agent to leave", lambda: len(user.agents()) == 1, 5)
+            joined = [sid for event, _, sid in user.events[mark:] if event == "joined"]
+            assert joined == [user.agents()[0].sid]  # one replacement, by the leader alone
+            survivor = next(w for w in pool if w is not victim)
+            assert job_processes(survivor, second.url)

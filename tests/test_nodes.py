@@ -244,3 +244,51 @@ def test_every_node_sends_its_webhooks_to_each_watchdog_up_is_told_of(tmp_path: 
             agent_command=[],
             webhooks=["ftp://x"],
         )
+
+
+def peer_options(tmp_path: Path, *peers: str) -> SystemOptions:
+    return up_options(
+        state_dir=tmp_path,
+        agent_name="demo-agent",
+        agent_health_port=8083,
+        web_port=8080,
+        watch_port=8082,
+        no_agent=True,
+        no_web=False,
+        no_watch=False,
+        agent_command=["auto:mine=python my_agent.py start"],
+        nodes=2,
+        prometheus=False,
+        peer_watchdogs=list(peers),
+    )
+
+
+def test_a_peer_watchdog_gets_the_webhooks_and_a_link_from_each_worker(tmp_path: Path) -> None:
+    settings = load_settings(livekit_url="ws://127.0.0.1:7880")
+    peer = "http://127.0.0.1:8092"
+    options = peer_options(tmp_path, peer + "/", peer, "https://watch-3.example.com")
+    plan = plan_system(settings, options)
+    own = "http://127.0.0.1:8082"
+    assert plan.nodes[0].webhook_urls == (
+        f"{own}/webhook",
+        f"{peer}/webhook",
+        "https://watch-3.example.com/webhook",
+    )
+    assert plan.watchdog_urls == (own, peer, "https://watch-3.example.com")
+    [worker] = [part for part in plan.parts if part.name == "agent-mine"]
+    assert worker.env["ROOM_RECOVERY_WATCHDOG_URL"] == f"{own},{peer},https://watch-3.example.com"
+
+
+@pytest.mark.parametrize(
+    ("peer", "problem"),
+    [
+        ("watch-2:8082", "is not an http(s) URL"),
+        ("http://127.0.0.1:8092/webhook", "has a path; give the watchdog's address alone"),
+        ("http://10.0.0.2:8082", "on another machine in clear"),
+    ],
+)
+def test_a_peer_watchdog_that_cannot_be_linked_to_is_refused_before_anything_starts(
+    tmp_path: Path, peer: str, problem: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(problem)):
+        peer_options(tmp_path, peer)

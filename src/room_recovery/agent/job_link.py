@@ -23,7 +23,7 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import get_job_context
 
-from ..core.link import LinkClient, watchdog_url
+from ..core.link import LinkGroup, watchdog_urls
 from ..core.settings import Settings
 from ..protocol import links
 from ..protocol.links import JobRecord
@@ -32,14 +32,14 @@ from .announce import ANNOUNCED_ATTRIBUTE, announcing
 
 logger = logging.getLogger(__name__)
 
-_links: dict[str, LinkClient] = {}  # job id -> its link (a job process runs one job)
+_links: dict[str, LinkGroup] = {}  # job id -> its link (a job process runs one job)
 _tasks: set[asyncio.Task[Any]] = set()
 
 
-def watch(job: adapter.CurrentJob, settings: Settings | None = None) -> LinkClient | None:
+def watch(job: adapter.CurrentJob, settings: Settings | None = None) -> LinkGroup | None:
     """Link `job` to the watchdog (once); None when there is no watchdog to link to."""
-    url = watchdog_url()
-    if not url or not monitor.enabled():
+    urls = watchdog_urls()
+    if not urls or not monitor.enabled():
         return None
     if job.job_id in _links:
         return _links[job.job_id]
@@ -49,7 +49,7 @@ def watch(job: adapter.CurrentJob, settings: Settings | None = None) -> LinkClie
     def hello(link: str) -> str:
         return links.hello(worker, job.agent_name, [record], kind=links.JOB, link=link)
 
-    client = _links[job.job_id] = LinkClient(url, hello, settings, name="job")
+    client = _links[job.job_id] = LinkGroup(urls, hello, settings, name="job")
     if not client.start():
         return None
 
@@ -70,7 +70,7 @@ def watch(job: adapter.CurrentJob, settings: Settings | None = None) -> LinkClie
     _when_connected(room, connected)
     logger.info(
         "🩺 this job links to the watchdog at %s",
-        url,
+        ", ".join(urls),
         extra={"room": job.room, "job_id": job.job_id},
     )
     return client

@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..core.errors import OutOfScopeError, RoomRecoveryError
-from ..core.link import LinkClient, watchdog_url
+from ..core.link import LinkGroup, split_urls, watchdog_urls
 from ..core.manager import RoomManager
 from ..core.recovery import replace_agent
 from ..core.settings import Settings, process_settings
@@ -80,9 +80,11 @@ class WorkerMonitor:
         registered: bool = False,
     ) -> None:
         self.server = server
-        self._fresh = registered  # the next hello says the worker has just registered
+        # registrations of the worker, and how many of them each link's hello has told
+        self._registrations = 1 if registered else 0
+        self._told: dict[str, int] = {}
         self._settings = settings
-        self.watchdog_url = watchdog_url() if watchdog is None else watchdog.rstrip("/")
+        self.watchdog_urls = watchdog_urls() if watchdog is None else split_urls(watchdog)
         self.jobs: dict[str, JobRecord] = {}
         self.claims: dict[str, Claim] = {}  # room -> the job of this worker that serves it
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -90,9 +92,9 @@ class WorkerMonitor:
         self._launched_at: dict[str, float] = {}  # job id -> monotonic, for `rules.shedding`
         self.looks = RoomLooks(lambda: self.settings)  # what it saw of its jobs' rooms
         self._shed: set[str] = set()  # jobs this monitor ended: their exit is no death
-        self.link: LinkClient | None = None
-        if self.watchdog_url:
-            self.link = LinkClient(self.watchdog_url, self._hello, settings)
+        self.link: LinkGroup | None = None
+        if self.watchdog_urls:
+            self.link = LinkGroup(self.watchdog_urls, self._hello, settings)
 
     @property
     def settings(self) -> Settings:
@@ -125,8 +127,10 @@ class WorkerMonitor:
         self._spawn(self._shed_loop())
         logger.info(
             "🩺 watching this worker's jobs%s",
-            f"; linked to the watchdog at {self.watchdog_url}" if self.watchdog_url else "",
-            extra={"watchdog": self.watchdog_url or None, "jobs": len(self.jobs)},
+            f"; linked to the watchdog at {', '.join(self.watchdog_urls)}"
+            if self.watchdog_urls
+            else "",
+            extra={"watchdog": ", ".join(self.watchdog_urls) or None, "jobs": len(self.jobs)},
         )
         return True
 
@@ -344,13 +348,16 @@ class WorkerMonitor:
     # --- the link to the watchdog ----------------------------------------------------------
 
     def _registered(self, *_: object) -> None:
-        self._fresh = True
-        if self.link is not None and self.link.linked.is_set():  # else the link's own hello
-            self.link.send(self._hello(self.link.link_id))
+        self._registrations += 1
+        if self.link is not None:  # a link not up says it in its own hello when it links
+            self.link.hello_again()
 
     def _hello(self, link: str) -> str:
+        """The hello on link `link`: it says the worker has just registered until that
+        link has said so once (each watchdog must hear it: any one may be the leader)."""
         worker, name = adapter.worker_id(self.server), adapter.registered_name(self.server)
-        fresh, self._fresh = self._fresh, False
+        fresh = self._told.get(link, 0) < self._registrations
+        self._told[link] = self._registrations
         jobs = list(self.jobs.values())
         return links.hello(worker, name, jobs, registered=fresh, link=link)
 

@@ -129,6 +129,17 @@ def up(
             show_default=False,
         ),
     ] = None,
+    peer_watchdogs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--peer-watchdog",
+            metavar="URL",
+            help="another watchdog of this cluster (http://HOST:8082; https:// on another "
+            "machine): LiveKit sends it webhooks and up's agent workers link to it too, so "
+            "that whichever watchdog leads hears of each room and each worker; repeat for more",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[
         float,
         typer.Option("--wait", min=SMALLEST_WAIT, help="with --detach: seconds to wait for health"),
@@ -150,6 +161,7 @@ def up(
         prometheus_port=prometheus_port,
         prometheus_interval=prometheus_interval,
         webhooks=webhooks or [],
+        peer_watchdogs=peer_watchdogs or [],
     )
     if detach:
         argv = [arg for arg in run.argv if arg not in ("--detach", "--json")]
@@ -196,6 +208,7 @@ def _up_options_of(run: Run, argv: list[str]) -> SystemOptions:
     given = {name: params[name] for name in names} | {
         "agent_command": params["agent_command"] or [],
         "webhooks": params["webhooks"] or [],
+        "peer_watchdogs": params["peer_watchdogs"] or [],
     }
     return up_options(**given)
 

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from ..core.defaults import PROMETHEUS_PORT
 from ..core.errors import ConfigurationError
 from ..core.extras import DEMO_MODULES, missing_modules
+from ..protocol import links
 from ..system.options import (
     DEFAULT_REDIS_PORT,
     ExtraAgent,
@@ -36,6 +37,7 @@ def up_options(
     prometheus_port: int = PROMETHEUS_PORT,
     prometheus_interval: float = 5.0,
     webhooks: Sequence[str] = (),
+    peer_watchdogs: Sequence[str] = (),
 ) -> SystemOptions:
     """The SystemOptions of `up`'s options; raises ConfigurationError for bad ones.
 
@@ -65,6 +67,7 @@ def up_options(
         prometheus_port=prometheus_port,
         prometheus_interval=prometheus_interval,
         webhooks=tuple(_webhook_url(url) for url in webhooks),
+        peer_watchdogs=tuple(dict.fromkeys(_peer_url(url) for url in peer_watchdogs)),
     )
 
 
@@ -77,6 +80,28 @@ def _webhook_url(url: str) -> str:
             "address, for example http://10.0.0.2:8082/webhook"
         )
     return url
+
+
+def _peer_url(url: str) -> str:
+    """A --peer-watchdog: a watchdog's base address, else a ConfigurationError that says so.
+    Worker links carry a credential: to another machine only over TLS (`links.needs_tls`)."""
+    parsed = urlparse(url)
+    example = "for example http://127.0.0.1:8092, or https://watch-2.example.com"
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigurationError(
+            f"--peer-watchdog {url!r} is not an http(s) URL; give another watchdog's "
+            f"address, {example}"
+        )
+    if parsed.path.strip("/") or parsed.query:
+        raise ConfigurationError(
+            f"--peer-watchdog {url!r} has a path; give the watchdog's address alone, {example}"
+        )
+    if links.needs_tls(url):
+        raise ConfigurationError(
+            f"--peer-watchdog {url!r} is on another machine in clear: worker links carry a "
+            "credential, so put TLS in front of that watchdog and give its https:// address"
+        )
+    return url.rstrip("/")
 
 
 def _extra_agents(

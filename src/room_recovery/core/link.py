@@ -6,6 +6,10 @@ reconnecting with a short backoff (`up` starts the watchdog after the agents). O
 Its owner (the worker monitor, a job's own link, or `up` for a worker it runs) queues
 messages with `send`; those sent while no link is up are dropped: the next hello carries
 the state they described.
+
+`ROOM_RECOVERY_WATCHDOG_URL` may list several watchdogs (a cluster's, comma-separated): a
+`LinkGroup` keeps one `LinkClient` to each, so that whichever of them leads hears a
+worker's news on its own link, and a pre-join cleanup asks them all (`ask_alive_all`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
@@ -32,9 +36,27 @@ LINK_PATIENCE = 4  # failed attempts (about 10 s) before a warning
 ALIVE_TIMEOUT = 0.5  # seconds a pre-join cleanup waits for the watchdog's word on its agents
 
 
-def watchdog_url() -> str:
-    """Where the watchdog listens (ROOM_RECOVERY_WATCHDOG_URL, set by `up`), or ""."""
-    return process_settings().room_recovery_watchdog_url.rstrip("/")
+def split_urls(value: str) -> tuple[str, ...]:
+    """The watchdogs a ROOM_RECOVERY_WATCHDOG_URL value lists (comma-separated), each once."""
+    urls = (url.strip().rstrip("/") for url in value.split(","))
+    return tuple(dict.fromkeys(url for url in urls if url))
+
+
+def watchdog_urls() -> tuple[str, ...]:
+    """Where the watchdogs listen (ROOM_RECOVERY_WATCHDOG_URL, set by `up`); () for none."""
+    return split_urls(process_settings().room_recovery_watchdog_url)
+
+
+async def ask_alive_all(
+    urls: Sequence[str], settings: Settings, room: str, timeout: float = ALIVE_TIMEOUT
+) -> set[str] | None:
+    """The agents of `room` a worker vouches for on the link of any of these watchdogs.
+
+    A watchdog restarted a moment ago may not hold every link yet, so an agent vouched for
+    by any of them is alive; None when none of them could say (`ask_alive`)."""
+    answers = await asyncio.gather(*(ask_alive(url, settings, room, timeout) for url in urls))
+    heard = [answer for answer in answers if answer is not None]
+    return set().union(*heard) if heard else None
 
 
 async def ask_alive(
@@ -195,3 +217,37 @@ class LinkClient:
         finally:
             self._ws = None
             await cancel_and_wait(receive)
+
+
+class LinkGroup:
+    """One `LinkClient` to each watchdog of `urls`, all saying the same (see the module)."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        hello: Callable[[str], str],
+        settings: Settings | None = None,
+        *,
+        name: str = "worker",
+    ) -> None:
+        self.urls = tuple(urls)
+        self.clients = [LinkClient(url, hello, settings, name=name) for url in self.urls]
+
+    def start(self) -> bool:
+        """Start every link; False when none could be started (`LinkClient.start`)."""
+        started = [client.start() for client in self.clients]
+        return any(started)
+
+    def send(self, message: str) -> None:
+        for client in self.clients:
+            client.send(message)
+
+    def hello_again(self) -> None:
+        """Send each linked watchdog a fresh hello (the others get theirs when they link)."""
+        for client in self.clients:
+            if client.linked.is_set():
+                client.send(client.hello(client.link_id))
+
+    async def close(self, last: str | None = None, timeout: float = 1.0) -> None:
+        """Send `last` on each link and close them all, together, within `timeout`."""
+        await asyncio.gather(*(client.close(last, timeout) for client in self.clients))

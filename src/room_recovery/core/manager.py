@@ -29,7 +29,7 @@ from ..rules.staleness import (
     stale_removals,
 )
 from .errors import RoomRecoveryError
-from .link import ask_alive
+from .link import ask_alive_all, split_urls
 from .outcomes import delete_into, remove_into
 from .report import CleanupReport, Failure, KeptParticipant
 from .room_actions import RoomActions
@@ -311,12 +311,12 @@ class RoomManager(RoomActions):
     async def _alive_by_their_workers(self, room_name: str, doubted: set[str]) -> set[str]:
         """Which of the `doubted` agents their worker vouches for (the watchdog's links).
 
-        Without a watchdog (ROOM_RECOVERY_WATCHDOG_URL unset) nobody can vouch: none. With
-        one that cannot say, none is proven dead: all of them."""
-        url = self.settings.room_recovery_watchdog_url
-        if not url:
+        Without a watchdog (ROOM_RECOVERY_WATCHDOG_URL unset) nobody can vouch: none. When
+        none of its watchdogs can say, none is proven dead: all of them."""
+        urls = split_urls(self.settings.room_recovery_watchdog_url)
+        if not urls:
             return set()
-        answer = await ask_alive(url, self.settings, room_name)
+        answer = await ask_alive_all(urls, self.settings, room_name)
         alive = doubted if answer is None else doubted & answer
         if alive:
             logger.info(

@@ -12,7 +12,8 @@ Names and defaults are the spec's (`ROOM_RECOVERY_GUIDE.md`, "Environment Variab
 
 and, set by `up` and `units` (or by you, for a worker or page server you run yourself):
 
-    ROOM_RECOVERY_WATCHDOG_URL    where agent workers link to the watchdog ("" : no link)
+    ROOM_RECOVERY_WATCHDOG_URL    where agent workers link to the watchdog ("" : no link;
+                                  a cluster's watchdogs: comma-separated, one link to each)
     ROOM_RECOVERY_WORKER_MONITOR  off: a worker watches none of its jobs (benchmarks' baseline)
     ROOM_RECOVERY_ANNOUNCE        off: new agents do not announce themselves
     ROOM_RECOVERY_NODE_MODULES    where the page's npm packages are (default: the project's)

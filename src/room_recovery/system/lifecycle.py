@@ -137,7 +137,7 @@ async def up(settings: Settings, options: SystemOptions, *, as_json: bool = Fals
             await startup_cleanup()
         # each of your agents: its registered name checked, the watchdog told it is there
         observers = {
-            agent.part_name: AgentRegistration(agent, settings, plan.watchdog_url)
+            agent.part_name: AgentRegistration(agent, settings, plan.watchdog_urls)
             for agent in options.extra_agents
         }
         supervisor = Supervisor(

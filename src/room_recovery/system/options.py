@@ -110,6 +110,9 @@ class SystemOptions:
     # further receivers of the nodes' webhooks (--webhook): the other watchdogs, so that
     # whichever leads hears of a room at once, not at its next listing
     webhooks: tuple[str, ...] = ()
+    # the other watchdogs of a cluster (--peer-watchdog): LiveKit sends them webhooks, and
+    # up's agent workers link to them too, so that whichever leads hears their news
+    peer_watchdogs: tuple[str, ...] = ()
 
     @property
     def wants_prometheus(self) -> bool:

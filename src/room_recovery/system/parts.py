@@ -75,7 +75,7 @@ class SystemPlan:
     nodes: tuple[ServerConfig, ...]  # the local livekit-server nodes; none for a remote server
     node_urls: tuple[str, ...]  # where people connect: LIVEKIT_URL, then each further node
     starts_redis: bool  # the nodes share a redis-server that `up` starts
-    watchdog_url: str | None  # where agent workers link to the watchdog; None without one
+    watchdog_urls: tuple[str, ...]  # where agent workers link to the watchdogs (--peer-watchdog)
     parts: tuple[PartSpec, ...]  # in start order
     prometheus: bool = False  # `up` runs Prometheus (`system.prometheus`)
 
@@ -99,7 +99,7 @@ def plan_system(settings: Settings, options: SystemOptions) -> SystemPlan:
     redis = starts_redis(settings, options)
     parts = _parts(settings, options, nodes, urls, redis, prometheus)
     return SystemPlan(
-        settings, options, nodes, urls, redis, watchdog_url(options), parts, prometheus
+        settings, options, nodes, urls, redis, watchdog_urls(options), parts, prometheus
     )
 
 
@@ -126,7 +126,8 @@ def _node_configs(
     (and with `metrics`, its own Prometheus metrics on that port + 3)."""
     port = server_port(settings)
     own = (f"http://127.0.0.1:{options.watch_port}/webhook",) if options.with_watch else ()
-    webhooks = (*own, *options.webhooks)
+    peers = tuple(f"{url}/webhook" for url in options.peer_watchdogs)
+    webhooks = tuple(dict.fromkeys((*own, *options.webhooks, *peers)))
     shared = urlparse(redis_url(settings, options)) if options.nodes > 1 else None
     if shared is not None and shared.scheme != "redis":
         raise ConfigurationError(
@@ -174,15 +175,16 @@ def _python_part(
     )
 
 
-def watchdog_url(options: SystemOptions) -> str | None:
-    """Where `up`'s watchdog listens for links (`protocol.links`), or None without one."""
-    return f"http://127.0.0.1:{options.watch_port}" if options.with_watch else None
+def watchdog_urls(options: SystemOptions) -> tuple[str, ...]:
+    """Where agent workers link (`protocol.links`): `up`'s watchdog, then its peers."""
+    own = (f"http://127.0.0.1:{options.watch_port}",) if options.with_watch else ()
+    return (*own, *options.peer_watchdogs)
 
 
 def _link_env(options: SystemOptions) -> dict[str, str]:
-    """Where agent workers find the watchdog for their link (`protocol.links`)."""
-    url = watchdog_url(options)
-    return {WATCHDOG_URL_VARIABLE: url} if url else {}
+    """Where agent workers find the watchdogs for their links (`protocol.links`)."""
+    urls = watchdog_urls(options)
+    return {WATCHDOG_URL_VARIABLE: ",".join(urls)} if urls else {}
 
 
 def server_config_path(options: SystemOptions, k: int = 0) -> Path:

@@ -20,7 +20,7 @@ import json
 import logging
 import re
 
-from ..core.link import LinkClient
+from ..core.link import LinkGroup
 from ..core.settings import Settings
 from ..protocol import links
 from .options import ExtraAgent
@@ -67,11 +67,13 @@ def name_problem(agent: ExtraAgent, registered: str) -> str | None:
 class AgentRegistration:
     """One agent worker that `up` runs: checks its name, keeps its link (see the module)."""
 
-    def __init__(self, agent: ExtraAgent, settings: Settings, watchdog_url: str | None) -> None:
+    def __init__(
+        self, agent: ExtraAgent, settings: Settings, watchdog_urls: tuple[str, ...]
+    ) -> None:
         self.agent = agent
         self.settings = settings
-        self.watchdog_url = watchdog_url
-        self._link: LinkClient | None = None
+        self.watchdog_urls = watchdog_urls
+        self._link: LinkGroup | None = None
 
     def registered(self, line: str) -> str | None:
         """The worker logged `line` (its registration). Returns a problem, or None."""
@@ -87,9 +89,9 @@ class AgentRegistration:
             return links.hello(f"up:{self.agent.part_name}", name, [], link=link)
 
         if self._link is not None:  # registered again (LiveKit restarted): tell it again
-            self._link.send(hello(self._link.link_id))
-        elif self.watchdog_url:
-            self._link = LinkClient(self.watchdog_url, hello, self.settings, name="up")
+            self._link.hello_again()
+        elif self.watchdog_urls:
+            self._link = LinkGroup(self.watchdog_urls, hello, self.settings, name="up")
             self._link.start()
         return None
 

@@ -24,7 +24,12 @@ from .context import WatchdogContext
 
 
 async def workers_lost(watchdog: WatchdogContext, jobs: list[JobRecord], died_at: float) -> None:
-    """A worker died with these jobs: replace each agent at once, where a person waits."""
+    """A worker died with these jobs: replace each agent at once, where a person waits.
+
+    A standby does nothing: a worker links to every watchdog it is given, and the leader
+    heard of the death on its own link (it could not act on it anyway: `gate` fences)."""
+    if not watchdog.leadership.leading:
+        return
     await asyncio.gather(*(replace_lost(watchdog, job, died_at) for job in jobs))
 
 
