@@ -54,8 +54,9 @@ async def nodes(
         yield infos
 
 
-def watchdog_on(node: ServerInfo, redis: str, agent_name: str) -> Watchdog:
-    """A watchdog on `node`'s API sending `agent_name` ("": LiveKit's automatic dispatch)."""
+def watchdog_on(node: ServerInfo, redis: str, agent_name: str, grace: float = 0.5) -> Watchdog:
+    """A watchdog on `node`'s API sending `agent_name` ("": LiveKit's automatic dispatch),
+    to a person `grace` seconds without an agent."""
     settings = load_settings(
         livekit_url=node.url,
         livekit_api_key=KEY,
@@ -67,7 +68,7 @@ def watchdog_on(node: ServerInfo, redis: str, agent_name: str) -> Watchdog:
         agent_name=agent_name,
         automatic=not agent_name,
         sweep_interval=0.3,
-        watch=WatchPolicy(grace=0.5),
+        watch=WatchPolicy(grace=grace),
         attention=AttentionPolicy(settle=0.5),
     )
     return Watchdog(settings, options)
@@ -162,8 +163,11 @@ async def test_a_killed_workers_agent_is_replaced_through_the_leaders_own_link(
     first, second = nodes
     async with AsyncExitStack() as stack:
         dogs, urls = [], []
-        for node in nodes:  # automatic dispatch, as the guide's worker registers
-            dogs.append(await stack.enter_async_context(watchdog_on(node, redis_url, "")))
+        # automatic dispatch, as the guide's worker registers, and the usual grace: LiveKit's
+        # own dispatch comes first (a watchdog's at 0.5 s may reach the other worker too)
+        for node in nodes:
+            dog = watchdog_on(node, redis_url, "", grace=WatchPolicy().grace)
+            dogs.append(await stack.enter_async_context(dog))
             urls.append(
                 await stack.enter_async_context(running(create_app(dogs[-1]), "127.0.0.1", 0))
             )
