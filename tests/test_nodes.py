@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -232,34 +233,21 @@ def test_every_node_sends_its_webhooks_to_each_watchdog_up_is_told_of(tmp_path: 
         (own, other)
     ] * 2
     with pytest.raises(ConfigurationError, match=r"--webhook 'ftp://x' is not an http\(s\) URL"):
-        up_options(
-            state_dir=tmp_path,
-            agent_name="demo-agent",
-            agent_health_port=8083,
-            web_port=8080,
-            watch_port=8082,
-            no_agent=True,
-            no_web=False,
-            no_watch=False,
-            agent_command=[],
-            webhooks=["ftp://x"],
-        )
+        options_of(tmp_path, webhooks=["ftp://x"])
+
+
+def options_of(tmp_path: Path, **given: Any) -> SystemOptions:
+    """`up --no-agent` with these options (up_options' names), the rest at their defaults."""
+    defaults: dict[str, Any] = {"agent_name": "demo-agent", "agent_health_port": 8083}
+    defaults |= {"web_port": 8080, "watch_port": 8082, "agent_command": []}
+    defaults |= {"no_agent": True, "no_web": False, "no_watch": False}
+    return up_options(state_dir=tmp_path, **(defaults | given))
 
 
 def peer_options(tmp_path: Path, *peers: str) -> SystemOptions:
-    return up_options(
-        state_dir=tmp_path,
-        agent_name="demo-agent",
-        agent_health_port=8083,
-        web_port=8080,
-        watch_port=8082,
-        no_agent=True,
-        no_web=False,
-        no_watch=False,
-        agent_command=["auto:mine=python my_agent.py start"],
-        nodes=2,
-        prometheus=False,
-        peer_watchdogs=list(peers),
+    mine = ["auto:mine=python my_agent.py start"]
+    return options_of(
+        tmp_path, agent_command=mine, nodes=2, prometheus=False, peer_watchdogs=list(peers)
     )
 
 
