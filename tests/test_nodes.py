@@ -254,9 +254,9 @@ def peer_options(tmp_path: Path, *peers: str) -> SystemOptions:
 def test_a_peer_watchdog_gets_the_webhooks_and_a_link_from_each_worker(tmp_path: Path) -> None:
     settings = load_settings(livekit_url="ws://127.0.0.1:7880")
     peer = "http://127.0.0.1:8092"
-    options = peer_options(tmp_path, peer + "/", peer, "https://watch-3.example.com")
+    own = "http://127.0.0.1:8082"  # named as a peer too: still one link, one webhook
+    options = peer_options(tmp_path, peer + "/", peer, "https://watch-3.example.com", own)
     plan = plan_system(settings, options)
-    own = "http://127.0.0.1:8082"
     assert plan.nodes[0].webhook_urls == (
         f"{own}/webhook",
         f"{peer}/webhook",

@@ -71,27 +71,25 @@ def up_options(
     )
 
 
-def _webhook_url(url: str) -> str:
-    """A --webhook: an http(s) URL with a host, else a ConfigurationError that says so."""
+def _http_url(option: str, url: str, wanted: str) -> str:
+    """`url` if it is an http(s) URL with a host, else a ConfigurationError that says so."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ConfigurationError(
-            f"--webhook {url!r} is not an http(s) URL; give another watchdog's webhook "
-            "address, for example http://10.0.0.2:8082/webhook"
-        )
+        raise ConfigurationError(f"{option} {url!r} is not an http(s) URL; give {wanted}")
     return url
+
+
+def _webhook_url(url: str) -> str:
+    """A --webhook: an http(s) URL with a host, else a ConfigurationError that says so."""
+    wanted = "another watchdog's webhook address, for example http://10.0.0.2:8082/webhook"
+    return _http_url("--webhook", url, wanted)
 
 
 def _peer_url(url: str) -> str:
     """A --peer-watchdog: a watchdog's base address, else a ConfigurationError that says so.
     Worker links carry a credential: to another machine only over TLS (`links.needs_tls`)."""
-    parsed = urlparse(url)
     example = "for example http://127.0.0.1:8092, or https://watch-2.example.com"
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ConfigurationError(
-            f"--peer-watchdog {url!r} is not an http(s) URL; give another watchdog's "
-            f"address, {example}"
-        )
+    parsed = urlparse(_http_url("--peer-watchdog", url, f"another watchdog's address, {example}"))
     if parsed.path.strip("/") or parsed.query:
         raise ConfigurationError(
             f"--peer-watchdog {url!r} has a path; give the watchdog's address alone, {example}"

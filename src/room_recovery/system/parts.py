@@ -176,9 +176,10 @@ def _python_part(
 
 
 def watchdog_urls(options: SystemOptions) -> tuple[str, ...]:
-    """Where agent workers link (`protocol.links`): `up`'s watchdog, then its peers."""
+    """Where agent workers link (`protocol.links`): `up`'s watchdog, then its peers (each
+    once: a peer may name `up`'s own)."""
     own = (f"http://127.0.0.1:{options.watch_port}",) if options.with_watch else ()
-    return (*own, *options.peer_watchdogs)
+    return tuple(dict.fromkeys((*own, *options.peer_watchdogs)))
 
 
 def _link_env(options: SystemOptions) -> dict[str, str]:
