@@ -11,11 +11,15 @@ is `rules.recovery.serves`; the worker's side is `WorkerMonitor.admit`; the watc
 from __future__ import annotations
 
 import time
+import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from livekit import api
 
 from room_recovery.agent.monitor import WorkerMonitor
+from room_recovery.core.manager import RoomManager
 from room_recovery.protocol import links
 from room_recovery.protocol.links import JobRecord
 from room_recovery.rules.model import Kind, ParticipantView, State
@@ -29,6 +33,9 @@ from room_recovery.watchdog.links import WorkerLink, WorkerLinks
 from room_recovery.watchdog.look import look_at_room
 from tests.support.fake_transport import AGENT, FakeTransport, fake_settings
 from tests.support.fake_watchdog import FakeWatchdog
+from tests.support.livekit import ServerInfo
+from tests.support.recovery import linked_watchdog, start_worker
+from tests.support.worker import WorkerProcess, person
 
 ROOM = "voice-1"
 NOW = 1000.0
@@ -230,3 +237,70 @@ async def test_an_agent_whose_job_died_is_removed_though_livekit_lists_it_active
     assert "dispatch" in fake.changes()  # and the person gets an agent
     await look_at_room(dog, ROOM)  # no longer listed: its death is forgotten
     assert dog.links.died(ROOM) == []
+
+
+# --- LiveKit's own dispatch, still on its way -------------------------------------------------
+
+
+def seconds_ago(seconds: float) -> int:
+    """A LiveKit timestamp (nanoseconds) `seconds` ago."""
+    return int((time.time() - seconds) * 1e9)
+
+
+async def test_a_person_past_the_grace_gets_no_dispatch_while_livekits_own_is_answered() -> None:
+    # Seen in the cluster test: the watchdog dispatched beside LiveKit's own dispatch while
+    # a worker's request hook still ran, and the second job went to the other worker
+    fake = FakeTransport(fake_settings(room_prefix="voice-"))
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user", age=3.2)  # past the 3 s grace
+    own = fake.add_dispatch(ROOM, "")  # made with the room, no worker has answered yet
+    own.state.created_at = seconds_ago(3.2)
+    dog.watch(ROOM)
+    assert await look_at_room(dog, ROOM)  # waiting...
+    assert fake.called("dispatch") == []  # ...for the hook that is still running
+    job = own.state.jobs.add(id="AJ_1")  # a worker took it: its agent is launching
+    job.state.status, job.state.started_at = api.JobStatus.JS_RUNNING, seconds_ago(3.0)
+    assert await look_at_room(dog, ROOM)
+    assert fake.called("dispatch") == []
+
+
+async def test_a_person_gets_a_dispatch_once_livekits_own_came_to_nothing() -> None:
+    fake = FakeTransport(fake_settings(room_prefix="voice-"))
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user", age=12.0)
+    dropped = fake.add_dispatch(ROOM, "")  # no worker took it, and none will
+    dropped.state.created_at = seconds_ago(12.0)
+    stale = fake.add_dispatch(ROOM, "", jobs=[api.JobStatus.JS_RUNNING])  # its job died
+    stale.state.created_at = stale.state.jobs[0].state.started_at = seconds_ago(11.0)
+    dog.watch(ROOM)
+    assert await look_at_room(dog, ROOM)
+    assert len(fake.called("dispatch")) == 1
+
+
+async def test_livekits_own_dispatch_answered_slowly_brings_the_one_agent_on_a_real_server(
+    livekit_server: ServerInfo, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    # two workers whose hook takes 2 s; the watchdog's grace, 0.5 s, runs out while the
+    # first hook still runs: a dispatch then would be answered by the other worker too
+    async with linked_watchdog(livekit_server, "oa-", grace=0.5) as (watchdog, _):
+        for name in ("a", "b"):
+            await start_worker("slow", livekit_server, "", tmp_path / f"{name}.log", workers)
+        room = f"oa-{uuid.uuid4().hex[:10]}"
+        async with person(livekit_server, room, "user-1", publish=True) as user:
+            await user.wait_for_agent(timeout=15)
+            async with RoomManager(settings=watchdog.settings) as manager:
+                dispatches = await manager.list_dispatches(room)
+            # a dispatch of the watchdog's would have been made before this agent came
+            assert [d.agent_name for d in dispatches] == [""]  # LiveKit's own alone
+            assert len(user.agents()) == 1
+
+
+async def test_a_person_gets_a_dispatch_when_livekit_cannot_list_the_rooms_dispatches() -> None:
+    fake = FakeTransport(fake_settings(room_prefix="voice-"))
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user", age=3.2)
+    fake.add_dispatch(ROOM, "").state.created_at = seconds_ago(3.2)
+    fake.fail("list_dispatches")  # the room's node does not answer: nobody can say
+    dog.watch(ROOM)
+    assert await look_at_room(dog, ROOM)
+    assert len(fake.called("dispatch")) == 1  # never left waiting for our doubt

@@ -9,9 +9,12 @@ from room_recovery.rules.liveness import HEARTBEAT_TIMEOUT, MAX_ALLOWANCE, Heart
 from room_recovery.rules.model import Kind, ParticipantView, State
 from room_recovery.rules.reach import GHOST_AFTER, Reach, judge_reach, only_dead_agents
 from room_recovery.rules.watch import (
+    REQUEST_DEADLINE,
+    DispatchView,
     RoomHistory,
     WatchPolicy,
     assess_room,
+    dispatch_on_its_way,
     room_agent,
     waited_before,
 )
@@ -234,3 +237,29 @@ def test_a_room_of_dead_agents_no_node_answers_for_and_nobody_else_goes() -> Non
     assert not only_dead_agents([("PA_a", True), ("PA_b", True)], {"PA_a"})  # a live agent
     assert not only_dead_agents([("PA_p", False)], {"PA_p"})  # never a person, even so
     assert not only_dead_agents([], set())
+
+
+# --- a dispatch already made (LiveKit's own, with the room) -----------------------------------
+
+
+def test_a_dispatch_no_worker_has_answered_yet_is_on_its_way_until_livekits_deadline() -> None:
+    # LiveKit lists a job only once a worker accepted it: until then the hook may still run
+    answering = DispatchView(created_at=NOW - 1.0)
+    assert dispatch_on_its_way([answering], NOW, WATCH)
+    dropped = DispatchView(created_at=NOW - REQUEST_DEADLINE - 0.1)  # no worker took it
+    assert not dispatch_on_its_way([dropped], NOW, WATCH)
+
+
+def test_a_job_sent_to_a_worker_a_moment_ago_is_on_its_way_for_a_bounded_time() -> None:
+    launching = DispatchView(created_at=NOW - 9, jobs=1, starting_since=(NOW - 2.0,))
+    assert dispatch_on_its_way([launching], NOW, WATCH)
+    # LiveKit never changes a dead job's state: "running" long ago proves nothing
+    stale = DispatchView(created_at=NOW - 60, jobs=1, starting_since=(NOW - WATCH.job_wait,))
+    assert not dispatch_on_its_way([stale], NOW, WATCH)
+    ended = DispatchView(created_at=NOW - 2, jobs=1)  # its job failed or ended
+    assert not dispatch_on_its_way([ended], NOW, WATCH)
+
+
+def test_a_room_with_no_dispatch_or_an_unknown_time_has_nothing_on_its_way() -> None:
+    assert not dispatch_on_its_way([], NOW, WATCH)
+    assert not dispatch_on_its_way([DispatchView(created_at=0.0)], NOW, WATCH)

@@ -10,7 +10,9 @@ Kinds of agent, as users wire them:
 * `entrypoint`: `tests/workers/letta_entrypoint_cleanup.py`: `ensure_clean_room` called
            from the entrypoint (in the job's process) instead of the request handler;
 * `plain`: `tests/workers/plain_agent.py`: no room-recovery code at all;
-* `broken`: `tests/workers/broken_agent.py`: takes every job, its agent never comes.
+* `broken`: `tests/workers/broken_agent.py`: takes every job, its agent never comes;
+* `slow`:  `tests/workers/slow_hook_agent.py`: no room-recovery code, its request hook
+           takes 2 s (a busy machine's).
 
 The page's matrix (`test_recovery_page.py`) runs the first three (`KINDS`).
 """
@@ -38,6 +40,7 @@ SCRIPTS = {
     "entrypoint": "letta_entrypoint_cleanup.py",
     "plain": "plain_agent.py",
     "broken": "broken_agent.py",
+    "slow": "slow_hook_agent.py",
 }
 AUTOMATIC = (
     "spec",
@@ -45,6 +48,7 @@ AUTOMATIC = (
     "entrypoint",
     "plain",
     "broken",
+    "slow",
 )  # no agent_name: LiveKit's automatic dispatch
 LINKS_AT_REGISTRATION = ("demo", "top")  # the others link at their first job, or never
 LINKED = "linked to the watchdog"

@@ -6,7 +6,7 @@ from livekit import api
 
 from ..protocol.heartbeat import heartbeat_of, heartbeat_time
 from ..rules.model import Kind, ParticipantView, State
-from ..rules.watch import DispatchFate
+from ..rules.watch import DispatchFate, DispatchView
 
 _KINDS = {
     api.ParticipantInfo.Kind.STANDARD: Kind.STANDARD,
@@ -58,3 +58,19 @@ def dispatch_fate(dispatches: list[api.AgentDispatch], dispatch_id: str) -> Disp
             starting = any(job.state.status in _STARTING for job in jobs)
             return DispatchFate(taken=bool(jobs), starting=starting)
     return DispatchFate(taken=False)
+
+
+def dispatch_views(dispatches: list[api.AgentDispatch]) -> list[DispatchView]:
+    """The rules' view of a room's dispatches (`rules.watch.dispatch_on_its_way`)."""
+    return [
+        DispatchView(
+            created_at=d.state.created_at / 1e9,
+            jobs=len(d.state.jobs),
+            starting_since=tuple(
+                job.state.started_at / 1e9 if job.state.started_at else d.state.created_at / 1e9
+                for job in d.state.jobs
+                if job.state.status in _STARTING
+            ),
+        )
+        for d in dispatches
+    ]

@@ -41,6 +41,7 @@ class WatchPolicy:
     start_wait: float = 15.0  # an agent its worker says is starting gets this long to join
     fate_every: float = 1.0  # seconds between two looks at a starting job's dispatch
     failed_retry: float = 30.0  # a person still in a failed room gets a dispatch this often
+    job_wait: float = 8.0  # a job sent to a worker (hook, launch), its agent not in, gets this long
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,37 @@ class DispatchFate:
 
     taken: bool
     starting: bool = False
+
+
+@dataclass(frozen=True)
+class DispatchView:
+    """One of a room's dispatches as LiveKit's state lists it: when it was made, how many
+    jobs workers took for it, and when each job still starting (pending or running) was
+    assigned; times are wall-clock seconds."""
+
+    created_at: float
+    jobs: int = 0
+    starting_since: tuple[float, ...] = ()
+
+
+def dispatch_on_its_way(
+    dispatches: Sequence[DispatchView], wall_now: float, watch: WatchPolicy
+) -> bool:
+    """Whether an agent may still come from a dispatch already made (LiveKit's own, made
+    with the room, or anyone's), so that one more would make two agents.
+
+    LiveKit lists a dispatch's job only once a worker has accepted it: a dispatch made less
+    than `REQUEST_DEADLINE` ago with no job may still be in a worker's request hook (up to
+    3 s). A job assigned less than `watch.job_wait` ago and still starting may be launching
+    its agent. Neither is proof of life (a job's state never changes when it dies): both
+    only ever hold a dispatch back for a bounded time.
+    """
+    for dispatch in dispatches:
+        if not dispatch.jobs and wall_now - dispatch.created_at < REQUEST_DEADLINE:
+            return True
+        if any(wall_now - since < watch.job_wait for since in dispatch.starting_since):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from livekit import api
 
 from ..core.errors import LiveKitAPIError, RoomRecoveryError, ServerUnreachableError
-from ..core.views import dispatch_fate, is_agent_info, participant_view
+from ..core.views import dispatch_fate, dispatch_views, is_agent_info, participant_view
 from ..protocol.heartbeat import heartbeat_of
 from ..protocol.messages import dispatch_metadata
 from ..protocol.room_status import STATUS_FAILED, recovering
@@ -33,6 +33,7 @@ from ..rules.watch import (
     RoomAssessment,
     RoomHistory,
     assess_room,
+    dispatch_on_its_way,
     dispatched,
     room_agent,
     waited_before,
@@ -131,6 +132,37 @@ def _facts(
     return RoomFacts(views, silence, allowance, on_its_way)
 
 
+def _first_for_a_newcomer(state: WatchedRoom, result: RoomAssessment) -> bool:
+    """Whether the decision is the first dispatch for a person who has had no agent yet
+    (not a replacement: a person whose agent died is sent one at once)."""
+    return result.dispatch and not result.history.agent_died and state.history.last_sent is None
+
+
+async def _on_its_way(watchdog: WatchdogContext, name: str, state: WatchedRoom) -> bool:
+    """Whether a dispatch already made, LiveKit's own first of all, may still bring the
+    room its agent (`rules.watch.dispatch_on_its_way`): then one more would make two, on
+    two workers. One `ListDispatch`, asked only when about to dispatch; when LiveKit cannot
+    say, nothing is on its way (a person is never left waiting for our doubt)."""
+    try:
+        dispatches = await watchdog.manager.list_dispatches(name)
+    except RoomRecoveryError as exc:
+        logger.info("Room %s: cannot list its dispatches (%s)", name, exc, extra={"room": name})
+        return False
+    _learn_agent(watchdog, state, dispatches)
+    if not dispatch_on_its_way(dispatch_views(dispatches), time.time(), watchdog.options.watch):
+        state.awaited = False
+        return False
+    if not state.awaited:
+        state.awaited = True
+        logger.info(
+            "⏳ Room %s: a person waits, and a dispatch made already may still bring the "
+            "agent (a worker is answering it, or launching its job); no second one yet",
+            name,
+            extra={"room": name},
+        )
+    return True
+
+
 def _assess(
     watchdog: WatchdogContext,
     state: WatchedRoom,
@@ -209,6 +241,9 @@ async def _act(
         if reach is Reach.DOUBT:  # no dispatch: the wait goes on, asked again next look
             state.history = replace(state.history, waiting_since=history.waiting_since)
             return
+        if _first_for_a_newcomer(state, result) and await _on_its_way(watchdog, name, state):
+            state.history = replace(state.history, waiting_since=history.waiting_since)
+            return  # the same: the wait goes on
         dispatch_id = await _dispatch(
             watchdog, name, state, facts.views, result.cause or "agent_missing", history
         )

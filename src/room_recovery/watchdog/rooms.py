@@ -25,6 +25,7 @@ class WatchedRoom:
     join_recorded: bool = False
     ready_at: float = 0.0  # when a worker for its agent last (re)registered
     replacing: str | None = None  # the dead agent whose replacement the room is waiting for
+    awaited: bool = False  # held back for a dispatch made already (logged once)
     counts: dict[str, int] = field(default_factory=dict)  # participants by kind, last look
     people: tuple[str, ...] = ()  # identities at the last look
     agents: tuple[str, ...] = ()
