@@ -163,8 +163,8 @@ async def test_a_killed_workers_agent_is_replaced_through_the_leaders_own_link(
     first, second = nodes
     async with AsyncExitStack() as stack:
         dogs, urls = [], []
-        # automatic dispatch, as the guide's worker registers, and the usual grace: LiveKit's
-        # own dispatch comes first (a watchdog's at 0.5 s may reach the other worker too)
+        # automatic dispatch, as the guide's worker registers, and the usual grace (a watchdog
+        # also waits while LiveKit's own dispatch is answered: test_one_agent.py)
         for node in nodes:
             dog = watchdog_on(node, redis_url, "", grace=WatchPolicy().grace)
             dogs.append(await stack.enter_async_context(dog))
