@@ -11,6 +11,8 @@ room:
     request    the worker got LiveKit's job request ("received job request")
     cleaned    the guide's pre-join cleanup was done ("successfully cleaned")
     assigned   LiveKit assigned the job ("assigned job to worker")
+    launched   the worker handed the job to a process (the monitor's "launched" line, from
+               this version on; before it, assigned -> agent holds both)
     agent      the agent's signalling reached a node (its job process connecting)
     active     the agent was ACTIVE ("participant active")
     announced  the worker monitor had LiveKit announce it (UpdateParticipant)
@@ -44,6 +46,8 @@ PHASES = (
     ("request", "cleaned"),
     ("cleaned", "assigned"),
     ("assigned", "agent"),
+    ("assigned", "launched"),
+    ("launched", "agent"),
     ("agent", "active"),
     ("active", "announced"),
     ("person", "active"),
@@ -94,6 +98,8 @@ def worker_events(state: Path, events: dict[str, dict[str, float]]) -> None:
                     seen.setdefault("request", stamp(record["timestamp"]))
                 elif message.endswith("successfully cleaned"):
                     seen.setdefault("cleaned", stamp(record["timestamp"]))
+                elif "launched: request hook" in message:
+                    seen.setdefault("launched", stamp(record["timestamp"]))
 
 
 def table(label: str, rows: list[tuple[float, dict[str, float]]]) -> None:

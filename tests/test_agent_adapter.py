@@ -8,6 +8,7 @@ dead agents to the watchdog's slower signals).
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 from livekit.agents import AgentServer
 
@@ -47,3 +48,10 @@ def test_the_registration_hook_is_installed_once_per_callback() -> None:
         assert len(source.handlers) == before + 1
     finally:
         source.removeHandler(source.handlers[-1])
+
+
+def test_a_launched_jobs_dispatch_timeline_is_read_when_livekit_agents_keeps_it() -> None:
+    info = SimpleNamespace(received_at=100.0, accepted_at=100.25, assigned_at=100.5)
+    assert adapter.dispatch_timeline(info) is None  # no launch time: an older livekit-agents
+    info.launched_at = 101.5
+    assert adapter.dispatch_timeline(info) == (0.25, 0.25, 1.0)

@@ -112,6 +112,7 @@ async def test_the_guide_workers_dead_job_is_replaced_in_its_room_by_the_monitor
     async with person(livekit_server, room, "user-1", publish=True) as user:
         first = await user.wait_for_agent(timeout=20)
         await worker.wait_for_log("watching this worker's jobs")  # attached at the request
+        await worker.wait_for_log("launched: request hook", room)  # where its time went
         [job] = job_processes(worker, livekit_server.url)
         os.kill(job, signal.SIGKILL)
         await user.wait_for(

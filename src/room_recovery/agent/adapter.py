@@ -20,6 +20,9 @@ Checked against livekit-agents `CHECKED_VERSIONS`. What it reads, and why:
   the first time it runs is inside the first job request, long after registration.
 * The log record "registered worker" of the logger `livekit.agents`, whose emitting frame
   holds the AgentServer as `self`: the moment a worker (re)registers.
+* `RunningJobInfo.received_at`, `accepted_at`, `assigned_at`, `launched_at` (livekit-agents
+  1.8's dispatch timeline, otherwise only on its tracing spans): how long a job spent in
+  the request hook, waiting for LiveKit's assignment, and waiting for a process.
 
 Everything else (the job context, its identity, shutdown callbacks) is public API.
 `problems()` says what the installed version lacks; `tests/test_agent_adapter.py` fails
@@ -122,6 +125,19 @@ async def report_load(server: Any) -> float | None:
     await refresh()
     await update()
     return worker_load(server)
+
+
+def dispatch_timeline(info: Any) -> tuple[float, float, float] | None:
+    """A launched job's seconds in the request hook, then until LiveKit's assignment came,
+    then until a process took it; None when livekit-agents does not keep these times."""
+    stamps = [getattr(info, f"{stage}_at", 0.0) for stage in _STAGES]
+    if not all(isinstance(at, float) and at > 0 for at in stamps):
+        return None
+    received, accepted, assigned, launched = stamps
+    return accepted - received, assigned - accepted, launched - assigned
+
+
+_STAGES = ("received", "accepted", "assigned", "launched")
 
 
 def registered_name(server: Any) -> str:

@@ -192,6 +192,14 @@ class WorkerMonitor:
         if info is None:
             return
         record = record_of(info)
+        if (timeline := adapter.dispatch_timeline(info)) is not None:
+            hook, assignment, process = timeline
+            logger.info(
+                "🚀 Job %s of room %s launched: request hook %.3f s, LiveKit's assignment "
+                "%.3f s, a process %.3f s",
+                *(record.job_id, record.room, hook, assignment, process),
+                extra={"room": record.room, "job_id": record.job_id, "timeline": timeline},
+            )
         self.jobs[record.job_id] = record
         self._launched_at[record.job_id] = time.monotonic()
         self._claim_launched(record)

@@ -78,7 +78,7 @@ class DispatchFate:
 class DispatchView:
     """One of a room's dispatches as LiveKit's state lists it: when it was made, how many
     jobs workers took for it, and when each job still starting (pending or running) was
-    assigned; times are wall-clock seconds."""
+    sent to its worker (LiveKit's `started_at`); times are wall-clock seconds."""
 
     created_at: float
     jobs: int = 0
@@ -93,8 +93,8 @@ def dispatch_on_its_way(
 
     LiveKit lists a dispatch's job only once a worker has accepted it: a dispatch made less
     than `REQUEST_DEADLINE` ago with no job may still be in a worker's request hook (up to
-    3 s). A job assigned less than `watch.job_wait` ago and still starting may be launching
-    its agent. Neither is proof of life (a job's state never changes when it dies): both
+    3 s). A job sent to its worker less than `watch.job_wait` ago and still starting may be
+    launching its agent. Neither is proof of life (a job's state never changes when it dies): both
     only ever hold a dispatch back for a bounded time.
     """
     for dispatch in dispatches:
