@@ -25,6 +25,10 @@ then the page's final explanation), a few seconds of talk, then `room_cleanup`, 
 The first wave of people (--concurrency of them) arrives spread over --ramp seconds (5 by
 default), as people do; each later person starts as an earlier one ends. --ramp 0 is a
 flash crowd: the whole first wave within milliseconds, on a worker just started.
+The people share this machine's CPU with the system they measure (their WebRTC takes a
+third of a core at 8 at once); with --nodes, --people-nice N runs them at nice N (the
+system's parts, the second watchdog included, keep theirs), closer to people whose
+browsers run on machines of their own.
 While the agent talks, if it leaves, the person waits in the room for a replacement as the
 page does while a recovery is under way. One session in twenty is a person who vanishes: a
 separate process, SIGKILLed once the agent is there.
@@ -792,9 +796,12 @@ async def main(args: argparse.Namespace) -> int:
         os.environ["LETTA_JOBS_AT_LIMIT"] = str(args.worker_jobs)
     if args.nodes > 1:
         with own_cluster(args.nodes, worker=WORKERS[args.worker]) as cluster:
+            if args.people_nice:  # this thread, and the people's threads it starts from now
+                os.setpriority(os.PRIO_PROCESS, 0, args.people_nice)
             print(
                 f"own cluster: {args.nodes} nodes, {args.worker} worker "
                 f"(at its limit at {os.environ.get('LETTA_JOBS_AT_LIMIT', '12')} jobs), "
+                f"people at nice {os.getpriority(os.PRIO_PROCESS, 0)}, "
                 f"page {cluster.page_url}, state {cluster.state_dir}",
                 flush=True,
             )
@@ -828,6 +835,13 @@ if __name__ == "__main__":
         "--worker-jobs",
         type=int,
         help="the spec worker's limit in jobs (default 12): LiveKit sends it no job at that many",
+    )
+    parser.add_argument(
+        "--people-nice",
+        type=int,
+        default=0,
+        help="with --nodes: run the bench's people at this nice value (the system's parts keep "
+        "theirs), as if their browsers were on machines of their own",
     )
     parser.add_argument("--page", help="a running system's page URL (default: start one)")
     parser.add_argument("--state-dir", type=Path, help="that system's state folder (faults)")

@@ -95,6 +95,13 @@ WORKERS = {
 # --- the system -----------------------------------------------------------------------------
 
 
+def normal_priority() -> None:
+    """In a child of a bench whose people run niced (chaos.py --people-nice): the system's
+    own parts run at the usual priority (lowering a nice value needs root; else as is)."""
+    with suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 @dataclass
 class SecondWatch:
     """A second `room-recovery watch`, same environment as `up`'s (REDIS_URL included)."""
@@ -116,6 +123,7 @@ class SecondWatch:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.log.parent,
+                preexec_fn=normal_priority,  # part of the system, not of the niced people
             )
 
     @property
