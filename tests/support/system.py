@@ -43,9 +43,10 @@ def _triple_free(port: int) -> bool:
     return True
 
 
-# the ports free_port_triple planned in this process, which LiveKit binds only later:
-# spare_port never hands one of them out for another part (a Redis on a node's metrics
-# port made `up` fail once in a full suite run)
+# the ports handed out in this process (free_port_triple's and spare_port's), which their
+# parts bind only later: none is handed out twice (a Redis on a node's metrics port, and
+# another on the web port of a System made before it, each made `up` fail once in a full
+# suite run)
 _PLANNED: set[int] = set()
 
 
@@ -64,10 +65,11 @@ def free_port_triple(nodes: int = 1) -> int:
 
 
 def spare_port() -> int:
-    """A free TCP port that none of the LiveKit ports planned by `free_port_triple` is."""
+    """A free TCP port that no port handed out before in this process is (see `_PLANNED`)."""
     for _ in range(50):
         port = free_port()
         if port not in _PLANNED:
+            _PLANNED.add(port)
             return port
     raise RuntimeError("no free port outside the planned LiveKit ports")
 
