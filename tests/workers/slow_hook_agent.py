@@ -1,13 +1,14 @@
-"""A worker whose request hook takes 2 s before it accepts, as a hook does on a busy machine
-(LiveKit allows it 3 s): LiveKit's automatic dispatch, no room-recovery code at all. While
-its hook runs, LiveKit lists the room's dispatch with no job yet.
+"""`plain_agent.py` (LiveKit's automatic dispatch, no room-recovery code at all) with a
+request hook that takes 2 s before it accepts, as a hook does on a busy machine (LiveKit
+allows it 3 s). While its hook runs, LiveKit lists the room's dispatch with no job yet.
 
     python tests/workers/slow_hook_agent.py start      (LIVEKIT_* from the environment)
 """
 
 import asyncio
 
-from livekit.agents import AgentServer, JobContext, JobRequest, WorkerOptions, cli
+from livekit.agents import JobRequest, WorkerOptions, cli
+from plain_agent import entrypoint, jobs_as_load
 
 HOOK_SECONDS = 2.0
 
@@ -15,15 +16,6 @@ HOOK_SECONDS = 2.0
 async def request_handler(job_request: JobRequest) -> None:
     await asyncio.sleep(HOOK_SECONDS)
     await job_request.accept()
-
-
-async def entrypoint(ctx: JobContext) -> None:
-    await ctx.connect()
-
-
-def jobs_as_load(server: AgentServer) -> float:
-    # test-only: the load by jobs, not by the machine's CPU (see plain_agent.py)
-    return min(1.0, len(server.active_jobs) / 8)
 
 
 if __name__ == "__main__":
