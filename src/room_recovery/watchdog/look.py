@@ -198,7 +198,7 @@ async def _act(
         state.replacing = result.ghosts[0].identity
         await _tell_pages(watchdog, name, state.replacing)
     elif not result.waiting:
-        state.replacing = None
+        state.replacing, state.awaited = None, False
     unanswered: set[str] = set()
     for ghost in result.ghosts:
         await watchdog.leadership.fence()
