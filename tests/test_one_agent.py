@@ -304,3 +304,22 @@ async def test_a_person_gets_a_dispatch_when_livekit_cannot_list_the_rooms_dispa
     dog.watch(ROOM)
     assert await look_at_room(dog, ROOM)
     assert len(fake.called("dispatch")) == 1  # never left waiting for our doubt
+
+
+async def test_a_job_whose_worker_died_before_its_agent_joined_holds_nothing_back() -> None:
+    fake = FakeTransport(fake_settings(room_prefix="voice-"))
+    dog = FakeWatchdog(fake)
+    fake.add_participant(ROOM, "user", age=3.2)
+    own = fake.add_dispatch(ROOM, "", jobs=[api.JobStatus.JS_RUNNING])
+    own.state.created_at = seconds_ago(3.2)
+    job = own.state.jobs[0].state
+    job.started_at, job.worker_id = seconds_ago(1.0), "AW_1"
+    link = WorkerLink(link_id="link-1")
+    hello = {"type": links.HELLO, "link": "link-1", "worker": "AW_1", "agent_name": ""}
+    await dog.links._apply(link, hello)
+    await dog.links._closed(link)  # its process is gone: LiveKit still says "running"
+    dog.watch(ROOM)
+    assert await look_at_room(dog, ROOM)
+    assert len(fake.called("dispatch")) == 1
+    await dog.links._apply(WorkerLink(link_id="link-2"), hello | {"link": "link-2"})
+    assert dog.links.gone() == set()  # linked again: it was only the link

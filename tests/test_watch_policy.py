@@ -251,10 +251,10 @@ def test_a_dispatch_no_worker_has_answered_yet_is_on_its_way_until_livekits_dead
 
 
 def test_a_job_sent_to_a_worker_a_moment_ago_is_on_its_way_for_a_bounded_time() -> None:
-    launching = DispatchView(created_at=NOW - 9, jobs=1, starting_since=(NOW - 2.0,))
+    launching = DispatchView(created_at=NOW - 9, jobs=1, starting=((NOW - 2.0, "AW_1"),))
     assert dispatch_on_its_way([launching], NOW, WATCH)
     # LiveKit never changes a dead job's state: "running" long ago proves nothing
-    stale = DispatchView(created_at=NOW - 60, jobs=1, starting_since=(NOW - WATCH.job_wait,))
+    stale = DispatchView(created_at=NOW - 60, jobs=1, starting=((NOW - WATCH.job_wait, "AW_1"),))
     assert not dispatch_on_its_way([stale], NOW, WATCH)
     ended = DispatchView(created_at=NOW - 2, jobs=1)  # its job failed or ended
     assert not dispatch_on_its_way([ended], NOW, WATCH)
@@ -263,3 +263,9 @@ def test_a_job_sent_to_a_worker_a_moment_ago_is_on_its_way_for_a_bounded_time() 
 def test_a_room_with_no_dispatch_or_an_unknown_time_has_nothing_on_its_way() -> None:
     assert not dispatch_on_its_way([], NOW, WATCH)
     assert not dispatch_on_its_way([DispatchView(created_at=0.0)], NOW, WATCH)
+
+
+def test_a_job_of_a_worker_whose_link_closed_brings_no_agent() -> None:
+    launching = DispatchView(created_at=NOW - 2, jobs=1, starting=((NOW - 1.0, "AW_1"),))
+    assert not dispatch_on_its_way([launching], NOW, WATCH, gone={"AW_1"})
+    assert dispatch_on_its_way([launching], NOW, WATCH, gone={"AW_2"})

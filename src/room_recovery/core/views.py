@@ -66,8 +66,11 @@ def dispatch_views(dispatches: list[api.AgentDispatch]) -> list[DispatchView]:
         DispatchView(
             created_at=d.state.created_at / 1e9,
             jobs=len(d.state.jobs),
-            starting_since=tuple(
-                job.state.started_at / 1e9 if job.state.started_at else d.state.created_at / 1e9
+            starting=tuple(
+                (
+                    (job.state.started_at or d.state.created_at) / 1e9,
+                    job.state.worker_id,
+                )
                 for job in d.state.jobs
                 if job.state.status in _STARTING
             ),

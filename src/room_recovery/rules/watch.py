@@ -17,7 +17,7 @@ dispatch every `failed_retry` seconds, and at once when a worker (re)registers.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .liveness import HEARTBEAT_TIMEOUT
@@ -77,16 +77,19 @@ class DispatchFate:
 @dataclass(frozen=True)
 class DispatchView:
     """One of a room's dispatches as LiveKit's state lists it: when it was made, how many
-    jobs workers took for it, and when each job still starting (pending or running) was
-    sent to its worker (LiveKit's `started_at`); times are wall-clock seconds."""
+    jobs workers took for it, and each job still starting (pending or running): when it
+    was sent to its worker (LiveKit's `started_at`) and which worker; wall-clock seconds."""
 
     created_at: float
     jobs: int = 0
-    starting_since: tuple[float, ...] = ()
+    starting: tuple[tuple[float, str], ...] = ()  # (sent at, worker id) per starting job
 
 
 def dispatch_on_its_way(
-    dispatches: Sequence[DispatchView], wall_now: float, watch: WatchPolicy
+    dispatches: Sequence[DispatchView],
+    wall_now: float,
+    watch: WatchPolicy,
+    gone: Collection[str] = (),
 ) -> bool:
     """Whether an agent may still come from a dispatch already made (LiveKit's own, made
     with the room, or anyone's), so that one more would make two agents.
@@ -94,14 +97,16 @@ def dispatch_on_its_way(
     LiveKit lists a dispatch's job only once a worker has accepted it: a dispatch made less
     than `REQUEST_DEADLINE` ago with no job may still be in a worker's request hook (up to
     3 s). A job sent to its worker less than `watch.job_wait` ago and still starting may be
-    launching its agent. Neither is proof of life (a job's state never changes when it dies): both
-    only ever hold a dispatch back for a bounded time.
+    launching its agent, unless its worker is `gone` (its link closed: the kernel's word).
+    Neither is proof of life (a job's state never changes when it dies): both only ever
+    hold a dispatch back for a bounded time.
     """
     for dispatch in dispatches:
         if not dispatch.jobs and wall_now - dispatch.created_at < REQUEST_DEADLINE:
             return True
-        if any(wall_now - since < watch.job_wait for since in dispatch.starting_since):
-            return True
+        for since, worker in dispatch.starting:
+            if wall_now - since < watch.job_wait and worker not in gone:
+                return True
     return False
 
 

@@ -72,6 +72,7 @@ class WorkerLinks:
         self._replacing: dict[str, float] = {}  # room -> until when its worker replaces
         self._died: dict[str, dict[str, DeadAgent]] = {}  # room -> identity -> its death
         self._worker_jobs: OrderedDict[str, None] = OrderedDict()  # reported by workers
+        self._gone: OrderedDict[str, None] = OrderedDict()  # workers whose link closed
         self.on_lost: LostHandler | None = None
         self.on_ready: ReadyHandler | None = None
         self.on_job: JobHandler | None = None
@@ -274,6 +275,7 @@ class WorkerLinks:
             link.worker = str(message.get("worker", ""))
             link.agent_name = str(message.get("agent_name", ""))
             link.kind = links.JOB if message.get("kind") == links.JOB else links.WORKER
+            self._gone.pop(link.worker, None)  # linked again: it was the link, not the worker
             self._forget(link)
             for job in jobs:
                 self._keep(link, job)
@@ -302,8 +304,17 @@ class WorkerLinks:
         if self.on_job is not None:
             self.on_job(job.room)
 
+    def gone(self) -> set[str]:
+        """The ids of workers whose link closed and never came back (the kernel's word that
+        the process is gone): a job LiveKit still lists as theirs will bring no agent."""
+        return set(self._gone)
+
     async def _closed(self, link: WorkerLink) -> None:
         jobs = self._forget(link)
+        if link.kind == links.WORKER and link.worker:
+            self._gone[link.worker] = None
+            while len(self._gone) > REMEMBERED_JOBS:
+                self._gone.popitem(last=False)
         if link.kind == links.JOB:  # a worker that links knows its own jobs better
             jobs = [job for job in jobs if job.job_id not in self._worker_jobs]
         if not jobs:

@@ -149,7 +149,8 @@ async def _on_its_way(watchdog: WatchdogContext, name: str, state: WatchedRoom) 
         logger.info("Room %s: cannot list its dispatches (%s)", name, exc, extra={"room": name})
         return False
     _learn_agent(watchdog, state, dispatches)
-    if not dispatch_on_its_way(dispatch_views(dispatches), time.time(), watchdog.options.watch):
+    views, watch = dispatch_views(dispatches), watchdog.options.watch
+    if not dispatch_on_its_way(views, time.time(), watch, watchdog.links.gone()):
         state.awaited = False
         return False
     if not state.awaited:
