@@ -7,10 +7,12 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from livekit import api
 
+from room_recovery.agent.guard import GuardOptions, SessionGuard
 from room_recovery.core.manager import RoomManager
 from room_recovery.protocol.messages import room_cleanup
 from tests.support.livekit import ServerInfo, eventually
@@ -191,3 +193,49 @@ async def test_the_agent_stays_when_the_person_comes_back_within_the_grace_perio
         assert [a.sid for a in back.agents()] == [agent.sid]
         await back.send(room_cleanup().to_bytes())
         await back.wait_for_no_agent(timeout=10)
+
+
+# --- a room LiveKit made anew under the same name ---------------------------------------------
+
+
+class RoomOfSid:
+    """The few parts of an rtc.Room the guard reads: a name, a sid, nobody in it."""
+
+    def __init__(self, sid: str) -> None:
+        self.name, self._sid = "voice-1", sid
+        self.remote_participants: dict[str, object] = {}
+
+    @property
+    async def sid(self) -> str:
+        return self._sid
+
+    def on(self, *_: object) -> None: ...
+
+    def off(self, *_: object) -> None: ...
+
+
+def job_context(sent_to: str, joined: str) -> SimpleNamespace:
+    ctx = SimpleNamespace(
+        job=SimpleNamespace(room=SimpleNamespace(sid=sent_to)),
+        room=RoomOfSid(joined),
+        shutdowns=[],
+        add_shutdown_callback=lambda _: None,
+    )
+    ctx.shutdown = ctx.shutdowns.append
+    return ctx
+
+
+async def test_an_agent_that_joined_a_room_made_anew_under_its_name_leaves_at_once() -> None:
+    # two DeleteRoom calls at once (a closing tab's leave, its agent's own cleanup): LiveKit
+    # made the room again for a moment and sent its agent, which then joined an empty new one
+    options = GuardOptions(heartbeat=False, delete_room=False)
+    anew = SessionGuard(job_context("RM_sent", "RM_other"), options)  # type: ignore[arg-type]
+    anew.start()
+    await asyncio.wait_for(anew.ended.wait(), 2)
+    assert anew.reason == "the room it was sent to is gone"
+    same = SessionGuard(job_context("RM_sent", "RM_sent"), options)  # type: ignore[arg-type]
+    same.start()
+    assert same._made_anew is not None
+    await same._made_anew
+    assert not same.ended.is_set()  # its own room: it waits for its person as always
+    same._cancel_timer()

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_GRACE = 5.0
 DEFAULT_FIRST_JOIN_TIMEOUT = 30.0
 DELETE_TIMEOUT = 5.0
+SID_WAIT = 5.0  # seconds for LiveKit to tell the agent its room's sid
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class SessionGuard:
         self._departed: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._made_anew: asyncio.Task[None] | None = None
 
     @property
     def room(self) -> rtc.Room:
@@ -101,6 +103,7 @@ class SessionGuard:
             )
         if not self._people():
             self._start_timer(self.options.first_join_timeout, "nobody joined")
+            self._made_anew = asyncio.create_task(self._end_if_the_room_was_made_anew())
 
     # --- room events (sync callbacks: they must never raise) -------------------------
 
@@ -197,6 +200,31 @@ class SessionGuard:
         self.ended.set()
         self.ctx.shutdown(reason)
 
+    async def _end_if_the_room_was_made_anew(self) -> None:
+        """End the job at once when the room it joined is not the room it was sent to.
+
+        A DeleteRoom that meets a room another DeleteRoom is closing makes it again for a
+        moment (livekit-server 1.13's `RoomService.DeleteRoom` first "ensures a node" with
+        CreateRoom), and LiveKit sends that room's agent again. The agent then joins a new,
+        empty room of the same name under another sid, and nobody ever comes to it: it
+        would wait the whole `first_join_timeout` (seen when a closing tab's leave and its
+        agent's own cleanup deleted the room together)."""
+        sent_to = self.ctx.job.room.sid
+        try:
+            joined = await asyncio.wait_for(self.room.sid, SID_WAIT)
+        except TimeoutError:
+            return
+        if sent_to and joined and joined != sent_to and not self._people():
+            logger.info(
+                "Room %s is a new room under the same name (%s, sent to %s); nobody is "
+                "coming to it: leaving",
+                self.room.name,
+                joined,
+                sent_to,
+                extra={"room": self.room.name},
+            )
+            self.end("the room it was sent to is gone")
+
     def _people(self) -> list[rtc.RemoteParticipant]:
         return [p for p in self.room.remote_participants.values() if not is_agent(p)]
 
@@ -213,8 +241,9 @@ class SessionGuard:
     async def _on_shutdown(self, reason: str) -> None:
         """After the agent left: delete the room if the guard ended the job and it is empty."""
         self._cancel_timer()
-        if self._heartbeat is not None:
-            await cancel_and_wait(self._heartbeat)
+        for task in (self._heartbeat, self._made_anew):
+            if task is not None:
+                await cancel_and_wait(task)
         for event, handler in (
             ("data_received", self._on_data),
             ("participant_connected", self._on_participant_connected),
