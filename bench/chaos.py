@@ -785,6 +785,14 @@ def report_cluster(run: Run, live: list[Removal]) -> None:
         print(f"  redis {key}: {value:.1f}")
 
 
+def nice_value(text: str) -> int:
+    """--people-nice: 0 (as the system's parts) to 19 (the lowest); raising a priority
+    needs root, so the people are never put above the system."""
+    if not text.isdigit() or int(text) > 19:
+        raise argparse.ArgumentTypeError(f"{text!r} is no nice value from 0 to 19, e.g. 10")
+    return int(text)
+
+
 async def main(args: argparse.Namespace) -> int:
     random.seed(args.seed)
     # SIGTERM (or an FFI panic, which the rtc SDK turns into one) cancels the run, so that
@@ -838,7 +846,7 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--people-nice",
-        type=int,
+        type=nice_value,
         default=0,
         help="with --nodes: run the bench's people at this nice value (the system's parts keep "
         "theirs), as if their browsers were on machines of their own",
